@@ -1,0 +1,32 @@
+# The two commands a fresh machine needs:   make demo   (the whole pipeline, offline)   make test
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: demo test install lint clean
+.DEFAULT_GOAL := demo
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv with the pinned versions
+
+demo: install  ## run the whole pipeline on the generated demo data
+	dvc repro
+
+test: install  ## run the test suite
+	pytest
+
+lint: install
+	ruff check tasks flows tests benchmarks
+
+clean:  ## remove what the pipeline produced (not the venv)
+	rm -rf data models reports mlruns/* mlflow.db

@@ -1,0 +1,26 @@
+"""Small helpers for the files steps write: parents created, JSON written atomically."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def out_path(path: str | Path) -> Path:
+    """`path` as a Path whose parent folder exists."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """Write `obj` as indented JSON via a temporary file, so readers never see half a file."""
+    path = out_path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text())

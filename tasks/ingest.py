@@ -1,0 +1,136 @@
+"""ingest: a source (demo, Kaggle folder or zip, PneumoniaMNIST) -> image manifest + pixel store.
+
+Outputs (paths in params.yaml): `paths.manifest` (one row per image), `paths.pixels`
+(uint8 N x size x size grayscale, row i = manifest row i), `paths.quarantine` (bad files
+skipped under `on_bad_image: skip`) and `paths.ingest_report`. The source is only read.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from tasks import images
+from tasks.cli import StepError, main
+from tasks.config import Ingest, Params
+from tasks.files import out_path, write_json
+from tasks.sources import CLASSES, Candidate, demo, folder, medmnist
+
+COLUMNS = ["path", "label", "class", "patient_id", "source_split", "width", "height", "mode",
+           "bytes", "sha256", "mean", "std"]
+
+
+class BadImages(StepError):
+    """Bad files under `on_bad_image: fail`; the message lists every one."""
+
+
+def _process(c: Candidate, size: int, min_side: int, max_pixels: int) -> tuple[dict, np.ndarray | None]:
+    """Decode one candidate: (manifest row, pixels) or (quarantine row, None)."""
+    row = {"path": c.path, "class": c.class_name, "patient_id": c.patient_id, "source_split": c.source_split}
+    if c.problem:
+        return {**row, "problem": c.problem}, None
+    try:
+        data = Path(c.path).read_bytes()
+        gray, info = images.decode(data, min_side=min_side, max_pixels=max_pixels)
+    except images.BadImage as err:
+        return {**row, "problem": str(err)}, None
+    except OSError as err:
+        return {**row, "problem": f"unreadable ({err.strerror or err})"}, None
+    pixels = images.resize(gray, size)
+    return {**row, **info, "label": CLASSES.index(c.class_name), "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "mean": round(float(pixels.mean()), 3), "std": round(float(pixels.std()), 3)}, pixels
+
+
+def ingest_files(cands: list[Candidate], cfg: Ingest, size: int) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """Decode candidates on `cfg.workers` processes: (manifest, pixels, quarantine)."""
+    work = partial(_process, size=size, min_side=cfg.min_side, max_pixels=cfg.max_pixels)
+    bar = dict(total=len(cands), unit="img", desc="ingest", mininterval=1.0)
+    if cfg.workers > 1 and len(cands) > 64:
+        with ProcessPoolExecutor(cfg.workers) as pool:
+            results = list(tqdm(pool.map(work, cands, chunksize=32), **bar))
+    else:
+        results = list(tqdm(map(work, cands), **bar))
+    good = [(row, px) for row, px in results if px is not None]
+    bad = pd.DataFrame([row for row, px in results if px is None],
+                       columns=["path", "class", "patient_id", "source_split", "problem"])
+    manifest = pd.DataFrame([row for row, _ in good], columns=COLUMNS)
+    pixels = np.stack([px for _, px in good]) if good else np.zeros((0, size, size), np.uint8)
+    return manifest, pixels, bad
+
+
+def ingest_arrays(npz: Path, size: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """PneumoniaMNIST splits -> (manifest, pixels); each image is its own patient."""
+    rows, stacks = [], []
+    for split, imgs, labels in medmnist.read(npz):
+        for i, (img, label) in enumerate(zip(imgs, labels)):
+            px = images.resize(img, size)
+            rows.append({"path": f"{npz}#{split}/{i}", "label": int(label), "class": CLASSES[int(label)],
+                         "patient_id": f"mnist-{split}-{i}", "source_split": split,
+                         "width": img.shape[1], "height": img.shape[0], "mode": "L", "bytes": img.nbytes,
+                         "sha256": hashlib.sha256(img.tobytes()).hexdigest(),
+                         "mean": round(float(px.mean()), 3), "std": round(float(px.std()), 3)})
+            stacks.append(px)
+    return pd.DataFrame(rows, columns=COLUMNS), np.stack(stacks)
+
+
+def collect(p: Params) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """Read the configured source: (manifest, pixels, quarantine)."""
+    cfg, size = p.ingest, p.data.image_size
+    if cfg.source == "medmnist":
+        m = cfg.medmnist
+        npz = medmnist.download(medmnist.url_for(m.url, m.size), Path(cfg.input), m.md5.get(m.size))
+        manifest, pixels = ingest_arrays(npz, size)
+        return manifest, pixels, pd.DataFrame(columns=["path", "class", "patient_id", "source_split", "problem"])
+    if cfg.source == "demo":
+        root = demo.generate(cfg.demo, Path(p.paths.raw) / "demo")
+    elif cfg.source == "folder":
+        root = Path(cfg.input)
+        if not root.exists():
+            raise StepError(f"ingest.input {root} does not exist; point it at a chest_xray folder or the Kaggle zip")
+        if root.is_file():
+            if root.suffix.lower() != ".zip":
+                raise StepError(f"ingest.input {root} is a file but not a .zip; give a folder or the Kaggle zip")
+            root = folder.extract_zip(root, Path(p.paths.raw) / root.stem, cfg.max_archive_bytes)
+    else:
+        raise StepError(f"ingest.source must be demo, folder or medmnist, got {cfg.source!r}")
+    cands = folder.candidates(root)
+    if not cands:
+        raise StepError(f"{root}: no image files in its class folders")
+    return ingest_files(cands, cfg, size)
+
+
+def run(p: Params) -> pd.DataFrame:
+    """Ingest the configured source and write manifest, pixels, quarantine and report."""
+    if p.ingest.on_bad_image not in ("fail", "skip"):
+        raise StepError(f"ingest.on_bad_image must be fail or skip, got {p.ingest.on_bad_image!r}")
+    start = time.perf_counter()
+    manifest, pixels, bad = collect(p)
+    seconds = time.perf_counter() - start
+    if len(bad) and p.ingest.on_bad_image == "fail":
+        lines = "\n".join(f"  {r.path}: {r.problem}" for r in bad.itertuples())
+        raise BadImages(f"{len(bad)} bad image(s):\n{lines}\nremove or fix them, or set ingest.on_bad_image: skip "
+                        f"to quarantine them in {p.paths.quarantine}")
+    manifest["path"] = [x if "#" in x else os.path.relpath(x) for x in manifest.path]  # portable across clones
+    manifest.to_csv(out_path(p.paths.manifest), index=False)
+    np.save(out_path(p.paths.pixels), pixels)
+    bad.to_csv(out_path(p.paths.quarantine), index=False)
+    rate = len(manifest) / seconds if seconds else 0.0
+    report = {"images": len(manifest), "quarantined": len(bad), "seconds": round(seconds, 2),
+              "images_per_second": round(rate, 1), "source": p.ingest.source,
+              "per_class": manifest["class"].value_counts().to_dict()}
+    write_json(p.paths.ingest_report, report)
+    print(f"ingest: {len(manifest)} images ({report['per_class']}) in {seconds:.1f} s = {rate:.0f} img/s; "
+          f"{len(bad)} quarantined" + (f" -> {p.paths.quarantine}" if len(bad) else ""))
+    return manifest
+
+
+if __name__ == "__main__":
+    main("ingest", run)

@@ -1,0 +1,18 @@
+"""Data sources for ingest: each yields `Candidate` records (or pixel arrays) to decode."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CLASSES = ("NORMAL", "PNEUMONIA")  # label = index
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One file to ingest. `problem` is set when the file is bad before it is even read."""
+
+    path: str
+    class_name: str
+    source_split: str
+    patient_id: str
+    problem: str | None = None

@@ -1,0 +1,127 @@
+"""Kaggle-style `chest_xray` folders and zips: find the images, their classes and patients.
+
+Accepted layouts: `<root>/{train,val,test}/{NORMAL,PNEUMONIA}/*`, a single split folder
+`<root>/{NORMAL,PNEUMONIA}/*`, and the Kaggle zip, which nests `chest_xray/chest_xray/...`
+and carries `__MACOSX/` junk. Folder names match case-insensitively.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+from tasks.cli import StepError
+from tasks.images import IMAGE_SUFFIXES
+from tasks.sources import CLASSES, SPLITS, Candidate
+
+_PATIENT_PATTERNS = [
+    re.compile(r"^(person\d+)_", re.I),             # person123_bacteria_456
+    re.compile(r"^((?:NORMAL2-)?IM-\d+)", re.I),    # IM-0115-0001, IM-0429-0001-0002, NORMAL2-IM-1427-0001
+    re.compile(r"^(DEMO-\d+)-", re.I),              # the generated demo set
+]
+_JUNK = re.compile(r"(^|/)(__MACOSX|\.DS_Store|Thumbs\.db|\._)")
+
+
+class SourceError(StepError):
+    """The source folder or archive cannot be ingested; the message says what to fix."""
+
+
+def patient_id(filename: str) -> str:
+    """Patient id from a Kaggle file name; a name in no known pattern is its own patient."""
+    stem = Path(filename).stem
+    for pattern in _PATIENT_PATTERNS:
+        match = pattern.match(stem)
+        if match:
+            return match.group(1)
+    return stem
+
+
+def extract_zip(archive: Path, dest: Path, max_bytes: int) -> Path:
+    """Extract `archive` into `dest` safely and return `dest`.
+
+    Refuses members that would land outside `dest` (zip-slip), absolute paths, and
+    archives whose declared uncompressed size exceeds `max_bytes`. Skips macOS junk.
+    Extraction is skipped when `dest` already holds a complete extraction of this archive.
+    """
+    marker = dest / ".extracted-from"
+    stamp = f"{archive.resolve()} {archive.stat().st_size} {archive.stat().st_mtime_ns}"
+    if marker.exists() and marker.read_text() == stamp:
+        return dest
+    with zipfile.ZipFile(archive) as zf:
+        members = [m for m in zf.infolist() if not _JUNK.search(m.filename)]
+        total = sum(m.file_size for m in members)
+        if total > max_bytes:
+            raise SourceError(f"{archive}: unpacks to {total:,} bytes, over ingest.max_archive_bytes="
+                              f"{max_bytes:,}; raise the limit if the archive is trusted")
+        root = dest.resolve()
+        for m in members:
+            target = (root / m.filename).resolve()
+            if m.filename.startswith("/") or not target.is_relative_to(root):
+                raise SourceError(f"{archive}: member {m.filename!r} escapes the extraction folder "
+                                  "(zip-slip); refusing the archive")
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        for m in members:
+            zf.extract(m, dest)
+    marker.write_text(stamp)
+    return dest
+
+
+def _child(folder: Path, name: str) -> Path | None:
+    for p in folder.iterdir():
+        if p.is_dir() and p.name.lower() == name.lower():
+            return p
+    return None
+
+
+def _is_split_dir(folder: Path) -> bool:
+    return any(_child(folder, c) for c in CLASSES)
+
+
+def find_split_dirs(root: Path) -> dict[str, Path]:
+    """Map split name -> folder holding the class folders, choosing one copy of nested duplicates."""
+    if _is_split_dir(root):
+        name = root.name.lower()
+        return {name if name in SPLITS else "train": root}
+    best: dict[str, Path] = {}
+    for dirpath, dirnames, _ in sorted(os.walk(root)):
+        dirnames[:] = sorted(d for d in dirnames if not _JUNK.search(d))
+        here = Path(dirpath)
+        found = {s: _child(here, s) for s in SPLITS}
+        found = {s: p for s, p in found.items() if p is not None and _is_split_dir(p)}
+        if found and not best:  # the shallowest layout wins; Kaggle's nested copy is identical
+            best = found
+    if not best:
+        raise SourceError(f"{root}: no NORMAL/PNEUMONIA folders found; expected "
+                          "chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/ or a folder with NORMAL/ and PNEUMONIA/")
+    return best
+
+
+def candidates(root: Path) -> list[Candidate]:
+    """Every file under the class folders of each split, with class, split and patient id.
+
+    Files in an unknown class folder and links that leave `root` come back with `problem` set.
+    """
+    root = root.resolve()
+    out: list[Candidate] = []
+    for split, split_dir in sorted(find_split_dirs(root).items()):
+        for entry in sorted(split_dir.iterdir()):
+            if _JUNK.search(entry.name) or not entry.is_dir():
+                continue
+            class_name = entry.name.upper()
+            for dirpath, dirnames, filenames in os.walk(entry):
+                dirnames.sort()
+                for name in sorted(filenames):
+                    path = Path(dirpath) / name
+                    if _JUNK.search(name) or (path.suffix.lower() not in IMAGE_SUFFIXES and path.suffix):
+                        continue
+                    problem = None
+                    if class_name not in CLASSES:
+                        problem = f"unknown class folder {entry.name!r} (expected NORMAL or PNEUMONIA)"
+                    elif path.is_symlink() and not path.resolve().is_relative_to(root):
+                        problem = "symbolic link that leaves the source folder"
+                    out.append(Candidate(str(path), class_name, split, patient_id(name), problem))
+    return out

@@ -1,0 +1,111 @@
+"""validate: a Great Expectations suite over the image manifest; a failure stops the pipeline.
+
+Writes `paths.validation` (results JSON), Data Docs under `paths.data_docs` and a picture
+of the data at `paths.data_preview`. Each failed expectation prints one line and the
+step exits 1, so nothing downstream runs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.cli import StepError, main
+from tasks.config import Params, Validate
+from tasks.files import write_json
+from tasks.ingest import COLUMNS
+from tasks.preview import data_preview
+from tasks.sources import CLASSES
+
+REQUIRED = ["path", "label", "class", "patient_id", "source_split", "width", "height", "sha256"]
+
+
+class SuiteFailed(StepError):
+    """One or more expectations failed; the message has one line per failure."""
+
+
+def derived(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest plus columns that turn cross-row rules into per-row ones."""
+    df = manifest.copy()
+    df["patients_per_sha256"] = df.groupby("sha256").patient_id.transform("nunique")
+    df["class_count"] = df.groupby("class")["class"].transform("size")
+    return df
+
+
+def expectations(cfg: Validate) -> list:
+    """The suite: every rule the manifest must satisfy before it is split."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    rules = [e.ExpectTableColumnsToMatchSet(column_set=COLUMNS + ["patients_per_sha256", "class_count"])]
+    rules += [e.ExpectColumnValuesToNotBeNull(column=c) for c in REQUIRED]
+    rules += [
+        e.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]),
+        e.ExpectColumnValuesToBeInSet(column="class", value_set=list(CLASSES)),
+        e.ExpectColumnValuesToBeInSet(column="source_split", value_set=["train", "val", "test"]),
+        e.ExpectColumnValuesToBeBetween(column="width", min_value=cfg.width[0], max_value=cfg.width[1]),
+        e.ExpectColumnValuesToBeBetween(column="height", min_value=cfg.height[0], max_value=cfg.height[1]),
+        e.ExpectColumnValuesToBeUnique(column="path"),
+        # byte-identical files must belong to one patient, or the split would leak
+        e.ExpectColumnValuesToBeBetween(column="patients_per_sha256", min_value=1, max_value=1),
+        e.ExpectColumnValuesToBeBetween(column="class_count", min_value=cfg.min_per_class),
+        e.ExpectColumnMeanToBeBetween(column="label", min_value=cfg.pneumonia_fraction[0],
+                                      max_value=cfg.pneumonia_fraction[1]),
+        e.ExpectColumnDistinctValuesToContainSet(column="class", value_set=list(CLASSES)),
+    ]
+    return rules
+
+
+def run_suite(manifest: pd.DataFrame, cfg: Validate, docs_dir: str) -> tuple[bool, list[str], dict]:
+    """Validate `manifest`: (success, one line per failed expectation, results as JSON)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.add_data_docs_site(site_name="local", site_config={
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                          "base_directory": str(Path(docs_dir).resolve())},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
+    batch = context.data_sources.add_pandas("manifest").add_dataframe_asset("images") \
+        .add_batch_definition_whole_dataframe("all")
+    suite = context.suites.add(gx.ExpectationSuite(name="manifest"))
+    for rule in expectations(cfg):
+        suite.add_expectation(rule)
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name="manifest", data=batch, suite=suite))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name="manifest", validation_definitions=[definition],
+        actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["local"])]))
+    result = checkpoint.run(batch_parameters={"dataframe": derived(manifest)})
+    failures = []
+    for run_result in result.run_results.values():
+        for r in run_result.results:
+            if not r.success:
+                cfg_ = r.expectation_config
+                column = cfg_.kwargs.get("column", "table")
+                detail = r.result.get("partial_unexpected_list") or r.result.get("observed_value")
+                count = r.result.get("unexpected_count")
+                failures.append(f"{cfg_.type} on `{column}` failed"
+                                + (f": {count} unexpected, e.g. {detail[:3]}" if count else f": observed {detail}"))
+    return result.success, failures, result.describe_dict()
+
+
+def run(p: Params) -> None:
+    manifest = pd.read_csv(p.paths.manifest)
+    data_preview(manifest, np.load(p.paths.pixels, mmap_mode="r"), p.paths.data_preview)
+    success, failures, results = run_suite(manifest, p.validate, p.paths.data_docs)
+    write_json(p.paths.validation, {"success": success, "failures": failures, "results": results})
+    index = Path(p.paths.data_docs) / "index.html"
+    print(f"validate: Data Docs at {index}; data preview at {p.paths.data_preview}")
+    if not success:
+        raise SuiteFailed(f"{len(failures)} expectation(s) failed on {p.paths.manifest}:\n  " + "\n  ".join(failures)
+                          + f"\nsee {index} for details; fix the data or the bounds in params.yaml `validate:`")
+    print(f"validate: {len(manifest)} rows passed all expectations")
+
+
+if __name__ == "__main__":
+    main("validate", run)

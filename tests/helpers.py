@@ -1,0 +1,69 @@
+"""Test helpers: tiny Kaggle-like image trees and params files written into a temp folder."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from tasks import config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "chest_xray"
+
+
+def image_bytes(seed: int, size: int = 64, fmt: str = "JPEG", mode: str = "L") -> bytes:
+    rng = np.random.default_rng(seed)
+    arr = (rng.random((size, size)) * 200 + 20).astype(np.uint8)
+    img = Image.fromarray(arr, mode="L")
+    if mode != "L":
+        img = img.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def kaggle_tree(root: Path, splits=("train",), patients: int = 6, per_patient: int = 2) -> Path:
+    """root/chest_xray/<split>/{NORMAL,PNEUMONIA}/ with Kaggle-style names; returns root/chest_xray."""
+    base = root / "chest_xray"
+    seed = 0
+    for split in splits:
+        for p in range(patients):
+            for i in range(per_patient):
+                seed += 1
+                normal = base / split / "NORMAL" / f"IM-{split[:2]}{p:02d}-{i:04d}.jpeg"
+                sick = base / split / "PNEUMONIA" / f"person{split[:2]}{p}_bacteria_{seed}.jpeg"
+                for path in (normal, sick):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(image_bytes(seed + (path is sick) * 1000))
+    return base
+
+
+def tree_digest(root: Path) -> str:
+    """A hash of every file's path and bytes under root, to prove a source was not modified."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def deep_update(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        out[key] = deep_update(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def write_params(folder: Path, overrides: dict | None = None) -> config.Params:
+    """params.yaml of the repo with `overrides` applied, written to folder; returns it loaded."""
+    raw = deep_update(config.read_yaml(REPO / "params.yaml"), overrides or {})
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return config.load(folder / "params.yaml")
+
+
+TINY_DEMO = {"ingest": {"demo": {"patients": 40, "size": 64}}, "data": {"image_size": 48},
+             "validate": {"min_per_class": 5}}

@@ -1,0 +1,48 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, write_params
+
+
+def repo_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    return [f for f in out.splitlines() if (REPO / f).exists()]
+
+
+class RepoCopy:
+    """A fresh git+DVC checkout of this repo's working tree; `run` executes commands in it."""
+
+    def __init__(self, path: Path, env: dict | None = None):
+        self.path = path
+        for rel in repo_files():
+            target = path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, target)
+        self.env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                    "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(path), **(env or {})}
+        self.run("git", "init", "-q")
+        self.run("git", "add", "-A")
+        self.run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy")
+
+    def __truediv__(self, other) -> Path:
+        return self.path / other
+
+    def run(self, *cmd, check=True, timeout=900) -> subprocess.CompletedProcess:
+        proc = subprocess.run(list(cmd), cwd=self.path, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode:
+            raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def params(self, overrides: dict):
+        return write_params(self.path, overrides)
+
+
+@pytest.fixture
+def repo_copy(tmp_path):
+    return RepoCopy(tmp_path / "repo")

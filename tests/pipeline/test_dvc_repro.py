@@ -1,0 +1,43 @@
+"""The real `dvc repro` on tiny generated data: runs, is a no-op the second time, reruns only what changed."""
+import json
+
+import pandas as pd
+import pytest
+
+from tests.helpers import TINY_DEMO
+
+pytestmark = pytest.mark.slow
+DATA_STAGES = ["ingest", "validate", "split"]
+
+
+def ran(output: str) -> list[str]:
+    return [s for s in DATA_STAGES if f"Running stage '{s}'" in output]
+
+
+def test_repro_noop_and_param_change(repo_copy):
+    repo_copy.params(TINY_DEMO)
+    first = repo_copy.run("dvc", "repro", *DATA_STAGES)
+    assert ran(first.stdout) == DATA_STAGES
+    frame = pd.read_csv(repo_copy / "data/prepared/split.csv")
+    assert set(frame.split) == {"train", "val", "test"}
+    assert frame.groupby("patient_id").split.nunique().max() == 1
+
+    second = repo_copy.run("dvc", "repro", *DATA_STAGES)
+    assert ran(second.stdout) == []
+    status = repo_copy.run("dvc", "status", *DATA_STAGES)
+    assert "up to date" in status.stdout.lower() or status.stdout.strip() == ""
+
+    repo_copy.params({**TINY_DEMO, "split": {"seed": 7}})
+    third = repo_copy.run("dvc", "repro", *DATA_STAGES)
+    assert ran(third.stdout) == ["split"]
+    assert not pd.read_csv(repo_copy / "data/prepared/split.csv").split.equals(frame.split)
+
+
+def test_failing_suite_stops_the_pipeline(repo_copy):
+    repo_copy.params({**TINY_DEMO, "validate": {"min_per_class": 10_000}})
+    proc = repo_copy.run("dvc", "repro", *DATA_STAGES, check=False)
+    assert proc.returncode != 0
+    assert "expect_column_values_to_be_between on `class_count`" in proc.stderr + proc.stdout
+    assert not (repo_copy / "data/prepared/split.csv").exists()
+    assert json.loads((repo_copy / "reports/validation.json").read_text())["success"] is False
+    assert (repo_copy / "reports/data_docs/index.html").exists()

@@ -1,0 +1,86 @@
+import zipfile
+
+import pytest
+
+from tasks.sources import folder
+from tests.helpers import image_bytes, kaggle_tree
+
+
+@pytest.mark.parametrize("name, patient", [
+    ("person123_bacteria_456.jpeg", "person123"),
+    ("person1000_virus_1681.jpeg", "person1000"),
+    ("IM-0115-0001.jpeg", "IM-0115"),
+    ("IM-0429-0001-0002.jpeg", "IM-0429"),
+    ("NORMAL2-IM-1427-0001.jpeg", "NORMAL2-IM-1427"),
+    ("DEMO-0007-02.png", "DEMO-0007"),
+    ("scan.png", "scan"),
+])
+def test_patient_id_from_kaggle_names(name, patient):
+    assert folder.patient_id(name) == patient
+
+
+def test_candidates_keep_class_split_and_patient(tmp_path):
+    root = kaggle_tree(tmp_path, splits=("train", "test"), patients=2, per_patient=1)
+    cands = folder.candidates(root)
+    assert len(cands) == 8
+    assert {c.source_split for c in cands} == {"train", "test"}
+    assert all(c.problem is None for c in cands)
+    assert {c.class_name for c in cands} == {"NORMAL", "PNEUMONIA"}
+
+
+def test_single_split_folder_is_accepted(tmp_path):
+    root = kaggle_tree(tmp_path, patients=1, per_patient=1)
+    assert [c.source_split for c in folder.candidates(root / "train")] == ["train", "train"]
+
+
+def test_unknown_class_folder_and_escaping_link_are_flagged(tmp_path):
+    root = kaggle_tree(tmp_path, patients=1, per_patient=1)
+    (root / "train" / "COVID").mkdir()
+    (root / "train" / "COVID" / "x.jpeg").write_bytes(image_bytes(5))
+    outside = tmp_path / "secret.jpeg"
+    outside.write_bytes(image_bytes(6))
+    (root / "train" / "NORMAL" / "IM-9999-0001.jpeg").symlink_to(outside)
+    problems = {c.path.split("/")[-1]: c.problem for c in folder.candidates(root) if c.problem}
+    assert "unknown class" in problems["x.jpeg"]
+    assert "leaves the source folder" in problems["IM-9999-0001.jpeg"]
+
+
+def _kaggle_zip(tmp_path):
+    src = kaggle_tree(tmp_path / "src", splits=("train", "val", "test"), patients=1, per_patient=1)
+    archive = tmp_path / "chest-xray-pneumonia.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(src.rglob("*.jpeg")):
+            rel = path.relative_to(src.parent)
+            zf.write(path, str(rel))
+            zf.write(path, f"chest_xray/chest_xray/{rel.relative_to('chest_xray')}")  # Kaggle's nested copy
+            zf.writestr(f"__MACOSX/chest_xray/{rel.parent}/._{path.name}", b"junk")
+    return archive
+
+
+def test_kaggle_zip_nested_copy_and_macosx_junk(tmp_path):
+    dest = folder.extract_zip(_kaggle_zip(tmp_path), tmp_path / "out", max_bytes=10**9)
+    assert not (dest / "__MACOSX").exists()
+    cands = folder.candidates(dest)
+    assert len(cands) == 6  # one copy only: 3 splits x 2 classes
+    assert {c.source_split for c in cands} == {"train", "val", "test"}
+
+
+def test_zip_slip_member_is_refused(tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("chest_xray/train/NORMAL/ok.jpeg", image_bytes(1))
+        zf.writestr("../../escaped.jpeg", image_bytes(2))
+    with pytest.raises(folder.SourceError, match="zip-slip"):
+        folder.extract_zip(archive, tmp_path / "out", max_bytes=10**9)
+    assert not (tmp_path.parent / "escaped.jpeg").exists()
+
+
+def test_absurd_uncompressed_size_is_refused(tmp_path):
+    with pytest.raises(folder.SourceError, match="max_archive_bytes"):
+        folder.extract_zip(_kaggle_zip(tmp_path), tmp_path / "out", max_bytes=100)
+
+
+def test_folder_without_class_folders_names_the_fix(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(folder.SourceError, match="NORMAL/PNEUMONIA"):
+        folder.find_split_dirs(tmp_path / "empty")
