@@ -6,7 +6,7 @@ without a traceback; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 
 class StepError(Exception):

@@ -123,7 +123,7 @@ def build(cls, values, where: str):
             value = build(hint, value, f"{where}.{f.name}")
         elif hint is tuple and isinstance(value, list):
             value = tuple(value)
-        elif hint in (int, float, str) and not isinstance(value, hint) and not (hint is float and isinstance(value, int)):
+        elif hint in (int, float, str) and not isinstance(value, (int, float) if hint is float else hint):
             raise ConfigError(f"params.yaml: `{where}.{f.name}` must be {hint.__name__}, got {value!r}")
         kwargs[f.name] = value
     return cls(**kwargs)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from tasks.files import out_path  # noqa: E402
+from tasks.files import out_path
 
 
 def data_preview(manifest: pd.DataFrame, pixels: np.ndarray, path: str, per_cell: int = 4, seed: int = 0) -> str:

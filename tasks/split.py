@@ -86,7 +86,7 @@ def run(p: Params) -> pd.DataFrame:
     check_leakage(frame)
     for name in SPLITS:
         if not (frame.split == name).any():
-            raise StepError(f"split `{name}` is empty ({len(manifest)} images); add data or change params.yaml `split:`")
+            raise StepError(f"split `{name}` is empty ({len(manifest)} images); add data or change `split:` in params")
     frame.to_csv(out_path(p.paths.split), index=False)
     report = summary(frame)
     write_json(p.paths.split_report, report)

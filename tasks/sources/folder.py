@@ -17,9 +17,9 @@ from tasks.images import IMAGE_SUFFIXES
 from tasks.sources import CLASSES, SPLITS, Candidate
 
 _PATIENT_PATTERNS = [
-    re.compile(r"^(person\d+)_", re.I),             # person123_bacteria_456
-    re.compile(r"^((?:NORMAL2-)?IM-\d+)", re.I),    # IM-0115-0001, IM-0429-0001-0002, NORMAL2-IM-1427-0001
-    re.compile(r"^(DEMO-\d+)-", re.I),              # the generated demo set
+    re.compile(r"^(person\d+)_", re.IGNORECASE),             # person123_bacteria_456
+    re.compile(r"^((?:NORMAL2-)?IM-\d+)", re.IGNORECASE),    # IM-0115-0001, IM-0429-0001-0002, NORMAL2-IM-1427-0001
+    re.compile(r"^(DEMO-\d+)-", re.IGNORECASE),              # the generated demo set
 ]
 _JUNK = re.compile(r"(^|/)(__MACOSX|\.DS_Store|Thumbs\.db|\._)")
 
