@@ -95,12 +95,66 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Model:
+    name: str = "fast_cnn"
+    stem: int = 24
+    stem_pool: bool = True
+    filters: tuple = (48, 96, 192)
+    convs_per_block: int = 2
+    dropout: float = 0.3
+
+
+@dataclass(frozen=True)
+class Augment:
+    rotation: float = 0.03
+    zoom: float = 0.1
+    shift: float = 0.06
+    brightness: float = 0.1
+    contrast: float = 0.25
+    horizontal_flip: bool = False
+
+
+@dataclass(frozen=True)
+class Train:
+    epochs: int = 15
+    batch_size: int = 32
+    learning_rate: float = 0.002
+    patience: int = 5
+    class_weight: str = "balanced"
+    label_smoothing: float = 0.05
+    normalize: str = "equalize"
+    distribute: str = "none"
+    seed: int = 42
+    augment: Augment = Augment()
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    threshold: str = "target_sensitivity"
+    target_sensitivity: float = 0.95
+    calibrate: str = "temperature"
+    prevalence: float = 0.63
+    gradcam: int = 4
+
+
+@dataclass(frozen=True)
+class Tracking:
+    uri: str = "sqlite:///mlruns/mlflow.db"
+    artifacts: str = "mlruns/artifacts"
+    experiment: str = "pneumonia-classifier"
+
+
+@dataclass(frozen=True)
 class Params:
     paths: Paths
     data: Data = Data()
     ingest: Ingest = Ingest()
     validate: Validate = Validate()
     split: Split = Split()
+    model: Model = Model()
+    train: Train = Train()
+    evaluate: Evaluate = Evaluate()
+    tracking: Tracking = Tracking()
 
 
 def build(cls, values, where: str):

@@ -67,3 +67,4 @@ def write_params(folder: Path, overrides: dict | None = None) -> config.Params:
 
 TINY_DEMO = {"ingest": {"demo": {"patients": 40, "size": 64}}, "data": {"image_size": 48},
              "validate": {"min_per_class": 5}}
+TINY_TRAIN = {**TINY_DEMO, "train": {"epochs": 2, "batch_size": 16, "patience": 5}, "evaluate": {"gradcam": 2}}

@@ -1,0 +1,148 @@
+"""evaluate: calibrate and choose the operating point on validation, then measure on test once.
+
+Writes `paths.metrics` (declared under `metrics:` in dvc.yaml), `paths.predictions`,
+curve CSVs under `paths.curves` (for `dvc plots`), figures under `paths.figures`, and logs
+all of it plus the servable pyfunc model to the pipeline's MLflow run.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn import metrics as skm
+
+from tasks import metrics as M
+from tasks import plots, tracking
+from tasks.cli import StepError, main
+from tasks.config import Evaluate, Params
+from tasks.files import out_path, write_json
+from tasks.train import model_path
+
+
+def operating_point(y_val, raw_val, cfg: Evaluate) -> tuple[float, float]:
+    """(temperature, threshold), both fitted on validation only."""
+    if cfg.calibrate not in ("temperature", "none"):
+        raise StepError(f"evaluate.calibrate must be temperature or none, got {cfg.calibrate!r}")
+    temperature = M.fit_temperature(y_val, raw_val) if cfg.calibrate == "temperature" else 1.0
+    threshold = M.pick_threshold(y_val, M.apply_temperature(raw_val, temperature), cfg.threshold,
+                                 cfg.target_sensitivity)
+    return temperature, threshold
+
+
+def score(y, prob, threshold: float, prevalence: float) -> dict:
+    """Every metric of one split at `threshold`, plus the threshold-free ones and the deployment view."""
+    m = {**M.at_threshold(y, prob, threshold), **M.threshold_free(y, prob)}
+    deployed = M.at_prevalence(m["recall"], m["specificity"], prevalence)
+    m.update({f"deployed_{k}": v for k, v in deployed.items()})
+    return m
+
+
+def summary_block(test: dict, train_acc: float | None) -> str:
+    """The reference article's printout, so results compare at a glance."""
+    lines = ["CONFUSION MATRIX ------------------", f"[[{test['tn']:4d} {test['fp']:4d}]",
+             f" [{test['fn']:4d} {test['tp']:4d}]]", "", "TEST METRICS ----------------------",
+             f"Accuracy: {100 * test['accuracy']:.1f}%", f"Precision: {100 * test['precision']:.1f}%",
+             f"Recall: {100 * test['recall']:.1f}%", f"Specificity: {100 * test['specificity']:.1f}%",
+             f"F1-score: {100 * test['f1']:.1f}", f"ROC-AUC: {test['roc_auc']:.4f}", "",
+             "TRAIN METRIC ----------------------"]
+    lines.append(f"Train acc: {100 * train_acc:.1f}%" if train_acc is not None else "Train acc: n/a")
+    return "\n".join(lines)
+
+
+def write_curves(y, prob, folder: str) -> None:
+    fpr, tpr, _ = skm.roc_curve(y, prob)
+    pd.DataFrame({"fpr": fpr, "tpr": tpr}).to_csv(out_path(Path(folder) / "roc.csv"), index=False)
+    precision, recall, _ = skm.precision_recall_curve(y, prob)
+    pd.DataFrame({"recall": recall, "precision": precision}).to_csv(Path(folder) / "pr.csv", index=False)
+
+
+def figures(p: Params, model, x_test, y_test, prob_test, raw_test, test_m: dict) -> list[str]:
+    """Every evaluation figure; returns their paths."""
+    from tasks.gradcam import heatmaps
+
+    fig = Path(p.paths.figures)
+    out = []
+    history = Path(p.paths.history)
+    if history.exists():
+        out.append(plots.training_curves(pd.read_csv(history), fig / "training_curves.png"))
+    out.append(plots.confusion(test_m, fig / "confusion_matrix.png", "test confusion matrix"))
+    out.extend(plots.roc_pr(y_test, prob_test, test_m, fig / "roc.png", fig / "pr.png"))
+    out.append(plots.reliability(y_test, {"raw": raw_test, "calibrated": prob_test}, fig / "reliability.png"))
+    pred = prob_test >= test_m["threshold"]
+    wrong = np.flatnonzero(pred != y_test.astype(bool))[:18]
+    names = np.array(["NORMAL", "PNEUMONIA"])
+    caps = [f"true {names[int(y_test[i])]}\np={prob_test[i]:.2f}" for i in wrong]
+    out.append(plots.image_grid(x_test[wrong, ..., 0], caps, fig / "misclassified.png",
+                                f"misclassified test images ({len(np.flatnonzero(pred != y_test))} in all)"))
+    k = p.evaluate.gradcam
+    right = np.flatnonzero(pred == y_test.astype(bool))[:k]
+    chosen = np.concatenate([right, wrong[:k]]).astype(int)
+    if len(chosen):
+        caps = [("correct" if pred[i] == y_test[i] else "WRONG") + f" {names[int(y_test[i])]}\np={prob_test[i]:.2f}"
+                for i in chosen]
+        out.append(plots.image_grid(x_test[chosen, ..., 0], caps, fig / "gradcam.png", "Grad-CAM (test)",
+                                    overlays=heatmaps(model, x_test[chosen]), cols=max(k, 1)))
+    return out
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def run(p: Params) -> dict:
+    import keras
+
+    from tasks.data import load_splits
+    from tasks.preprocess import normalize
+    from tasks.serving import log_pyfunc
+
+    model = keras.saving.load_model(model_path(p), compile=False, safe_mode=True)
+    splits = load_splits(p.paths)
+    x = {s: normalize(splits[s][0], p.train.normalize) for s in ("val", "test")}
+    y = {s: splits[s][1].astype(int) for s in ("val", "test")}
+    raw = {s: model.predict(x[s], batch_size=64, verbose=0)[:, 0].astype(np.float64) for s in ("val", "test")}
+    temperature, threshold = operating_point(y["val"], raw["val"], p.evaluate)
+    prob = {s: M.apply_temperature(raw[s], temperature) for s in raw}
+    result = {s: score(y[s], prob[s], threshold, p.evaluate.prevalence) for s in ("val", "test")}
+    result["test"]["ece_uncalibrated"] = M.ece(y["test"], raw["test"])
+    result.update(threshold=threshold, temperature=temperature, threshold_method=p.evaluate.threshold)
+    write_json(p.paths.metrics, result)
+    frame = pd.read_csv(p.paths.split)
+    rows = [pd.DataFrame({"split": s, "path": frame.path[frame.split == s].to_numpy(), "label": y[s],
+                          "probability": prob[s], "prediction": (prob[s] >= threshold).astype(int)}) for s in prob]
+    pd.concat(rows).to_csv(out_path(p.paths.predictions), index=False)
+    write_curves(y["test"], prob["test"], p.paths.curves)
+    paths = figures(p, model, x["test"], y["test"], prob["test"], raw["test"], result["test"])
+
+    history = pd.read_csv(p.paths.history) if Path(p.paths.history).exists() else None
+    train_acc = float(history.accuracy.iloc[-1]) if history is not None else None
+    print(summary_block(result["test"], train_acc))
+    print(f"evaluate: threshold {threshold:.3f} ({p.evaluate.threshold}, chosen on validation), temperature "
+          f"{temperature:.2f}; metrics -> {p.paths.metrics}; figures -> {p.paths.figures}")
+
+    run_id = tracking.recorded_run_id(p)
+    if run_id is None:
+        raise StepError(f"{p.paths.mlflow_run} is missing: run train first (it opens the MLflow run)")
+    with tracking.pipeline_run(p, run_id):
+        import mlflow
+
+        mlflow.log_metrics({f"{s}_{k}": float(v) for s in ("val", "test") for k, v in result[s].items()})
+        mlflow.log_metrics({"threshold": threshold, "temperature": temperature})
+        for path in paths:
+            mlflow.log_artifact(path, "figures")
+        mlflow.log_artifact(p.paths.metrics)
+        mlflow.log_artifact(p.paths.predictions)
+        config = {"image_size": p.data.image_size, "normalize": p.train.normalize, "threshold": threshold,
+                  "temperature": temperature}
+        log_pyfunc(str(model_path(p)), config, png_bytes(splits["test"][0][0]),
+                   str(Path(p.paths.model_dir) / "serving.json"))
+    return result
+
+
+if __name__ == "__main__":
+    main("evaluate", run)

@@ -1,0 +1,92 @@
+"""Pure metric functions on labels and probabilities (numpy + scikit-learn, no TF, no I/O)."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn import metrics as skm
+
+EPS = 1e-7
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def at_threshold(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
+    """Confusion matrix and the threshold metrics when `prob >= threshold` calls pneumonia."""
+    y, pred = np.asarray(y).astype(int), (np.asarray(prob) >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    sens = tp / (tp + fn) if tp + fn else 0.0
+    spec = tn / (tn + fp) if tn + fp else 0.0
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    return {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp), "threshold": float(threshold),
+            "accuracy": (tp + tn) / len(y), "precision": prec, "recall": sens, "specificity": spec,
+            "f1": 2 * prec * sens / (prec + sens) if prec + sens else 0.0, "balanced_accuracy": (sens + spec) / 2}
+
+
+def ece(y: np.ndarray, prob: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: mean |accuracy - confidence| over equal-width bins, weighted by count."""
+    y, prob = np.asarray(y, float), np.asarray(prob, float)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(prob, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.mean() * abs(y[mask].mean() - prob[mask].mean())
+    return float(total)
+
+
+def threshold_free(y: np.ndarray, prob: np.ndarray) -> dict:
+    """ROC-AUC, PR-AUC, Brier score, ECE and specificity at 95 % sensitivity."""
+    return {"roc_auc": float(skm.roc_auc_score(y, prob)), "pr_auc": float(skm.average_precision_score(y, prob)),
+            "brier": float(skm.brier_score_loss(y, prob)), "ece": ece(y, prob),
+            "specificity_at_95_sensitivity": specificity_at_sensitivity(y, prob, 0.95)}
+
+
+def specificity_at_sensitivity(y: np.ndarray, prob: np.ndarray, target: float) -> float:
+    fpr, tpr, _ = skm.roc_curve(y, prob)
+    return float(1 - fpr[np.argmax(tpr >= target)])
+
+
+def pick_threshold(y: np.ndarray, prob: np.ndarray, method: str, target: float = 0.95) -> float:
+    """A decision threshold from validation data only.
+
+    youden: maximises sensitivity + specificity - 1. target_sensitivity: the highest
+    threshold whose sensitivity is at least `target` (the most specific such point).
+    """
+    fpr, tpr, thresholds = skm.roc_curve(y, prob)
+    thresholds = np.clip(thresholds, 0.0, 1.0)  # sklearn's first threshold is +inf
+    if method == "youden":
+        return float(thresholds[np.argmax(tpr - fpr)])
+    if method == "target_sensitivity":
+        return float(thresholds[np.argmax(tpr >= target)])
+    raise ValueError(f"evaluate.threshold must be youden or target_sensitivity, got {method!r}")
+
+
+def fit_temperature(y: np.ndarray, prob: np.ndarray) -> float:
+    """Temperature T minimising the log-loss of sigmoid(logit(prob) / T) on (validation) data."""
+    z, y = logit(prob), np.asarray(y, float)
+
+    def nll(log_t):
+        q = np.clip(sigmoid(z / np.exp(log_t)), EPS, 1 - EPS)
+        return -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+
+
+def apply_temperature(prob: np.ndarray, temperature: float) -> np.ndarray:
+    return sigmoid(logit(prob) / temperature)
+
+
+def at_prevalence(sensitivity: float, specificity: float, prevalence: float) -> dict:
+    """PPV, NPV and expected accuracy where a fraction `prevalence` of patients has pneumonia (Bayes)."""
+    tp, fp = sensitivity * prevalence, (1 - specificity) * (1 - prevalence)
+    tn, fn = specificity * (1 - prevalence), (1 - sensitivity) * prevalence
+    return {"ppv": tp / (tp + fp) if tp + fp else 0.0, "npv": tn / (tn + fn) if tn + fn else 0.0,
+            "accuracy": tp + tn, "prevalence": prevalence}

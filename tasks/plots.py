@@ -1,0 +1,87 @@
+"""Evaluation figures (matplotlib, Agg). Each function saves one PNG and returns its path."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn import metrics as skm  # noqa: E402
+
+from tasks.files import out_path  # noqa: E402
+
+
+def _save(fig, path) -> str:
+    fig.tight_layout()
+    fig.savefig(out_path(path), dpi=90)
+    plt.close(fig)
+    return str(path)
+
+
+def training_curves(history: pd.DataFrame, path) -> str:
+    """Loss and accuracy per epoch, train vs validation (the reference article's figure)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, metric in zip(axes, ("loss", "accuracy", "auc")):
+        ax.plot(history.epoch + 1, history[metric], "o-", label="train")
+        ax.plot(history.epoch + 1, history[f"val_{metric}"], "o-", label="validation")
+        ax.set_xlabel("epoch"), ax.set_title(metric), ax.legend()
+    return _save(fig, path)
+
+
+def confusion(m: dict, path, title: str) -> str:
+    cm = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black", fontsize=14)
+    ax.set_xticks([0, 1], ["NORMAL", "PNEUMONIA"]), ax.set_yticks([0, 1], ["NORMAL", "PNEUMONIA"])
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(f"{title}\nthreshold {m['threshold']:.3f}")
+    return _save(fig, path)
+
+
+def roc_pr(y, prob, threshold_metrics: dict, roc_path, pr_path) -> tuple[str, str]:
+    fpr, tpr, _ = skm.roc_curve(y, prob)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot(fpr, tpr, label=f"AUC {skm.roc_auc_score(y, prob):.3f}")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.plot(1 - threshold_metrics["specificity"], threshold_metrics["recall"], "ro", label="operating point")
+    ax.set_xlabel("1 - specificity"), ax.set_ylabel("sensitivity"), ax.set_title("ROC (test)"), ax.legend()
+    roc = _save(fig, roc_path)
+    precision, recall, _ = skm.precision_recall_curve(y, prob)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot(recall, precision, label=f"AP {skm.average_precision_score(y, prob):.3f}")
+    ax.plot(threshold_metrics["recall"], threshold_metrics["precision"], "ro", label="operating point")
+    ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_title("precision-recall (test)"), ax.legend()
+    return roc, _save(fig, pr_path)
+
+
+def reliability(y, probs: dict[str, np.ndarray], path, bins: int = 10) -> str:
+    """Reliability diagram: observed pneumonia fraction vs mean predicted probability per bin."""
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    edges = np.linspace(0, 1, bins + 1)
+    for name, prob in probs.items():
+        which = np.clip(np.digitize(prob, edges[1:-1]), 0, bins - 1)
+        pts = [(prob[which == b].mean(), np.asarray(y)[which == b].mean()) for b in range(bins) if (which == b).any()]
+        ax.plot(*zip(*pts), "o-", label=name)
+    ax.set_xlabel("predicted probability"), ax.set_ylabel("observed pneumonia fraction")
+    ax.set_title("reliability (test)"), ax.legend()
+    return _save(fig, path)
+
+
+def image_grid(images: np.ndarray, captions: list[str], path, title: str, overlays=None, cols: int = 6) -> str:
+    """Images with captions; `overlays` (heatmaps in [0, 1]) are drawn on top when given."""
+    n = max(len(images), 1)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (img, caption) in enumerate(zip(images, captions)):
+        ax = axes.ravel()[i]
+        ax.imshow(img, cmap="gray")
+        if overlays is not None:
+            ax.imshow(overlays[i], cmap="jet", alpha=0.35, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5))
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -1,0 +1,97 @@
+"""The model users pull: an MLflow pyfunc that takes raw image bytes and returns a decision.
+
+Input: a DataFrame with an `image` column of base64-encoded image files (any format
+tasks.images decodes). Output: `probability` (calibrated P(pneumonia)), `label`
+(NORMAL/PNEUMONIA) and the `threshold` used. Preprocessing is tasks.images.load_gray +
+tasks.preprocess.normalize: the very functions training used.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+import numpy as np
+
+MAX_IMAGE_BYTES = 20 * 2**20
+
+
+def decode_images(column, size: int) -> np.ndarray:
+    """base64 strings -> uint8 (N, size, size); a bad entry raises ValueError naming its row."""
+    from tasks.images import BadImage, load_gray
+
+    out = []
+    for i, value in enumerate(column):
+        if not isinstance(value, (str, bytes)) or not value:
+            raise ValueError(f"row {i}: `image` is empty; send a base64-encoded image file")
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"row {i}: `image` is not valid base64") from None
+        if len(data) > MAX_IMAGE_BYTES:
+            raise ValueError(f"row {i}: image is {len(data):,} bytes, over the {MAX_IMAGE_BYTES:,}-byte limit")
+        try:
+            out.append(load_gray(data, size, max_pixels=50_000_000))
+        except BadImage as err:
+            raise ValueError(f"row {i}: {err}") from None
+    return np.stack(out)
+
+
+def predict_frame(model, config: dict, images: np.ndarray):
+    """uint8 images -> DataFrame(probability, label, threshold) with the calibration in `config`."""
+    import pandas as pd
+
+    from tasks.metrics import apply_temperature
+    from tasks.preprocess import normalize
+
+    raw = model.predict(normalize(images, config["normalize"]), verbose=0, batch_size=64)[:, 0]
+    prob = apply_temperature(raw, config["temperature"])
+    threshold = config["threshold"]
+    return pd.DataFrame({"probability": prob.astype(float),
+                         "label": np.where(prob >= threshold, "PNEUMONIA", "NORMAL"),
+                         "threshold": float(threshold)})
+
+
+def python_model():
+    """The pyfunc class (built lazily so importing this module does not import MLflow)."""
+    import mlflow
+
+    class PneumoniaModel(mlflow.pyfunc.PythonModel):
+        def load_context(self, context):
+            import keras
+
+            self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
+            with open(context.artifacts["config"]) as fh:
+                self.config = json.load(fh)
+
+        def predict(self, context, model_input, params=None):
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            if "image" not in getattr(model_input, "columns", []):
+                raise MlflowException("input needs an `image` column of base64 image files",
+                                      error_code=INVALID_PARAMETER_VALUE)
+            try:
+                images = decode_images(list(model_input["image"]), self.config["image_size"])
+            except ValueError as err:
+                raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
+            return predict_frame(self.model, self.config, images)
+
+    return PneumoniaModel()
+
+
+def log_pyfunc(keras_path: str, config: dict, example_image: bytes, config_path: str, registered_name=None):
+    """Log the pyfunc to the active MLflow run under name `model`; returns its ModelInfo."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from tasks.files import write_json
+
+    write_json(config_path, config)
+    example = pd.DataFrame({"image": [base64.b64encode(example_image).decode()]})
+    output = pd.DataFrame({"probability": [0.5], "label": ["PNEUMONIA"], "threshold": [0.5]})
+    return mlflow.pyfunc.log_model(
+        name="model", python_model=python_model(), artifacts={"keras_model": keras_path, "config": config_path},
+        signature=infer_signature(example, output), input_example=example, code_paths=["tasks"],
+        registered_model_name=registered_name)

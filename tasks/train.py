@@ -1,0 +1,131 @@
+"""train: fit the CNN on the train split, select on validation, and track it in MLflow.
+
+Writes `<paths.model_dir>/model.keras` (best validation AUC weights), `paths.history`
+(one row per epoch, drawn by `dvc plots`) and `paths.train_report`. A training killed
+mid-run resumes from its last finished epoch when rerun (BackupAndRestore).
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+
+from tasks import tracking
+from tasks.cli import StepError, main
+from tasks.config import Params, Train
+from tasks.files import out_path, write_json
+
+METRICS = ["accuracy", "auc", "precision", "recall"]
+
+
+def model_path(p: Params) -> Path:
+    return Path(p.paths.model_dir) / "model.keras"
+
+
+def backup_dir(p: Params) -> Path:
+    return Path(p.paths.model_dir) / "backup"
+
+
+def strategy(mode: str):
+    """tf.distribute strategy for `train.distribute`; `mirrored` splits the CPU into two logical devices."""
+    import tensorflow as tf
+
+    if mode == "none":
+        return tf.distribute.get_strategy()
+    if mode == "mirrored":
+        cpus = tf.config.list_physical_devices("CPU")
+        if len(tf.config.list_logical_devices("CPU")) < 2 and len(tf.config.list_physical_devices("GPU")) < 2:
+            try:
+                tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+            except RuntimeError:
+                pass  # already initialised with its own devices
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus if len(gpus) > 1 else tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if mode == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
+    raise StepError(f"train.distribute must be none, mirrored or multi_worker, got {mode!r}")
+
+
+def cosine(p: Train):
+    """Learning rate per epoch: one cosine from `learning_rate` down to 5 % of it."""
+    def schedule(epoch, _lr=None):
+        return p.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(p.epochs, 1))))
+    return schedule
+
+
+def callbacks(p: Params, extra: list):
+    import keras
+
+    t = p.train
+    return [
+        keras.callbacks.BackupAndRestore(str(backup_dir(p))),
+        keras.callbacks.ModelCheckpoint(str(model_path(p)), monitor="val_auc", mode="max", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=t.patience, restore_best_weights=True),
+        keras.callbacks.LearningRateScheduler(cosine(t)),
+        keras.callbacks.CSVLogger(str(out_path(p.paths.history)), append=True),
+        *extra,
+    ]
+
+
+def fit(p: Params, splits: dict, extra_callbacks: list = ()):
+    """Build, compile and fit the model on splits['train'] with splits['val']; returns (model, history, seconds)."""
+    import keras
+
+    from tasks.data import class_weights, datasets
+    from tasks.model import build_model
+
+    t = p.train
+    keras.utils.set_random_seed(t.seed)
+    strat = strategy(t.distribute)
+    with strat.scope():
+        model = build_model(p.model, p.data.image_size)
+        model.compile(optimizer=keras.optimizers.Adam(t.learning_rate),
+                      loss=keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing),
+                      metrics=["accuracy", keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
+                               keras.metrics.Recall(name="recall")])
+    train_ds, val_ds = datasets(splits["train"], splits["val"], t, t.batch_size * strat.num_replicas_in_sync)
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, verbose=2,
+                        class_weight=class_weights(splits["train"][1], t.class_weight),
+                        callbacks=callbacks(p, list(extra_callbacks)))
+    return model, history, time.perf_counter() - start
+
+
+def run(p: Params) -> dict:
+    from tasks.data import load_splits
+    from tasks.model import check
+
+    check(p.model, p.data.image_size)  # bad params fail before any data is loaded
+    if p.train.class_weight not in ("balanced", "none") or p.train.normalize not in ("equalize", "scale"):
+        raise StepError("train.class_weight must be balanced|none and train.normalize equalize|scale")
+    resuming = backup_dir(p).exists()
+    if not resuming:
+        Path(p.paths.history).unlink(missing_ok=True)  # a fresh run starts a fresh history
+    splits = load_splits(p.paths)
+    with tracking.pipeline_run(p, tracking.recorded_run_id(p) if resuming else None) as run:
+        import mlflow
+
+        if not resuming:
+            mlflow.log_params(tracking.flat_params({k: getattr(p, k) for k in ("data", "ingest", "split", "model",
+                                                                              "train", "evaluate")}))
+            mlflow.set_tags(tracking.run_tags(p))
+        model, history, seconds = fit(p, splits, [tracking.epoch_logger()])
+        model.save(model_path(p))  # best weights (EarlyStopping restored them)
+        epochs = len(history.history["loss"])
+        images = len(splits["train"][0]) * epochs
+        report = {"epochs": epochs, "seconds": round(seconds, 1), "train_images": len(splits["train"][0]),
+                  "images_per_second": round(images / seconds, 1), "params": model.count_params(),
+                  "best_val_auc": round(max(history.history["val_auc"]), 4), "resumed": resuming}
+        mlflow.log_metrics({"train_seconds": seconds, "train_images_per_second": images / seconds})
+        mlflow.log_artifact(p.paths.history, "curves")
+    shutil.rmtree(backup_dir(p), ignore_errors=True)
+    write_json(p.paths.train_report, report)
+    print(f"train: {epochs} epochs in {seconds:.0f} s ({report['images_per_second']} img/s), "
+          f"best val AUC {report['best_val_auc']} -> {model_path(p)}")
+    return report
+
+
+if __name__ == "__main__":
+    main("train", run)

@@ -1,0 +1,99 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks import config, train
+from tasks.config import Model
+from tasks.model import build_model
+from tests.helpers import REPO, TINY_TRAIN, deep_update
+
+
+def seed_param_count(size: int) -> int:
+    """The reference recipe's parameters, counted by hand from its layer list."""
+    conv = lambda cin, cout: 9 * cin * cout + cout  # noqa: E731
+    sep = lambda cin, cout: 9 * cin + cin * cout + cout  # noqa: E731
+    dense = lambda cin, cout: cin * cout + cout  # noqa: E731
+    total = conv(3, 16) + conv(16, 16)
+    cin = 16
+    for f in (32, 64, 128, 256):
+        total += sep(cin, f) + sep(f, f) + 4 * f  # two separable convs + batch-norm
+        cin = f
+    side = size
+    for _ in range(5):
+        side //= 2
+    total += dense(side * side * 256, 512) + dense(512, 128) + dense(128, 64) + dense(64, 1)
+    return total
+
+
+def test_seed_cnn_is_the_reference_recipe():
+    model = build_model(Model(name="seed_cnn"), 150)
+    assert model.count_params() == seed_param_count(150)
+    assert model.output_shape == (None, 1)
+
+
+def test_fast_cnn_output_is_a_probability_per_image():
+    model = build_model(Model(), 64)
+    out = model.predict(np.random.rand(3, 64, 64, 1).astype("float32"), verbose=0)
+    assert out.shape == (3, 1) and ((out >= 0) & (out <= 1)).all()
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"model": {"name": "resnet9000"}}, "model.name 'resnet9000' is unknown"),
+    ({"data": {"image_size": 16}}, "too small for fast_cnn"),
+    ({"model": {"name": "seed_cnn"}, "data": {"image_size": 24}}, "too small for seed_cnn"),
+])
+def test_bad_params_fail_before_training(workdir, overrides, match):
+    from tests.helpers import write_params
+
+    p = write_params(workdir, overrides)  # no data exists here: the check must come first
+    with pytest.raises(config.ConfigError, match=match):
+        train.run(p)
+
+
+def test_unknown_params_key_is_named(workdir):
+    (workdir / "params.yaml").write_text((REPO / "params.yaml").read_text().replace("  epochs:", "  epoch:"))
+    with pytest.raises(config.ConfigError, match="unknown key `params.train.epoch`"):
+        config.load(workdir / "params.yaml")
+
+
+@pytest.mark.slow
+def test_training_lowers_the_loss(tiny_workdir):
+    from tasks.data import load_splits
+    from tests.helpers import write_params
+
+    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 4}}))
+    _, history, _ = train.fit(p, load_splits(p.paths))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_at_the_next_epoch(tiny_workdir):
+    from tests.helpers import write_params
+
+    write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 6, "patience": 10}}))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "tasks.train"], cwd=tiny_workdir, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = tiny_workdir / "reports/history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (tiny_workdir / "models/backup").exists(), "a backup is left for the rerun"
+    done = len(pd.read_csv(history))
+    rerun = subprocess.run([sys.executable, "-m", "tasks.train"], cwd=tiny_workdir, env=env,
+                           capture_output=True, text=True, check=True)
+    epochs = [int(line.split()[1].split("/")[0]) for line in rerun.stdout.splitlines() if line.startswith("Epoch ")]
+    assert epochs[0] >= done  # it did not start over at epoch 1
+    assert epochs[-1] == 6
+    assert list(pd.read_csv(history).epoch) == list(range(6))  # one history row per epoch, none twice
+    assert not (tiny_workdir / "models/backup").exists()
