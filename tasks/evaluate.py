@@ -131,7 +131,7 @@ def run(p: Params) -> dict:
     with tracking.pipeline_run(p, run_id):
         import mlflow
 
-        mlflow.log_metrics({f"{s}_{k}": float(v) for s in ("val", "test") for k, v in result[s].items()})
+        mlflow.log_metrics({f"{s}/{k}": float(v) for s in ("val", "test") for k, v in result[s].items()})
         mlflow.log_metrics({"threshold": threshold, "temperature": temperature})
         for path in paths:
             mlflow.log_artifact(path, "figures")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -93,5 +94,6 @@ def log_pyfunc(keras_path: str, config: dict, example_image: bytes, config_path:
     output = pd.DataFrame({"probability": [0.5], "label": ["PNEUMONIA"], "threshold": [0.5]})
     return mlflow.pyfunc.log_model(
         name="model", python_model=python_model(), artifacts={"keras_model": keras_path, "config": config_path},
-        signature=infer_signature(example, output), input_example=example, code_paths=["tasks"],
+        signature=infer_signature(example, output), input_example=example,
+        code_paths=[str(Path(__file__).resolve().parent)],  # the model carries the decoder it was trained with
         registered_model_name=registered_name)

@@ -86,7 +86,7 @@ def flat_params(obj, prefix: str = "") -> dict[str, str]:
     out = {}
     for key, value in obj.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if dataclasses.is_dataclass(value) or isinstance(value, dict):
             out.update(flat_params(value, name + "."))
         else:
             out[name] = str(value)

@@ -1,0 +1,51 @@
+"""What train + evaluate log to MLflow, checked through MlflowClient: sqlite default and a real server."""
+import pandas as pd
+import pytest
+
+from tasks import evaluate, train, tracking
+from tests.helpers import TINY_TRAIN, write_params
+from tests.mlflow_server import mlflow_server
+
+pytestmark = pytest.mark.slow
+
+
+def check_run(p, uri):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    run = client.get_run(tracking.recorded_run_id(p))
+    assert run.data.params["train.epochs"] == str(p.train.epochs)
+    assert run.data.params["model.name"] == "fast_cnn"
+    epochs = len(pd.read_csv(p.paths.history))
+    for metric in ("loss", "val_loss", "accuracy", "val_auc", "val_precision", "val_recall"):
+        assert len(client.get_metric_history(run.info.run_id, metric)) == epochs, metric
+    for metric in ("test/accuracy", "test/roc_auc", "test/specificity", "val/f1", "threshold"):
+        assert metric in run.data.metrics
+    tags = run.data.tags
+    assert tags["data_source"] == "demo" and len(tags["data_md5"]) == 32 and tags["image_size"] == "48"
+    figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
+    assert {"figures/confusion_matrix.png", "figures/roc.png", "figures/training_curves.png"} <= figures
+    assert client.list_artifacts(run.info.run_id, "model") or client.search_logged_models(
+        experiment_ids=[run.info.experiment_id])
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "pneumonia-classifier-demo"  # demo data never shares an experiment with real data
+    return run
+
+
+def test_sqlite_default_store(tiny_workdir, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    p = write_params(tiny_workdir, TINY_TRAIN)
+    train.run(p)
+    evaluate.run(p)
+    assert (tiny_workdir / "mlruns/mlflow.db").exists()
+    check_run(p, "sqlite:///mlruns/mlflow.db")
+
+
+def test_tracking_server_from_env(tiny_workdir, monkeypatch):
+    p = write_params(tiny_workdir, TINY_TRAIN)
+    with mlflow_server(tiny_workdir) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        train.run(p)
+        evaluate.run(p)
+        check_run(p, url)
+    assert not (tiny_workdir / "mlruns/mlflow.db").exists()  # nothing went to the local default
