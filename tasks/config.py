@@ -145,6 +145,15 @@ class Tracking:
 
 
 @dataclass(frozen=True)
+class Register:
+    model_name: str = "pneumonia-classifier"
+    metric: str = "roc_auc"
+    min_improvement: float = 0.002
+    min_sensitivity: float = 0.85
+    min_specificity: float = 0.6
+
+
+@dataclass(frozen=True)
 class Params:
     paths: Paths
     data: Data = Data()
@@ -155,6 +164,7 @@ class Params:
     train: Train = Train()
     evaluate: Evaluate = Evaluate()
     tracking: Tracking = Tracking()
+    register: Register = Register()
 
 
 def build(cls, values, where: str):

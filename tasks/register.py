@@ -1,0 +1,121 @@
+"""register: add the evaluated model to the MLflow Model Registry and move `@champion` only if it wins.
+
+The gate compares the candidate with the current champion on the same test data (the
+champion is re-scored when the test data changed), on `register.metric` with a minimum
+improvement, and demands `register.min_sensitivity` / `min_specificity`. The alias move is
+the last write, so a failure anywhere leaves the old champion in place. Writes `paths.registry`.
+"""
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+
+from tasks import tracking
+from tasks.cli import StepError, main
+from tasks.config import Params, Register
+from tasks.files import read_json, write_json
+
+ALIAS = "champion"
+
+
+def model_name(p: Params) -> str:
+    """Demo data registers under its own name, so it can never replace a model trained on real data."""
+    return p.register.model_name + ("-demo" if p.ingest.source == "demo" else "")
+
+
+def decide(candidate: dict, champion: dict | None, cfg: Register) -> tuple[bool, str]:
+    """(promote?, reason) from test metrics of the candidate and of the champion (None: no champion)."""
+    metric = cfg.metric
+    floors = [("recall", cfg.min_sensitivity, "sensitivity"), ("specificity", cfg.min_specificity, "specificity")]
+    for key, floor, label in floors:
+        if candidate[key] < floor:
+            return False, f"{label} {candidate[key]:.3f} is below the floor {floor} (register.min_{label})"
+    if champion is None:
+        return True, f"first model to clear the floors ({metric} {candidate[metric]:.4f})"
+    gain = candidate[metric] - champion[metric]
+    if gain < cfg.min_improvement:
+        return False, (f"{metric} {candidate[metric]:.4f} vs champion {champion[metric]:.4f}: gain {gain:+.4f} is "
+                       f"below register.min_improvement {cfg.min_improvement}")
+    return True, f"{metric} {candidate[metric]:.4f} beats champion {champion[metric]:.4f} by {gain:+.4f}"
+
+
+def rescore(model_uri: str, images: np.ndarray, labels: np.ndarray) -> dict:
+    """Test metrics of a registered model on these images, through its own pyfunc (its own threshold)."""
+    import mlflow
+    import pandas as pd
+
+    from tasks import metrics as M
+    from tasks.evaluate import png_bytes
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    frame = pd.DataFrame({"image": [base64.b64encode(png_bytes(img)).decode() for img in images]})
+    out = model.predict(frame)
+    threshold = float(out.threshold.iloc[0])
+    return {**M.at_threshold(labels, out.probability.to_numpy(), threshold),
+            **M.threshold_free(labels, out.probability.to_numpy())}
+
+
+def champion_metrics(client, name: str, test_md5: str, p: Params) -> tuple[object | None, dict | None, str]:
+    """(champion version, its test metrics on today's test data, how they were obtained)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException:
+        return None, None, "no champion yet"
+    if version.tags.get("test_md5") == test_md5:
+        return version, {k.removeprefix("test/"): float(v) for k, v in version.tags.items()
+                         if k.startswith("test/")}, "recorded on the same test data"
+    from tasks.data import load_splits
+
+    images, labels = load_splits(p.paths)["test"]
+    return version, rescore(f"models:/{name}@{ALIAS}", images, labels.astype(int)), "re-scored on the new test data"
+
+
+def test_md5(p: Params) -> str:
+    """A hash of exactly the test images and labels, so 'the same test data' is checked, not assumed."""
+    import hashlib
+
+    from tasks.data import load_splits
+
+    images, labels = load_splits(p.paths)["test"]
+    return hashlib.md5(images.tobytes() + labels.astype(np.int8).tobytes()).hexdigest()
+
+
+def run(p: Params) -> dict:
+    import mlflow
+    from mlflow import MlflowClient
+
+    run_id = tracking.recorded_run_id(p)
+    if run_id is None:
+        raise StepError(f"{p.paths.mlflow_run} is missing: run train and evaluate first")
+    candidate = read_json(p.paths.metrics)["test"]
+    if p.register.metric not in candidate:
+        raise StepError(f"register.metric {p.register.metric!r} is not a test metric; choose from {sorted(candidate)}")
+    name, md5 = model_name(p), test_md5(p)
+    tracking.configure(p)
+    client = MlflowClient()
+    champion, champ_metrics, how = champion_metrics(client, name, md5, p)
+    promote, reason = decide(candidate, champ_metrics, p.register)
+    version = mlflow.register_model(f"runs:/{run_id}/model", name, tags={
+        "test_md5": md5, "decision": "promoted" if promote else "rejected", "reason": reason,
+        **{f"test/{k}": str(v) for k, v in candidate.items() if isinstance(v, (int, float))},
+        **tracking.run_tags(p)})
+    if promote:
+        client.set_registered_model_alias(name, ALIAS, version.version)  # the one write that changes the champion
+    report = {"model_name": name, "version": int(version.version), "promoted": promote, "reason": reason,
+              "champion_before": int(champion.version) if champion else None, "champion_metrics_source": how,
+              "champion_after": int(version.version) if promote else (int(champion.version) if champion else None),
+              "metric": p.register.metric, "candidate": candidate.get(p.register.metric),
+              "champion": champ_metrics.get(p.register.metric) if champ_metrics else None}
+    write_json(p.paths.registry, report)
+    with tracking.pipeline_run(p, run_id):
+        mlflow.set_tags({"registry.version": version.version, "registry.decision": report["promoted"],
+                         "registry.reason": reason})
+    print(f"register: {name} v{version.version} {'PROMOTED to @champion' if promote else 'not promoted'}: {reason}")
+    return report
+
+
+if __name__ == "__main__":
+    main("register", run)

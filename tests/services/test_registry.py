@@ -1,0 +1,157 @@
+"""The registry gate on a real MLflow registry, the pulled champion, and `mlflow models serve`."""
+import base64
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from tasks import evaluate, register, split, train
+from tasks.config import Register
+from tests.helpers import TINY_TRAIN, deep_update, write_params
+from tests.mlflow_server import free_port, wait_http
+
+pytestmark = pytest.mark.slow
+OPEN_GATE = deep_update(TINY_TRAIN, {"register": {"min_sensitivity": 0.0, "min_specificity": 0.0}})
+
+
+def test_gate_decisions():
+    cfg = Register(metric="roc_auc", min_improvement=0.01, min_sensitivity=0.9, min_specificity=0.5)
+    good = {"roc_auc": 0.95, "recall": 0.95, "specificity": 0.8}
+    assert decide_ok(good, None, cfg)
+    assert not decide_ok({**good, "recall": 0.8}, None, cfg)  # below the sensitivity floor
+    assert not decide_ok({**good, "specificity": 0.4}, None, cfg)
+    assert not decide_ok(good, {"roc_auc": 0.945}, cfg)  # gain 0.005 < 0.01
+    assert decide_ok(good, {"roc_auc": 0.93}, cfg)
+    assert "below register.min_improvement" in register.decide(good, {"roc_auc": 0.95}, cfg)[1]
+
+
+def decide_ok(candidate, champion, cfg):
+    return register.decide(candidate, champion, cfg)[0]
+
+
+@pytest.fixture(scope="module")
+def champion_dir(tiny_data, tmp_path_factory):
+    """A tiny trained, evaluated and registered pipeline run (gate floors open), as the cwd's template."""
+    folder = tmp_path_factory.mktemp("champion")
+    shutil.copytree(tiny_data, folder, dirs_exist_ok=True)
+    old = os.getcwd()
+    os.chdir(folder)
+    try:
+        p = write_params(folder, OPEN_GATE)
+        train.run(p)
+        evaluate.run(p)
+        first = register.run(p)
+    finally:
+        os.chdir(old)
+    assert first["promoted"] and first["champion_before"] is None
+    return folder
+
+
+@pytest.fixture
+def registry(champion_dir, workdir):
+    shutil.copytree(champion_dir, workdir, dirs_exist_ok=True)
+    p = write_params(workdir, OPEN_GATE)
+    mlflow.set_tracking_uri(p.tracking.uri)
+    return p, MlflowClient(p.tracking.uri), register.model_name(p)
+
+
+def champion_version(client, name) -> str:
+    return int(client.get_model_version_by_alias(name, "champion").version)
+
+
+def test_a_run_that_does_not_beat_the_champion_leaves_it(registry):
+    p, client, name = registry
+    before = champion_version(client, name)
+    report = register.run(p)  # the same model again: zero gain
+    assert not report["promoted"] and "below register.min_improvement" in report["reason"]
+    assert champion_version(client, name) == before
+    version = client.get_model_version(name, str(report["version"]))
+    assert version.tags["decision"] == "rejected" and version.tags["test_md5"]
+
+
+def test_a_better_run_moves_the_champion(registry):
+    p, client, name = registry
+    p = write_params(Path.cwd(), deep_update(OPEN_GATE, {"register": {"min_improvement": -1.0}}))
+    report = register.run(p)
+    assert report["promoted"] and champion_version(client, name) == report["version"]
+
+
+def test_a_crash_mid_register_keeps_the_old_champion(registry, monkeypatch):
+    p, client, name = registry
+    before = champion_version(client, name)
+    p = write_params(Path.cwd(), deep_update(OPEN_GATE, {"register": {"min_improvement": -1.0}}))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", killed)
+    with pytest.raises(KeyboardInterrupt):
+        register.run(p)
+    assert champion_version(client, name) == before
+
+
+def test_champion_is_rescored_when_the_test_data_changes(registry):
+    p, client, name = registry
+    p = write_params(Path.cwd(), deep_update(OPEN_GATE, {"split": {"seed": 99}}))
+    split.run(p)
+    evaluate.run(p)
+    report = register.run(p)
+    assert report["champion_metrics_source"] == "re-scored on the new test data"
+    assert report["champion"] is not None
+
+
+def test_predict_and_serve_the_champion(registry, capsys):
+    p, client, name = registry
+    from tasks import predict
+
+    image = sorted(Path("data/raw/demo/chest_xray/train/PNEUMONIA").glob("*.png"))[0]
+    assert predict.main([str(image)]) == 0
+    printed = capsys.readouterr().out
+    assert f"models:/{name}@champion" in printed and "PNEUMONIA" in printed or "NORMAL" in printed
+    local = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(
+        pd.DataFrame({"image": [base64.b64encode(image.read_bytes()).decode()]}))
+    assert f"{local.probability.iloc[0]:.4f}" in printed
+
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{Path('mlruns/mlflow.db').resolve()}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log = open("serve.log", "w")
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+                               f"models:/{name}@champion", "--env-manager", "local", "-h", "127.0.0.1",
+                               "-p", str(port), "-w", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/ping", 180, server)
+
+        def post(values):
+            body = {"dataframe_split": {"columns": ["image"], "data": [[v] for v in values]}}
+            return requests.post(f"{url}/invocations", json=body, timeout=60)
+
+        good = base64.b64encode(image.read_bytes()).decode()
+        answer = post([good, good])
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        assert len(predictions) == 2
+        assert predictions[0]["probability"] == pytest.approx(local.probability.iloc[0], abs=1e-5)
+        assert predictions[0]["threshold"] == pytest.approx(local.threshold.iloc[0])
+        bad = {"not base64": "%%%not-base64%%%", "not an image": base64.b64encode(b"hello").decode(), "empty": "",
+               "oversized": base64.b64encode(b"\0" * (21 * 2**20)).decode()}
+        for what, value in bad.items():
+            reply = post([value])
+            assert 400 <= reply.status_code < 500, (what, reply.status_code, reply.text[:200])
+            assert "row 0" in reply.text or "image" in reply.text, what
+        broken = requests.post(f"{url}/invocations", data="{not json", timeout=30,
+                               headers={"Content-Type": "application/json"})
+        assert 400 <= broken.status_code < 500
+        assert post([good]).status_code == 200  # still serving after the bad requests
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
