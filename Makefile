@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean schedule ui
 .DEFAULT_GOAL := demo
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -19,8 +19,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed  ## create .venv with the pinned versions
 
-demo: install  ## run the whole pipeline on the generated demo data
-	dvc repro
+demo: install  ## run the whole pipeline on the generated demo data, orchestrated by Prefect (no server needed)
+	python -m flows.pipeline
+	pneumonia-predict data/raw/demo/chest_xray/train/PNEUMONIA/DEMO-0001-01.png 2>/dev/null || \
+	  pneumonia-predict data/raw/demo/chest_xray/train/NORMAL
+	@echo "Browse the runs: make ui   (MLflow UI on http://127.0.0.1:5000)"
+
+ui: install  ## the MLflow UI on the local sqlite store
+	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+schedule: install  ## serve the nightly retraining schedule (needs PREFECT_API_URL or a local `prefect server start`)
+	python -m flows.serve
 
 test: install  ## run the test suite
 	pytest

@@ -132,7 +132,7 @@ class Train:
 class Evaluate:
     threshold: str = "target_sensitivity"
     target_sensitivity: float = 0.95
-    calibrate: str = "temperature"
+    calibrate: str = "platt"
     prevalence: float = 0.63
     gradcam: int = 4
 

@@ -22,14 +22,19 @@ from tasks.files import out_path, write_json
 from tasks.train import model_path
 
 
-def operating_point(y_val, raw_val, cfg: Evaluate) -> tuple[float, float]:
-    """(temperature, threshold), both fitted on validation only."""
-    if cfg.calibrate not in ("temperature", "none"):
-        raise StepError(f"evaluate.calibrate must be temperature or none, got {cfg.calibrate!r}")
-    temperature = M.fit_temperature(y_val, raw_val) if cfg.calibrate == "temperature" else 1.0
-    threshold = M.pick_threshold(y_val, M.apply_temperature(raw_val, temperature), cfg.threshold,
+def operating_point(y_val, raw_val, cfg: Evaluate) -> dict:
+    """Calibration (temperature, bias) and decision threshold, all fitted on validation only."""
+    if cfg.calibrate == "platt":
+        temperature, bias = M.fit_platt(y_val, raw_val)
+    elif cfg.calibrate == "temperature":
+        temperature, bias = M.fit_temperature(y_val, raw_val), 0.0
+    elif cfg.calibrate == "none":
+        temperature, bias = 1.0, 0.0
+    else:
+        raise StepError(f"evaluate.calibrate must be platt, temperature or none, got {cfg.calibrate!r}")
+    threshold = M.pick_threshold(y_val, M.apply_temperature(raw_val, temperature, bias), cfg.threshold,
                                  cfg.target_sensitivity)
-    return temperature, threshold
+    return {"temperature": temperature, "bias": bias, "threshold": threshold}
 
 
 def score(y, prob, threshold: float, prevalence: float) -> dict:
@@ -106,11 +111,12 @@ def run(p: Params) -> dict:
     x = {s: normalize(splits[s][0], p.train.normalize) for s in ("val", "test")}
     y = {s: splits[s][1].astype(int) for s in ("val", "test")}
     raw = {s: model.predict(x[s], batch_size=64, verbose=0)[:, 0].astype(np.float64) for s in ("val", "test")}
-    temperature, threshold = operating_point(y["val"], raw["val"], p.evaluate)
-    prob = {s: M.apply_temperature(raw[s], temperature) for s in raw}
+    op = operating_point(y["val"], raw["val"], p.evaluate)
+    threshold = op["threshold"]
+    prob = {s: M.apply_temperature(raw[s], op["temperature"], op["bias"]) for s in raw}
     result = {s: score(y[s], prob[s], threshold, p.evaluate.prevalence) for s in ("val", "test")}
     result["test"]["ece_uncalibrated"] = M.ece(y["test"], raw["test"])
-    result.update(threshold=threshold, temperature=temperature, threshold_method=p.evaluate.threshold)
+    result.update(op, threshold_method=p.evaluate.threshold, calibration=p.evaluate.calibrate)
     write_json(p.paths.metrics, result)
     frame = pd.read_csv(p.paths.split)
     rows = [pd.DataFrame({"split": s, "path": frame.path[frame.split == s].to_numpy(), "label": y[s],
@@ -122,8 +128,9 @@ def run(p: Params) -> dict:
     history = pd.read_csv(p.paths.history) if Path(p.paths.history).exists() else None
     train_acc = float(history.accuracy.iloc[-1]) if history is not None else None
     print(summary_block(result["test"], train_acc))
-    print(f"evaluate: threshold {threshold:.3f} ({p.evaluate.threshold}, chosen on validation), temperature "
-          f"{temperature:.2f}; metrics -> {p.paths.metrics}; figures -> {p.paths.figures}")
+    print(f"evaluate: threshold {threshold:.3f} ({p.evaluate.threshold}, chosen on validation), {p.evaluate.calibrate} "
+          f"calibration T={op['temperature']:.2f} b={op['bias']:+.2f}; metrics -> {p.paths.metrics}; "
+          f"figures -> {p.paths.figures}")
 
     run_id = tracking.recorded_run_id(p)
     if run_id is None:
@@ -132,13 +139,12 @@ def run(p: Params) -> dict:
         import mlflow
 
         mlflow.log_metrics({f"{s}/{k}": float(v) for s in ("val", "test") for k, v in result[s].items()})
-        mlflow.log_metrics({"threshold": threshold, "temperature": temperature})
+        mlflow.log_metrics(op)
         for path in paths:
             mlflow.log_artifact(path, "figures")
         mlflow.log_artifact(p.paths.metrics)
         mlflow.log_artifact(p.paths.predictions)
-        config = {"image_size": p.data.image_size, "normalize": p.train.normalize, "threshold": threshold,
-                  "temperature": temperature}
+        config = {"image_size": p.data.image_size, "normalize": p.train.normalize, **op}
         log_pyfunc(str(model_path(p)), config, png_bytes(splits["test"][0][0]),
                    str(Path(p.paths.model_dir) / "serving.json"))
     return result

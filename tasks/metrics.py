@@ -80,8 +80,23 @@ def fit_temperature(y: np.ndarray, prob: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
 
 
-def apply_temperature(prob: np.ndarray, temperature: float) -> np.ndarray:
-    return sigmoid(logit(prob) / temperature)
+def apply_temperature(prob: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
+    """sigmoid(logit(prob) / temperature + bias): temperature scaling, or Platt scaling with a bias."""
+    return sigmoid(logit(prob) / temperature + bias)
+
+
+def fit_platt(y: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
+    """(temperature, bias) minimising the log-loss of sigmoid(logit(prob) / T + b): fixes bias as well as spread."""
+    from scipy.optimize import minimize
+
+    z, y = logit(prob), np.asarray(y, float)
+
+    def nll(theta):
+        q = np.clip(sigmoid(z / np.exp(theta[0]) + theta[1]), EPS, 1 - EPS)
+        return -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
+
+    theta = minimize(nll, x0=[0.0, 0.0], method="Nelder-Mead").x
+    return float(np.exp(theta[0])), float(theta[1])
 
 
 def at_prevalence(sensitivity: float, specificity: float, prevalence: float) -> dict:

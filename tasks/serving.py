@@ -46,7 +46,7 @@ def predict_frame(model, config: dict, images: np.ndarray):
     from tasks.preprocess import normalize
 
     raw = model.predict(normalize(images, config["normalize"]), verbose=0, batch_size=64)[:, 0]
-    prob = apply_temperature(raw, config["temperature"])
+    prob = apply_temperature(raw, config["temperature"], config.get("bias", 0.0))
     threshold = config["threshold"]
     return pd.DataFrame({"probability": prob.astype(float),
                          "label": np.where(prob >= threshold, "PNEUMONIA", "NORMAL"),

@@ -62,3 +62,13 @@ def test_ece_is_zero_for_perfect_calibration_per_bin():
     prob = np.repeat([0.25, 0.75], 4)
     y = np.array([1, 0, 0, 0, 1, 1, 1, 0])
     assert M.ece(y, prob) == pytest.approx(0.0)
+
+
+def test_platt_scaling_fixes_a_biased_model_that_temperature_cannot():
+    rng = np.random.default_rng(2)
+    true_p = rng.uniform(0.05, 0.95, 4000)
+    y = (rng.random(4000) < true_p).astype(int)
+    biased = M.sigmoid(M.logit(true_p) - 1.5)  # under-calls pneumonia, like a class-weighted model
+    t, b = M.fit_platt(y, biased)
+    assert b == pytest.approx(1.5, abs=0.25) and t == pytest.approx(1.0, abs=0.15)
+    assert M.ece(y, M.apply_temperature(biased, t, b)) < M.ece(y, M.apply_temperature(biased, M.fit_temperature(y, biased)))

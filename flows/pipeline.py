@@ -1,0 +1,88 @@
+"""The `pneumonia-training` flow: one Prefect task per DVC stage, in dvc.yaml order.
+
+    python -m flows.pipeline [key=value ...]      # e.g. train.epochs=3
+
+Each stage runs through `dvc repro --single-item`, so a rerun after a failure skips what
+already finished, and `dvc status` is clean after a successful run. Transient failures are
+retried with backoff; a rejected input or parameter (exit 2) stops the flow at once.
+Overrides are applied as `dvc exp run -S` would and the result is saved as a DVC experiment.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.tasks import exponential_backoff  # noqa: E402
+
+from flows import stages  # noqa: E402
+
+
+def transient(task, task_run, state) -> bool:
+    """Retry only failures a retry can fix; a StageRejected (bad data or params) is final."""
+    try:
+        state.result()
+    except stages.StageRejected:
+        return False
+    except Exception:  # noqa: BLE001 - anything else may be transient
+        return True
+    return False
+
+
+@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_condition_fn=transient)
+def run_stage(stage: str) -> str:
+    logger = get_run_logger()
+    return stages.run_stage(stage, logger.info)
+
+
+def _read(path: str) -> dict:
+    return json.loads(Path(path).read_text()) if Path(path).exists() else {}
+
+
+@task
+def summary() -> str:
+    """A markdown report of this run: data version, key metrics, registry decision, MLflow run id."""
+    from tasks import config
+
+    p = config.load()
+    lock = yaml.safe_load(Path("dvc.lock").read_text()) if Path("dvc.lock").exists() else {}
+    data_md5 = next((o.get("md5") for o in lock.get("stages", {}).get("ingest", {}).get("outs", [])
+                     if o.get("path") == p.paths.pixels), "n/a")
+    test = _read(p.paths.metrics).get("test", {})
+    reg, run = _read(p.paths.registry), _read(p.paths.mlflow_run)
+    rows = "\n".join(f"| {k} | {test[k]:.4f} |" for k in ("accuracy", "recall", "specificity", "f1", "roc_auc")
+                     if k in test)
+    markdown = (f"# pneumonia-training\n\n- data: `{p.ingest.source}` pixels md5 `{data_md5}`\n"
+                f"- MLflow run: `{run.get('run_id', 'n/a')}` ({run.get('tracking_uri', '')})\n"
+                f"- registry: {reg.get('model_name', 'n/a')} v{reg.get('version', '?')} "
+                f"**{'promoted' if reg.get('promoted') else 'not promoted'}**: {reg.get('reason', '')}\n\n"
+                f"| test metric | value |\n|---|---|\n{rows}\n")
+    create_markdown_artifact(markdown, key="pneumonia-training-summary", description="run summary")
+    return markdown
+
+
+@flow(name="pneumonia-training", log_prints=True)
+def pneumonia_training(overrides: list[str] | None = None, experiment_name: str | None = None) -> str:
+    """Run every DVC stage in order; with overrides, record the result as a DVC experiment."""
+    if overrides:
+        stages.set_params(overrides)
+    for stage in stages.stage_names():
+        run_stage.with_options(name=stage)(stage)  # raises, and so stops the flow, when a stage fails for good
+    markdown = summary()
+    if overrides:
+        name = ["-n", experiment_name] if experiment_name else []
+        subprocess.run(["dvc", "exp", "save", *name], env=stages.dvc_env(), check=True)
+    return markdown
+
+
+if __name__ == "__main__":
+    pneumonia_training(overrides=sys.argv[1:] or None)

@@ -1,0 +1,98 @@
+"""The pneumonia-training flow on a real Prefect server: fail-fast, deployment, schedule, worker run."""
+import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from flows import stages
+from tests.helpers import REPO, TINY_TRAIN, deep_update
+from tests.mlflow_server import free_port, wait_http
+from tests.pipeline.conftest import RepoCopy
+
+TINY_FLOW = deep_update(TINY_TRAIN, {"register": {"min_sensitivity": 0.0, "min_specificity": 0.0}})
+
+
+def test_flow_runs_exactly_the_dvc_stages_in_order():
+    out = subprocess.run([str(Path(sys.executable).parent / "dvc"), "stage", "list", "--name-only"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert stages.stage_names(REPO) == out
+    assert stages.stage_names(REPO)[:3] == ["ingest", "validate", "split"]
+
+
+def test_overrides_keep_comments_and_reject_unknown_sections(tmp_path):
+    (tmp_path / "params.yaml").write_text("train:\n  epochs: 15   # why\n")
+    stages.set_params(["train.epochs=3"], tmp_path)
+    assert (tmp_path / "params.yaml").read_text() == "train:\n  epochs: 3    # why\n"
+    with pytest.raises(stages.StageRejected, match="no section"):
+        stages.set_params(["nope.x=1"], tmp_path)
+
+
+@contextmanager
+def prefect_server(home: Path):
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/health", 120, proc)
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def task_runs(api: str, flow_run_id: str) -> dict[str, dict]:
+    runs = requests.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
+    return {r["name"].rsplit("-", 1)[0]: r for r in runs}
+
+
+@pytest.mark.slow
+def test_flow_on_a_real_prefect_server(tmp_path):
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    with prefect_server(home) as api:
+        repo = RepoCopy(tmp_path / "repo", env={"PREFECT_API_URL": api, "PREFECT_HOME": str(home),
+                                                "PNEUMONIA_REPO": str(tmp_path / "repo")})
+        # a failing data validation stops the flow at once: no retries, nothing downstream
+        repo.params(deep_update(TINY_FLOW, {"validate": {"min_per_class": 100_000}}))
+        failed = repo.run(sys.executable, "-m", "flows.pipeline", check=False)
+        assert failed.returncode != 0
+        flow_runs = requests.post(f"{api}/flow_runs/filter", json={}).json()
+        assert [r["state_type"] for r in flow_runs] == ["FAILED"]
+        runs = task_runs(api, flow_runs[0]["id"])
+        assert runs["ingest"]["state_type"] == "COMPLETED"
+        assert runs["validate"]["state_type"] == "FAILED" and runs["validate"]["run_count"] == 1
+        assert "split" not in runs
+
+        # the scheduled deployment, triggered through the API and run by a worker
+        repo.params(TINY_FLOW)
+        repo.run("prefect", "work-pool", "create", "--type", "process", "pneumonia-pool")
+        repo.run("prefect", "--no-prompt", "deploy", "--all")
+        deployment = requests.get(f"{api}/deployments/name/pneumonia-training/nightly-retrain").json()
+        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["0 3 * * *"]
+        repo.run("prefect", "deployment", "run", "pneumonia-training/nightly-retrain")
+        repo.run("prefect", "worker", "start", "--pool", "pneumonia-pool", "--run-once", timeout=900)
+        flow_runs = requests.post(f"{api}/flow_runs/filter",
+                                  json={"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}).json()
+        done = [r for r in flow_runs if r["state_type"] == "COMPLETED"]
+        assert len(done) == 1, [r["state_type"] for r in flow_runs]
+        runs = task_runs(api, done[0]["id"])
+        for stage in stages.stage_names(repo.path):
+            assert runs[stage]["state_type"] == "COMPLETED", stage
+        assert runs["summary"]["state_type"] == "COMPLETED"
+        status = repo.run("dvc", "status")
+        assert "changed" not in status.stdout  # DVC is clean after the flow
+        run_id = json.loads((repo / "reports/mlflow_run.json").read_text())["run_id"]
+        from mlflow import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{repo / 'mlruns/mlflow.db'}")
+        assert client.get_run(run_id).info.status == "FINISHED"
+        artifacts = requests.post(f"{api}/artifacts/filter", json={}).json()
+        assert any(a["key"] == "pneumonia-training-summary" for a in artifacts)
