@@ -135,6 +135,8 @@ class Evaluate:
     calibrate: str = "platt"
     prevalence: float = 0.63
     gradcam: int = 4
+    stress: dict = field(default_factory=lambda: {"contrast": 0.7, "gamma": 1.4, "blur": 1.0, "noise": 8.0,
+                                                  "resolution": 0.5})
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,20 @@ def score(y, prob, threshold: float, prevalence: float) -> dict:
     return m
 
 
+def stress_test(model, images, y, op: dict, p: Params, clean: dict) -> dict:
+    """Validation re-scored under each simulated acquisition shift, with the drop from clean validation."""
+    from tasks.preprocess import normalize
+    from tasks.stress import perturbed
+
+    out = {}
+    for name, shifted in perturbed(images, p.evaluate.stress).items():
+        raw = model.predict(normalize(shifted, p.train.normalize), batch_size=64, verbose=0)[:, 0]
+        m = score(y, M.apply_temperature(raw, op["temperature"], op["bias"]), op["threshold"], p.evaluate.prevalence)
+        out[name] = {k: m[k] for k in ("roc_auc", "accuracy", "recall", "specificity", "balanced_accuracy")}
+        out[name].update({f"drop_{k}": clean[k] - m[k] for k in ("roc_auc", "accuracy", "balanced_accuracy")})
+    return out
+
+
 def summary_block(test: dict, train_acc: float | None) -> str:
     """The reference article's printout, so results compare at a glance."""
     lines = ["CONFUSION MATRIX ------------------", f"[[{test['tn']:4d} {test['fp']:4d}]",
@@ -116,6 +130,8 @@ def run(p: Params) -> dict:
     prob = {s: M.apply_temperature(raw[s], op["temperature"], op["bias"]) for s in raw}
     result = {s: score(y[s], prob[s], threshold, p.evaluate.prevalence) for s in ("val", "test")}
     result["test"]["ece_uncalibrated"] = M.ece(y["test"], raw["test"])
+    result["stress"] = stress_test(model, splits["val"][0], y["val"], op, p, result["val"])
+    worst = max(result["stress"].items(), key=lambda kv: kv[1]["drop_balanced_accuracy"])
     result.update(op, threshold_method=p.evaluate.threshold, calibration=p.evaluate.calibrate)
     write_json(p.paths.metrics, result)
     frame = pd.read_csv(p.paths.split)
@@ -128,6 +144,8 @@ def run(p: Params) -> dict:
     history = pd.read_csv(p.paths.history) if Path(p.paths.history).exists() else None
     train_acc = float(history.accuracy.iloc[-1]) if history is not None else None
     print(summary_block(result["test"], train_acc))
+    print(f"evaluate: stress test: worst shift `{worst[0]}` costs {100 * worst[1]['drop_balanced_accuracy']:.1f} "
+          "points of balanced accuracy on validation")
     print(f"evaluate: threshold {threshold:.3f} ({p.evaluate.threshold}, chosen on validation), {p.evaluate.calibrate} "
           f"calibration T={op['temperature']:.2f} b={op['bias']:+.2f}; metrics -> {p.paths.metrics}; "
           f"figures -> {p.paths.figures}")
@@ -140,6 +158,8 @@ def run(p: Params) -> dict:
 
         mlflow.log_metrics({f"{s}/{k}": float(v) for s in ("val", "test") for k, v in result[s].items()})
         mlflow.log_metrics(op)
+        mlflow.log_metrics({f"stress/{name}/{k}": float(v) for name, m in result["stress"].items()
+                            for k, v in m.items()})
         for path in paths:
             mlflow.log_artifact(path, "figures")
         mlflow.log_artifact(p.paths.metrics)

@@ -104,7 +104,7 @@ def run(p: Params) -> dict:
     if not resuming:
         Path(p.paths.history).unlink(missing_ok=True)  # a fresh run starts a fresh history
     splits = load_splits(p.paths)
-    with tracking.pipeline_run(p, tracking.recorded_run_id(p) if resuming else None) as run:
+    with tracking.pipeline_run(p, tracking.recorded_run_id(p) if resuming else None):
         import mlflow
 
         if not resuming:

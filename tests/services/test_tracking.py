@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from tasks import evaluate, train, tracking
+from tasks import evaluate, tracking, train
 from tests.helpers import TINY_TRAIN, write_params
 from tests.mlflow_server import mlflow_server
 

@@ -71,4 +71,5 @@ def test_platt_scaling_fixes_a_biased_model_that_temperature_cannot():
     biased = M.sigmoid(M.logit(true_p) - 1.5)  # under-calls pneumonia, like a class-weighted model
     t, b = M.fit_platt(y, biased)
     assert b == pytest.approx(1.5, abs=0.25) and t == pytest.approx(1.0, abs=0.15)
-    assert M.ece(y, M.apply_temperature(biased, t, b)) < M.ece(y, M.apply_temperature(biased, M.fit_temperature(y, biased)))
+    temperature_only = M.apply_temperature(biased, M.fit_temperature(y, biased))
+    assert M.ece(y, M.apply_temperature(biased, t, b)) < M.ece(y, temperature_only)

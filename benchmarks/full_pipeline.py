@@ -1,0 +1,74 @@
+"""The whole pipeline on the real train split with the default params: wall time and peak memory per stage.
+
+    python benchmarks/full_pipeline.py [--fractions 0.25 0.5 1.0] [--data ../shared/data/chest_xray]
+
+Each fraction copies every k-th image into a temporary checkout of this repo, points ingest at it and
+runs each DVC stage as its own process; peak memory is that process's maximum resident set size.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def copy_subset(src: Path, dest: Path, fraction: float) -> int:
+    files = sorted(src.glob("train/*/*.jpeg"))
+    step = round(1 / fraction)
+    for f in files[::step]:
+        (dest / "train" / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dest / "train" / f.parent.name / f.name)
+    return len(files[::step])
+
+
+def run_stage(stage: str, cwd: Path, env: dict) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB) of `python -m tasks.<stage>` in cwd."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", f"tasks.{stage}"], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status:
+        raise SystemExit(f"{stage} failed:\n{proc.stderr.read().decode()[-2000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", default=str(REPO.parent / "shared/data/chest_xray"))
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    args = ap.parse_args()
+    stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    for fraction in args.fractions:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            n = copy_subset(Path(args.data), tmp / "source" / "chest_xray", fraction)
+            work = tmp / "repo"
+            shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".venv", "data", "models", "reports", "mlruns",
+                                                                       ".git", "__pycache__"))
+            params = yaml.safe_load((work / "params.yaml").read_text())
+            params["ingest"].update(source="folder", input=str(tmp / "source" / "chest_xray"))
+            (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            env = {**os.environ, "PYTHONPATH": str(work), "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlruns/m.db"}
+            print(f"\n== {n} images ({fraction:.0%} of the train split)")
+            total = 0.0
+            for stage in stages:
+                seconds, peak = run_stage(stage, work, env)
+                total += seconds
+                print(f"{stage:>9}: {seconds:7.1f} s   peak {peak:7.0f} MiB")
+            test = json.loads((work / "reports/metrics.json").read_text())["test"]
+            print(f"    total: {total:7.1f} s; internal test: accuracy {test['accuracy']:.3f}, sensitivity "
+                  f"{test['recall']:.3f}, specificity {test['specificity']:.3f}, ROC-AUC {test['roc_auc']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

