@@ -1,0 +1,29 @@
+"""The sweep flow: parameter sets as DVC experiments, chosen on validation, the winner registered."""
+import json
+import sys
+
+import pytest
+import yaml
+
+from tests.helpers import TINY_TRAIN, deep_update
+from tests.pipeline.conftest import RepoCopy
+
+pytestmark = pytest.mark.slow
+
+
+def test_sweep_runs_experiments_and_registers_the_best_on_validation(tmp_path):
+    repo = RepoCopy(tmp_path / "repo")
+    repo.params(deep_update(TINY_TRAIN, {"register": {"min_sensitivity": 0.0, "min_specificity": 0.0}}))
+    repo.run("git", "commit", "-qam", "tiny params")
+    grid = {"experiments": {"one-epoch": {"train.epochs": 1}, "three-epochs": {"train.epochs": 3}}}
+    (repo / "grid.yaml").write_text(yaml.safe_dump(grid))
+    proc = repo.run(sys.executable, "-m", "flows.sweep", "grid.yaml")
+    shown = json.loads(repo.run("dvc", "exp", "show", "--json").stdout)
+    names = {e["name"] for commit in shown for e in (commit.get("experiments") or [])}
+    assert {"one-epoch", "three-epochs"} <= names, names
+    best = next(line for line in (proc.stdout + proc.stderr).splitlines() if "best on validation:" in line)
+    registry = json.loads((repo / "reports/registry.json").read_text())
+    assert registry["version"] == 1 and registry["model_name"] == "pneumonia-classifier-demo"
+    winner = best.split("best on validation: ")[1].split()[0]
+    applied = yaml.safe_load((repo / "params.yaml").read_text())["train"]["epochs"]
+    assert applied == grid["experiments"][winner]["train.epochs"]  # the workspace holds the winner
