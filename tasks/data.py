@@ -46,12 +46,18 @@ def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
     return {c: float(len(labels) / (2 * max(counts[c], 1))) for c in (0, 1)}
 
 
-def datasets(train: tuple, val: tuple, p: Train, global_batch: int):
-    """(train_ds, val_ds): normalised, batched, prefetched; train shuffled and augmented."""
+def datasets(train: tuple, val: tuple, p: Train, global_batch: int, replicas: int = 1):
+    """(train_ds, val_ds): normalised, batched, prefetched; train shuffled and augmented.
+
+    With several replicas the last partial train batch is dropped and validation is cut to a
+    multiple of the replica count (at most replicas - 1 images): tf.distribute fails on
+    per-replica batches of unequal size.
+    """
     import tensorflow as tf
 
     x_train, y_train = normalize(train[0], p.normalize), train[1]
-    x_val, y_val = normalize(val[0], p.normalize), val[1]
+    keep = len(val[0]) - len(val[0]) % replicas
+    x_val, y_val = normalize(val[0][:keep], p.normalize), val[1][:keep]
     aug = augmenter(p.augment, p.seed)
 
     def augment(x, y):
@@ -59,7 +65,7 @@ def datasets(train: tuple, val: tuple, p: Train, global_batch: int):
 
     train_ds = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
                 .shuffle(len(x_train), seed=p.seed, reshuffle_each_iteration=True)
-                .batch(global_batch)
+                .batch(global_batch, drop_remainder=replicas > 1)
                 .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(tf.data.AUTOTUNE))
     val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(global_batch).cache().prefetch(tf.data.AUTOTUNE)

@@ -81,7 +81,9 @@ def image_grid(images: np.ndarray, captions: list[str], path, title: str, overla
         ax = axes.ravel()[i]
         ax.imshow(img, cmap="gray")
         if overlays is not None:
-            ax.imshow(overlays[i], cmap="jet", alpha=0.35, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5))
+            heat = np.ma.masked_less(overlays[i], 0.2)  # only where the model looked, not a blue wash everywhere
+            ax.imshow(heat, cmap="jet", alpha=0.4, vmin=0, vmax=1,
+                      extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5))
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title)
     return _save(fig, path)

@@ -21,13 +21,22 @@ def experiment_name(p: Params) -> str:
     return p.tracking.experiment + ("-demo" if p.ingest.source == "demo" else "")
 
 
+def tracking_uri(p: Params) -> str:
+    """`MLFLOW_TRACKING_URI`, else `tracking.uri`; a relative sqlite path is made absolute (and its folder
+    created), because MLflow caches stores by URI and a relative one would follow a later change of cwd."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or p.tracking.uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = Path(uri.removeprefix("sqlite:///")).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{path}"
+    return uri
+
+
 def configure(p: Params) -> str:
     """Point MLflow at the configured store and experiment; returns the experiment id."""
     import mlflow
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or p.tracking.uri
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri(p)
     mlflow.set_tracking_uri(uri)
     name = experiment_name(p)
     experiment = mlflow.get_experiment_by_name(name)

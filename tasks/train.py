@@ -34,12 +34,12 @@ def strategy(mode: str):
     if mode == "none":
         return tf.distribute.get_strategy()
     if mode == "mirrored":
-        cpus = tf.config.list_physical_devices("CPU")
-        if len(tf.config.list_logical_devices("CPU")) < 2 and len(tf.config.list_physical_devices("GPU")) < 2:
+        if len(tf.config.list_physical_devices("GPU")) < 2:  # listing physical devices does not start the runtime
             try:
-                tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+                tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                                           [tf.config.LogicalDeviceConfiguration()] * 2)
             except RuntimeError:
-                pass  # already initialised with its own devices
+                pass  # the runtime already started: keep the devices it has
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus if len(gpus) > 1 else tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
@@ -85,7 +85,8 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
                       loss=keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing),
                       metrics=["accuracy", keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
                                keras.metrics.Recall(name="recall")])
-    train_ds, val_ds = datasets(splits["train"], splits["val"], t, t.batch_size * strat.num_replicas_in_sync)
+    replicas = strat.num_replicas_in_sync
+    train_ds, val_ds = datasets(splits["train"], splits["val"], t, t.batch_size * replicas, replicas)
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, verbose=2,
                         class_weight=class_weights(splits["train"][1], t.class_weight),

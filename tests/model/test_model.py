@@ -97,3 +97,18 @@ def test_killed_training_resumes_at_the_next_epoch(tiny_workdir):
     assert epochs[-1] == 6
     assert list(pd.read_csv(history).epoch) == list(range(6))  # one history row per epoch, none twice
     assert not (tiny_workdir / "models/backup").exists()
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tiny_workdir):
+    from tests.helpers import write_params
+
+    write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 1, "distribute": "mirrored"}}))
+    code = ("from tasks import config, train; from tasks.data import load_splits; p = config.load(); "
+            "s = train.strategy('mirrored'); print('replicas', s.num_replicas_in_sync); "
+            "train.fit(p, load_splits(p.paths))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tiny_workdir, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "replicas 2" in proc.stdout
+    assert (tiny_workdir / "models/model.keras").exists()

@@ -70,6 +70,8 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         assert runs["ingest"]["state_type"] == "COMPLETED"
         assert runs["validate"]["state_type"] == "FAILED" and runs["validate"]["run_count"] == 1
         assert "split" not in runs
+        manifest = repo / "data/prepared/manifest.csv"
+        ingested_at = manifest.stat().st_mtime_ns
 
         # the scheduled deployment, triggered through the API and run by a worker
         repo.params(TINY_FLOW)
@@ -87,6 +89,7 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         for stage in stages.stage_names(repo.path):
             assert runs[stage]["state_type"] == "COMPLETED", stage
         assert runs["summary"]["state_type"] == "COMPLETED"
+        assert manifest.stat().st_mtime_ns == ingested_at  # the rerun skipped the stage that had finished
         status = repo.run("dvc", "status")
         assert "changed" not in status.stdout  # DVC is clean after the flow
         run_id = json.loads((repo / "reports/mlflow_run.json").read_text())["run_id"]

@@ -12,7 +12,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from tasks import evaluate, register, split, train
+from tasks import evaluate, register, split, tracking, train
 from tasks.config import Register
 from tests.helpers import TINY_TRAIN, deep_update, write_params
 from tests.mlflow_server import free_port, wait_http
@@ -58,8 +58,9 @@ def champion_dir(tiny_data, tmp_path_factory):
 def registry(champion_dir, workdir):
     shutil.copytree(champion_dir, workdir, dirs_exist_ok=True)
     p = write_params(workdir, OPEN_GATE)
-    mlflow.set_tracking_uri(p.tracking.uri)
-    return p, MlflowClient(p.tracking.uri), register.model_name(p)
+    uri = tracking.tracking_uri(p)
+    mlflow.set_tracking_uri(uri)
+    return p, MlflowClient(uri), register.model_name(p)
 
 
 def champion_version(client, name) -> str:

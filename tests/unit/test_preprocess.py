@@ -1,0 +1,29 @@
+import base64
+
+import numpy as np
+
+from tasks import ingest, preprocess
+from tasks.serving import decode_images
+from tests.helpers import image_bytes, kaggle_tree, write_params
+
+
+def test_training_and_serving_see_the_same_pixels_for_the_same_file(workdir):
+    root = kaggle_tree(workdir / "src", patients=2, per_patient=1)
+    (root / "train/NORMAL/IM-0700-0001.png").write_bytes(image_bytes(5, size=300, fmt="PNG", mode="RGBA"))
+    p = write_params(workdir, {"ingest": {"source": "folder", "input": str(root)}, "data": {"image_size": 64}})
+    manifest = ingest.run(p)
+    stored = np.load(p.paths.pixels)
+    for i, path in enumerate(manifest.path):
+        served = decode_images([base64.b64encode(open(path, "rb").read()).decode()], 64)
+        assert np.array_equal(served[0], stored[i]), path
+        for mode in preprocess.MODES:
+            assert np.array_equal(preprocess.normalize(served, mode), preprocess.normalize(stored[i:i + 1], mode))
+
+
+def test_equalize_removes_exposure_differences():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (1, 64, 64)).astype(np.uint8)
+    darker = (img * 0.6).astype(np.uint8)
+    a, b = preprocess.normalize(img), preprocess.normalize(darker)
+    assert np.abs(a - b).mean() < 0.02 < np.abs(img / 255.0 - darker / 255.0).mean()
+    assert a.shape == (1, 64, 64, 1) and a.min() >= 0 and a.max() <= 1
