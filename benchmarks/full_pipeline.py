@@ -46,6 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=str(REPO.parent / "shared/data/chest_xray"))
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    ap.add_argument("--keep", type=Path, help="copy each run's reports/ here (as reports-<fraction>)")
     args = ap.parse_args()
     stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
     for fraction in args.fractions:
@@ -65,6 +66,8 @@ def main() -> None:
                 seconds, peak = run_stage(stage, work, env)
                 total += seconds
                 print(f"{stage:>9}: {seconds:7.1f} s   peak {peak:7.0f} MiB")
+            if args.keep:
+                shutil.copytree(work / "reports", args.keep / f"reports-{fraction}", dirs_exist_ok=True)
             test = json.loads((work / "reports/metrics.json").read_text())["test"]
             print(f"    total: {total:7.1f} s; internal test: accuracy {test['accuracy']:.3f}, sensitivity "
                   f"{test['recall']:.3f}, specificity {test['specificity']:.3f}, ROC-AUC {test['roc_auc']:.4f}")

@@ -111,6 +111,8 @@ class Augment:
     shift: float = 0.06
     brightness: float = 0.1
     contrast: float = 0.25
+    low_resolution: float = 1.0
+    noise: float = 0.0
     horizontal_flip: bool = False
 
 

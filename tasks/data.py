@@ -61,7 +61,16 @@ def datasets(train: tuple, val: tuple, p: Train, global_batch: int, replicas: in
     aug = augmenter(p.augment, p.seed)
 
     def augment(x, y):
-        return tf.clip_by_value(aug(x, training=True), 0.0, 1.0), y
+        x = aug(x, training=True)
+        # optional acquisition shift (the stress test's worst cases), one draw per batch
+        if p.augment.low_resolution < 1.0:
+            size = tf.shape(x)[1:3]
+            factor = tf.random.uniform([], p.augment.low_resolution, 1.0)
+            small = tf.maximum(tf.cast(tf.cast(size, tf.float32) * factor, tf.int32), 1)
+            x = tf.image.resize(tf.image.resize(x, small, "bilinear"), size, "bilinear")
+        if p.augment.noise > 0:
+            x = x + tf.random.normal(tf.shape(x), stddev=tf.random.uniform([], 0.0, p.augment.noise))
+        return tf.clip_by_value(x, 0.0, 1.0), y
 
     train_ds = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
                 .shuffle(len(x_train), seed=p.seed, reshuffle_each_iteration=True)
