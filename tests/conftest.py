@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import pytest
@@ -5,6 +6,18 @@ import pytest
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tracking_uri():
+    """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in os.environ, which subprocesses of later
+    tests would inherit: put it back as it was after every test."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 @pytest.fixture
@@ -21,14 +34,10 @@ def tiny_data(tmp_path_factory):
     from tests.helpers import TINY_TRAIN, write_params
 
     folder = tmp_path_factory.mktemp("tiny")
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
+    with contextlib.chdir(folder):
         p = write_params(folder, TINY_TRAIN)
         ingest.run(p)
         split.run(p)
-    finally:
-        os.chdir(old)
     return folder
 
 

@@ -24,7 +24,8 @@ class RepoCopy:
             target = path / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, target)
-        self.env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # its own store
+        self.env = {**inherited, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                     "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(path), **(env or {})}
         self.run("git", "init", "-q")
         self.run("git", "add", "-A")

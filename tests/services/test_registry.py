@@ -1,5 +1,6 @@
 """The registry gate on a real MLflow registry, the pulled champion, and `mlflow models serve`."""
 import base64
+import contextlib
 import os
 import shutil
 import subprocess
@@ -41,15 +42,11 @@ def champion_dir(tiny_data, tmp_path_factory):
     """A tiny trained, evaluated and registered pipeline run (gate floors open), as the cwd's template."""
     folder = tmp_path_factory.mktemp("champion")
     shutil.copytree(tiny_data, folder, dirs_exist_ok=True)
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
+    with contextlib.chdir(folder):
         p = write_params(folder, OPEN_GATE)
         train.run(p)
         evaluate.run(p)
         first = register.run(p)
-    finally:
-        os.chdir(old)
     assert first["promoted"] and first["champion_before"] is None
     return folder
 
