@@ -21,7 +21,7 @@ install: $(VENV)/.installed  ## create .venv with the pinned versions
 
 demo: install  ## run the whole pipeline on the generated demo data, orchestrated by Prefect (no server needed)
 	python -m flows.pipeline
-	pneumonia-predict $(wildcard data/raw/demo/chest_xray/train/*/DEMO-000[1-4]-01.png)
+	pneumonia-predict data/raw/demo/chest_xray/train/*/DEMO-000[1-4]-01.png
 	@echo "Browse the runs: make ui   (MLflow UI on http://127.0.0.1:5000)"
 
 ui: install  ## the MLflow UI on the local sqlite store
