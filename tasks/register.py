@@ -56,7 +56,7 @@ def rescore(model_uri: str, images: np.ndarray, labels: np.ndarray) -> dict:
             **M.threshold_free(labels, out.probability.to_numpy())}
 
 
-def champion_metrics(client, name: str, test_md5: str, p: Params) -> tuple[object | None, dict | None, str]:
+def champion_metrics(client, name: str, test: tuple, md5: str) -> tuple[object | None, dict | None, str]:
     """(champion version, its test metrics on today's test data, how they were obtained)."""
     from mlflow.exceptions import MlflowException
 
@@ -64,22 +64,17 @@ def champion_metrics(client, name: str, test_md5: str, p: Params) -> tuple[objec
         version = client.get_model_version_by_alias(name, ALIAS)
     except MlflowException:
         return None, None, "no champion yet"
-    if version.tags.get("test_md5") == test_md5:
+    if version.tags.get("test_md5") == md5:
         return version, {k.removeprefix("test/"): float(v) for k, v in version.tags.items()
                          if k.startswith("test/")}, "recorded on the same test data"
-    from tasks.data import load_splits
-
-    images, labels = load_splits(p.paths)["test"]
+    images, labels = test
     return version, rescore(f"models:/{name}@{ALIAS}", images, labels.astype(int)), "re-scored on the new test data"
 
 
-def test_md5(p: Params) -> str:
+def test_md5(images: np.ndarray, labels: np.ndarray) -> str:
     """A hash of exactly the test images and labels, so 'the same test data' is checked, not assumed."""
     import hashlib
 
-    from tasks.data import load_splits
-
-    images, labels = load_splits(p.paths)["test"]
     return hashlib.md5(images.tobytes() + labels.astype(np.int8).tobytes()).hexdigest()
 
 
@@ -93,10 +88,13 @@ def run(p: Params) -> dict:
     candidate = read_json(p.paths.metrics)["test"]
     if p.register.metric not in candidate:
         raise StepError(f"register.metric {p.register.metric!r} is not a test metric; choose from {sorted(candidate)}")
-    name, md5 = model_name(p), test_md5(p)
+    from tasks.data import load_splits
+
+    test = load_splits(p.paths)["test"]  # read once: hashed, and re-scored by the champion if it changed
+    name, md5 = model_name(p), test_md5(*test)
     tracking.configure(p)
     client = MlflowClient()
-    champion, champ_metrics, how = champion_metrics(client, name, md5, p)
+    champion, champ_metrics, how = champion_metrics(client, name, test, md5)
     promote, reason = decide(candidate, champ_metrics, p.register)
     version = mlflow.register_model(f"runs:/{run_id}/model", name, tags={
         "test_md5": md5, "decision": "promoted" if promote else "rejected", "reason": reason,

@@ -112,7 +112,7 @@ def test_predict_and_serve_the_champion(registry, capsys):
     image = sorted(Path("data/raw/demo/chest_xray/train/PNEUMONIA").glob("*.png"))[0]
     assert predict.main([str(image)]) == 0
     printed = capsys.readouterr().out
-    assert f"models:/{name}@champion" in printed and "PNEUMONIA" in printed or "NORMAL" in printed
+    assert f"models:/{name}@champion" in printed and ("PNEUMONIA" in printed or "NORMAL" in printed)
     local = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(
         pd.DataFrame({"image": [base64.b64encode(image.read_bytes()).decode()]}))
     assert f"{local.probability.iloc[0]:.4f}" in printed
