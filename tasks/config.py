@@ -37,6 +37,7 @@ class Paths:
     history: str = "reports/history.csv"
     train_report: str = "reports/train.json"
     metrics: str = "reports/metrics.json"
+    sweep: str = "reports/sweep.md"  # the sweep flow's results table (and .json beside it)
     figures: str = "reports/figures"
     curves: str = "reports/curves"
     predictions: str = "reports/predictions.csv"
@@ -136,6 +137,7 @@ class Evaluate:
     target_sensitivity: float = 0.95
     calibrate: str = "platt"
     prevalence: float = 0.63
+    tta: int = 0
     gradcam: int = 4
     stress: dict = field(default_factory=lambda: {"contrast": 0.7, "gamma": 1.4, "blur": 1.0, "noise": 8.0,
                                                   "resolution": 0.5})

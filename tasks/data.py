@@ -60,16 +60,21 @@ def datasets(train: tuple, val: tuple, p: Train, global_batch: int, replicas: in
     x_val, y_val = normalize(val[0][:keep], p.normalize), val[1][:keep]
     aug = augmenter(p.augment, p.seed)
 
+    def low_resolution(image):
+        # one draw per image: a batch-wide factor would leave whole batches sharp and teach nothing
+        size = tf.shape(image)[0:2]
+        factor = tf.random.uniform([], p.augment.low_resolution, 1.0)
+        small = tf.maximum(tf.cast(tf.cast(size, tf.float32) * factor, tf.int32), 1)
+        return tf.image.resize(tf.image.resize(image, small, "bilinear"), size, "bilinear")
+
     def augment(x, y):
         x = aug(x, training=True)
-        # optional acquisition shift (the stress test's worst cases), one draw per batch
+        # optional acquisition shift (the stress test's worst cases), drawn per image
         if p.augment.low_resolution < 1.0:
-            size = tf.shape(x)[1:3]
-            factor = tf.random.uniform([], p.augment.low_resolution, 1.0)
-            small = tf.maximum(tf.cast(tf.cast(size, tf.float32) * factor, tf.int32), 1)
-            x = tf.image.resize(tf.image.resize(x, small, "bilinear"), size, "bilinear")
+            x = tf.map_fn(low_resolution, x)
         if p.augment.noise > 0:
-            x = x + tf.random.normal(tf.shape(x), stddev=tf.random.uniform([], 0.0, p.augment.noise))
+            std = tf.random.uniform([tf.shape(x)[0], 1, 1, 1], 0.0, p.augment.noise)
+            x = x + tf.random.normal(tf.shape(x)) * std
         return tf.clip_by_value(x, 0.0, 1.0), y
 
     train_ds = (tf.data.Dataset.from_tensor_slices((x_train, y_train))

@@ -47,12 +47,12 @@ def score(y, prob, threshold: float, prevalence: float) -> dict:
 
 def stress_test(model, images, y, op: dict, p: Params, clean: dict) -> dict:
     """Validation re-scored under each simulated acquisition shift, with the drop from clean validation."""
-    from tasks.preprocess import normalize
+    from tasks.inference import raw_scores
     from tasks.stress import perturbed
 
     out = {}
     for name, shifted in perturbed(images, p.evaluate.stress).items():
-        raw = model.predict(normalize(shifted, p.train.normalize), batch_size=64, verbose=0)[:, 0]
+        raw = raw_scores(model, shifted, p.train.normalize, p.evaluate.tta)
         m = score(y, M.apply_temperature(raw, op["temperature"], op["bias"]), op["threshold"], p.evaluate.prevalence)
         out[name] = {k: m[k] for k in ("roc_auc", "accuracy", "recall", "specificity", "balanced_accuracy")}
         out[name].update({f"drop_{k}": clean[k] - m[k] for k in ("roc_auc", "accuracy", "balanced_accuracy")})
@@ -117,14 +117,15 @@ def run(p: Params) -> dict:
     import keras
 
     from tasks.data import load_splits
+    from tasks.inference import raw_scores
     from tasks.preprocess import normalize
     from tasks.serving import log_pyfunc
 
     model = keras.saving.load_model(model_path(p), compile=False, safe_mode=True)
     splits = load_splits(p.paths)
-    x = {s: normalize(splits[s][0], p.train.normalize) for s in ("val", "test")}
+    x_test = normalize(splits["test"][0], p.train.normalize)  # for the figures
     y = {s: splits[s][1].astype(int) for s in ("val", "test")}
-    raw = {s: model.predict(x[s], batch_size=64, verbose=0)[:, 0].astype(np.float64) for s in ("val", "test")}
+    raw = {s: raw_scores(model, splits[s][0], p.train.normalize, p.evaluate.tta) for s in ("val", "test")}
     op = operating_point(y["val"], raw["val"], p.evaluate)
     threshold = op["threshold"]
     prob = {s: M.apply_temperature(raw[s], op["temperature"], op["bias"]) for s in raw}
@@ -139,7 +140,7 @@ def run(p: Params) -> dict:
                           "probability": prob[s], "prediction": (prob[s] >= threshold).astype(int)}) for s in prob]
     pd.concat(rows).to_csv(out_path(p.paths.predictions), index=False)
     write_curves(y["test"], prob["test"], p.paths.curves)
-    paths = figures(p, model, x["test"], y["test"], prob["test"], raw["test"], result["test"])
+    paths = figures(p, model, x_test, y["test"], prob["test"], raw["test"], result["test"])
 
     history = pd.read_csv(p.paths.history) if Path(p.paths.history).exists() else None
     train_acc = float(history.accuracy.iloc[-1]) if history is not None else None
@@ -164,7 +165,7 @@ def run(p: Params) -> dict:
             mlflow.log_artifact(path, "figures")
         mlflow.log_artifact(p.paths.metrics)
         mlflow.log_artifact(p.paths.predictions)
-        config = {"image_size": p.data.image_size, "normalize": p.train.normalize, **op}
+        config = {"image_size": p.data.image_size, "normalize": p.train.normalize, "tta": p.evaluate.tta, **op}
         log_pyfunc(str(model_path(p)), config, png_bytes(splits["test"][0][0]),
                    str(Path(p.paths.model_dir) / "serving.json"))
     return result

@@ -3,7 +3,7 @@
 Input: a DataFrame with an `image` column of base64-encoded image files (any format
 tasks.images decodes). Output: `probability` (calibrated P(pneumonia)), `label`
 (NORMAL/PNEUMONIA) and the `threshold` used. Preprocessing is tasks.images.load_gray +
-tasks.preprocess.normalize: the very functions training used.
+tasks.inference.raw_scores (tasks.preprocess.normalize): the very functions training used.
 """
 from __future__ import annotations
 
@@ -42,10 +42,10 @@ def predict_frame(model, config: dict, images: np.ndarray):
     """uint8 images -> DataFrame(probability, label, threshold) with the calibration in `config`."""
     import pandas as pd
 
+    from tasks.inference import raw_scores
     from tasks.metrics import apply_temperature
-    from tasks.preprocess import normalize
 
-    raw = model.predict(normalize(images, config["normalize"]), verbose=0, batch_size=64)[:, 0]
+    raw = raw_scores(model, images, config["normalize"], config.get("tta", 0))
     prob = apply_temperature(raw, config["temperature"], config.get("bias", 0.0))
     threshold = config["threshold"]
     return pd.DataFrame({"probability": prob.astype(float),

@@ -1,0 +1,48 @@
+"""Model scores from uint8 images: the one path evaluate, the stress test and serving share.
+
+`raw_scores(model, images, normalize, tta)` normalises with tasks.preprocess and returns the
+model's uncalibrated P(pneumonia). With `tta: k > 0` it averages the score over the image and
+its first k fixed views (shifts of 3 % of the side left/right/up/down, then a 10 % zoom): small
+moves the training augmentation also makes, so each view is an image the model has learned.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.preprocess import normalize
+
+MAX_TTA = 5
+
+
+def shifted(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """(N, H, W, C) moved by (dy, dx) pixels, the border filled with 0 (as the augmentation fills)."""
+    out = np.zeros_like(x)
+    h, w = x.shape[1:3]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        x[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def zoomed(x: np.ndarray, factor: float) -> np.ndarray:
+    """(N, H, W, C) centre crop of 1/factor of the side, resized back (nearest neighbour)."""
+    h, w = x.shape[1:3]
+    rows = ((np.arange(h) - h / 2 + 0.5) / factor + h / 2 - 0.5).round().astype(int).clip(0, h - 1)
+    cols = ((np.arange(w) - w / 2 + 0.5) / factor + w / 2 - 0.5).round().astype(int).clip(0, w - 1)
+    return x[:, rows][:, :, cols]
+
+
+def views(x: np.ndarray, tta: int) -> list[np.ndarray]:
+    """The image batch and its first `tta` fixed test-time views."""
+    if not 0 <= tta <= MAX_TTA:
+        raise ValueError(f"evaluate.tta must be between 0 and {MAX_TTA}, got {tta}")
+    d = max(1, round(0.03 * x.shape[2]))
+    extra = [lambda: shifted(x, 0, -d), lambda: shifted(x, 0, d), lambda: shifted(x, -d, 0),
+             lambda: shifted(x, d, 0), lambda: zoomed(x, 1.1)]
+    return [x] + [make() for make in extra[:tta]]
+
+
+def raw_scores(model, images: np.ndarray, mode: str, tta: int = 0, batch_size: int = 64) -> np.ndarray:
+    """uint8 (N, S, S) -> float64 (N,) uncalibrated model scores, averaged over the TTA views."""
+    x = normalize(images, mode)
+    scores = [model.predict(v, batch_size=batch_size, verbose=0)[:, 0] for v in views(x, tta)]
+    return np.mean(scores, axis=0).astype(np.float64)
