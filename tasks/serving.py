@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from pathlib import Path
 
 import numpy as np
@@ -53,36 +52,8 @@ def predict_frame(model, config: dict, images: np.ndarray):
                          "threshold": float(threshold)})
 
 
-def python_model():
-    """The pyfunc class (built lazily so importing this module does not import MLflow)."""
-    import mlflow
-
-    class PneumoniaModel(mlflow.pyfunc.PythonModel):
-        def load_context(self, context):
-            import keras
-
-            self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
-            with open(context.artifacts["config"]) as fh:
-                self.config = json.load(fh)
-
-        def predict(self, context, model_input, params=None):
-            from mlflow.exceptions import MlflowException
-            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-            if "image" not in getattr(model_input, "columns", []):
-                raise MlflowException("input needs an `image` column of base64 image files",
-                                      error_code=INVALID_PARAMETER_VALUE)
-            try:
-                images = decode_images(list(model_input["image"]), self.config["image_size"])
-            except ValueError as err:
-                raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
-            return predict_frame(self.model, self.config, images)
-
-    return PneumoniaModel()
-
-
 def log_pyfunc(keras_path: str, config: dict, example_image: bytes, config_path: str, registered_name=None):
-    """Log the pyfunc to the active MLflow run under name `model`; returns its ModelInfo."""
+    """Log the pyfunc (tasks/pyfunc_model.py) to the active MLflow run under name `model`; returns its ModelInfo."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
@@ -93,7 +64,8 @@ def log_pyfunc(keras_path: str, config: dict, example_image: bytes, config_path:
     example = pd.DataFrame({"image": [base64.b64encode(example_image).decode()]})
     output = pd.DataFrame({"probability": [0.5], "label": ["PNEUMONIA"], "threshold": [0.5]})
     return mlflow.pyfunc.log_model(
-        name="model", python_model=python_model(), artifacts={"keras_model": keras_path, "config": config_path},
+        name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")),  # a model from code, not a pickle
+        artifacts={"keras_model": keras_path, "config": config_path},
         signature=infer_signature(example, output), input_example=example,
         code_paths=[str(Path(__file__).resolve().parent)],  # the model carries the decoder it was trained with
         registered_model_name=registered_name)

@@ -15,7 +15,8 @@ def test_sweep_runs_experiments_and_registers_the_best_on_validation(tmp_path):
     repo = RepoCopy(tmp_path / "repo")
     repo.params(deep_update(TINY_TRAIN, {"register": {"min_sensitivity": 0.0, "min_specificity": 0.0}}))
     repo.run("git", "commit", "-qam", "tiny params")
-    grid = {"experiments": {"one-epoch": {"train.epochs": 1}, "three-epochs": {"train.epochs": 3}}}
+    grid = {"common": {"evaluate.target_sensitivity": 0.9}, "select": "val_worst_balanced_accuracy",
+            "experiments": {"one-epoch": {"train.epochs": 1}, "three-epochs": {"train.epochs": 3}}}
     (repo / "grid.yaml").write_text(yaml.safe_dump(grid))
     proc = repo.run(sys.executable, "-m", "flows.sweep", "grid.yaml")
     shown = json.loads(repo.run("dvc", "exp", "show", "--json").stdout)
@@ -25,5 +26,16 @@ def test_sweep_runs_experiments_and_registers_the_best_on_validation(tmp_path):
     registry = json.loads((repo / "reports/registry.json").read_text())
     assert registry["version"] == 1 and registry["model_name"] == "pneumonia-classifier-demo"
     winner = best.split("best on validation: ")[1].split()[0]
-    applied = yaml.safe_load((repo / "params.yaml").read_text())["train"]["epochs"]
-    assert applied == grid["experiments"][winner]["train.epochs"]  # the workspace holds the winner
+    applied = yaml.safe_load((repo / "params.yaml").read_text())
+    assert applied["train"]["epochs"] == grid["experiments"][winner]["train.epochs"]  # the workspace holds the winner
+    assert applied["evaluate"]["target_sensitivity"] == 0.9  # `common` reached every experiment
+
+    results = json.loads((repo / "reports/sweep.json").read_text())
+    rows = {r["name"]: r for r in results["results"]}
+    assert set(rows) == {"one-epoch", "three-epochs"} and results["best"] == winner
+    assert rows[winner]["val_worst_balanced_accuracy"] == max(r["val_worst_balanced_accuracy"] for r in rows.values())
+    for name, row in rows.items():  # each row is that experiment's own run, not the last one's
+        assert row["epochs"] <= grid["experiments"][name]["train.epochs"] and row["train_seconds"] > 0
+        assert row["val_worst_balanced_accuracy"] <= row["val_balanced_accuracy"]
+    table = (repo / "reports/sweep.md").read_text()
+    assert f"**{winner}**" in table and "`train.epochs=3`" in table and "target_sensitivity" not in table

@@ -1,0 +1,74 @@
+"""One scoring path for evaluate, the stress test and serving, with optional test-time augmentation."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tasks import config, inference
+from tasks.config import Model
+from tasks.metrics import apply_temperature
+from tasks.model import build_model
+from tasks.preprocess import normalize
+from tasks.serving import predict_frame
+
+
+@pytest.fixture(scope="module")
+def model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return build_model(Model(), 64)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(1).integers(0, 256, (5, 64, 64)).astype(np.uint8)
+
+
+def test_shift_moves_pixels_by_the_offset_and_fills_with_zero():
+    x = np.random.default_rng(0).random((2, 10, 12, 1)).astype(np.float32)
+    moved = inference.shifted(x, 2, -3)
+    assert np.array_equal(moved[:, 2:, :9], x[:, :8, 3:])
+    assert not moved[:, :2].any() and not moved[:, :, 9:].any()
+
+
+def test_zoom_keeps_the_centre_and_magnifies():
+    x = np.zeros((1, 20, 20, 1), np.float32)
+    x[0, 8:12, 8:12] = 1  # a 4-pixel square in the middle
+    big = inference.zoomed(x, 2.0)
+    assert big[0, 10, 10, 0] == 1 and big.sum() == pytest.approx(4 * x.sum(), rel=0.3)
+
+
+def test_views_count_and_range():
+    x = np.zeros((1, 32, 32, 1), np.float32)
+    assert [len(inference.views(x, k)) for k in range(inference.MAX_TTA + 1)] == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(ValueError, match="evaluate.tta"):
+        inference.views(x, inference.MAX_TTA + 1)
+
+
+def test_raw_scores_average_the_model_over_the_views(model, images):
+    x = normalize(images, "equalize")
+    assert np.allclose(inference.raw_scores(model, images, "equalize"), model.predict(x, verbose=0)[:, 0], atol=1e-6)
+    manual = np.mean([model.predict(v, verbose=0)[:, 0] for v in inference.views(x, 3)], axis=0)
+    assert np.allclose(inference.raw_scores(model, images, "equalize", tta=3), manual, atol=1e-6)
+
+
+def test_serving_scores_as_evaluate_did(model, images):
+    served_config = {"normalize": "equalize", "tta": 2, "temperature": 0.7, "bias": 0.3, "threshold": 0.4}
+    served = predict_frame(model, served_config, images)
+    evaluated = apply_temperature(inference.raw_scores(model, images, "equalize", 2), 0.7, 0.3)
+    assert np.allclose(served.probability, evaluated, atol=1e-6)
+    assert (served.label == np.where(evaluated >= 0.4, "PNEUMONIA", "NORMAL")).all()
+
+
+def test_low_resolution_augmentation_is_drawn_per_image():
+    from tasks.data import datasets
+
+    still = dataclasses.replace(config.Augment(), rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0, contrast=0.0)
+    t = dataclasses.replace(config.Train(), augment=dataclasses.replace(still, low_resolution=0.3))
+    pattern = np.indices((64, 64)).sum(axis=0) % 2 * 255  # a checkerboard: any down-sampling blurs it
+    x = np.repeat(pattern[None].astype(np.uint8), 16, axis=0)
+    batch = next(iter(datasets((x, np.zeros(16, np.float32)), (x[:2], np.zeros(2, np.float32)), t, 16)[0]))
+    detail = batch[0].numpy().std(axis=(1, 2, 3))  # what is left of the pattern, per image
+    assert detail.max() < normalize(x[:1], "scale").std()  # every image was down-sampled
+    assert detail.max() - detail.min() > 0.02  # by factors that differ within one batch
