@@ -2,13 +2,13 @@
 
     python -m flows.sweep [sweep.yaml] [--only NAME ...]
 
-The grid file holds `experiments: {name: {param: value}}`, optional `common: {param: value}` applied to
-every set (the data source, say), and optional `select:` (a key of `selection_scores`). Each set runs
-`dvc exp run -n NAME -S ... evaluate` (a DVC experiment, an MLflow run). Experiments are chosen on
-validation only, never on test; the winner is applied with `dvc exp apply` and `register` runs on it.
-A results table (validation, stress test, internal test, training time) goes to `paths.sweep` and the
-flow's Prefect artifact. Runs are sequential: the workspace holds one experiment at a time, and on a
-2-core machine parallel training only slows each run down.
+The grid file holds `experiments: {name: {param: value}}`, optional `common: {param: value}` applied
+to every set (the data source, say), and optional `select:` (a key of `selection_scores`). Each set
+runs `dvc exp run -n NAME -S ... evaluate` on the committed params (a DVC experiment, an MLflow run).
+Experiments are chosen on validation only, never on test; the winner is applied with `dvc exp apply`
+and `register` runs on it. A results table (validation, stress test, internal test, training time)
+goes to `paths.sweep` and the flow's Prefect artifact. Runs are sequential: the workspace holds one
+experiment at a time, and on a 2-core machine parallel training only slows each run down.
 """
 from __future__ import annotations
 
@@ -73,6 +73,9 @@ def table(rows: list[dict], select: str, best: str) -> str:
 def experiment(name: str, overrides: dict) -> dict:
     """Run one parameter set up to evaluate; return its results row."""
     logger = get_run_logger()
+    # `dvc exp run` leaves the last experiment's params in the workspace and builds the next one on top:
+    # start every set from the committed params, or one experiment's overrides leak into the next
+    subprocess.run(["git", "checkout", "HEAD", "--", "params.yaml"], check=True, capture_output=True)
     proc = subprocess.run(exp_args(name, overrides), env=stages.dvc_env(), capture_output=True, text=True)
     if proc.returncode:
         error = stages.StageRejected if f"exited with {stages.EXIT_REJECTED}" in proc.stderr else stages.StageFailed
