@@ -49,7 +49,8 @@ def result_row(name: str, overrides: dict, metrics: dict, train: dict) -> dict:
             "val_specificity_at_95_sensitivity": val["specificity_at_95_sensitivity"], "val_ece": val["ece"],
             "worst_shift": worst[0], "worst_shift_drop": worst[1]["drop_balanced_accuracy"],
             "test_accuracy": test["accuracy"], "test_recall": test["recall"], "test_specificity": test["specificity"],
-            "test_roc_auc": test["roc_auc"], "train_seconds": train["seconds"], "epochs": train["epochs"]}
+            "test_roc_auc": test["roc_auc"], "train_seconds": train["seconds"], "epochs": train["epochs"],
+            "stress_drop_balanced_accuracy": {k: m["drop_balanced_accuracy"] for k, m in metrics["stress"].items()}}
 
 
 def table(rows: list[dict], select: str, best: str) -> str:

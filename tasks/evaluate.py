@@ -117,10 +117,12 @@ def run(p: Params) -> dict:
     import keras
 
     from tasks.data import load_splits
-    from tasks.inference import raw_scores
+    from tasks.inference import MAX_TTA, raw_scores
     from tasks.preprocess import normalize
     from tasks.serving import log_pyfunc
 
+    if not 0 <= p.evaluate.tta <= MAX_TTA:  # before the model and data load
+        raise StepError(f"evaluate.tta must be between 0 and {MAX_TTA} extra views, got {p.evaluate.tta}")
     model = keras.saving.load_model(model_path(p), compile=False, safe_mode=True)
     splits = load_splits(p.paths)
     x_test = normalize(splits["test"][0], p.train.normalize)  # for the figures

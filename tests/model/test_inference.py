@@ -10,6 +10,7 @@ from tasks.metrics import apply_temperature
 from tasks.model import build_model
 from tasks.preprocess import normalize
 from tasks.serving import predict_frame
+from tests.helpers import write_params
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,12 @@ def test_low_resolution_augmentation_is_drawn_per_image():
     detail = batch[0].numpy().std(axis=(1, 2, 3))  # what is left of the pattern, per image
     assert detail.max() < normalize(x[:1], "scale").std()  # every image was down-sampled
     assert detail.max() - detail.min() > 0.02  # by factors that differ within one batch
+
+
+def test_bad_tta_is_rejected_before_any_work(workdir):
+    from tasks import evaluate
+    from tasks.cli import StepError
+
+    p = write_params(workdir, {"evaluate": {"tta": inference.MAX_TTA + 1}})  # no model, no data: fails first
+    with pytest.raises(StepError, match="evaluate.tta must be between 0 and 5"):
+        evaluate.run(p)
