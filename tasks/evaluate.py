@@ -153,12 +153,13 @@ def run(p: Params) -> dict:
           f"calibration T={op['temperature']:.2f} b={op['bias']:+.2f}; metrics -> {p.paths.metrics}; "
           f"figures -> {p.paths.figures}")
 
-    run_id = tracking.recorded_run_id(p)
-    if run_id is None:
+    if tracking.recorded_run_id(p) is None:
         raise StepError(f"{p.paths.mlflow_run} is missing: run train first (it opens the MLflow run)")
-    with tracking.pipeline_run(p, run_id):
+    with tracking.evaluation_run(p) as run:
         import mlflow
 
+        result["mlflow_run_id"] = run.info.run_id  # where the servable model is: register reads it
+        write_json(p.paths.metrics, result)
         mlflow.log_metrics({f"{s}/{k}": float(v) for s in ("val", "test") for k, v in result[s].items()})
         mlflow.log_metrics(op)
         mlflow.log_metrics({f"stress/{name}/{k}": float(v) for name, m in result["stress"].items()

@@ -8,6 +8,7 @@ the last write, so a failure anywhere leaves the old champion in place. Writes `
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import numpy as np
 
@@ -82,10 +83,11 @@ def run(p: Params) -> dict:
     import mlflow
     from mlflow import MlflowClient
 
-    run_id = tracking.recorded_run_id(p)
-    if run_id is None:
-        raise StepError(f"{p.paths.mlflow_run} is missing: run train and evaluate first")
-    candidate = read_json(p.paths.metrics)["test"]
+    if not Path(p.paths.metrics).exists() or tracking.recorded_run_id(p) is None:
+        raise StepError(f"{p.paths.metrics} or {p.paths.mlflow_run} is missing: run train and evaluate first")
+    evaluated = read_json(p.paths.metrics)
+    run_id = evaluated.get("mlflow_run_id") or tracking.recorded_run_id(p)  # the run that logged the model
+    candidate = evaluated["test"]
     if p.register.metric not in candidate:
         raise StepError(f"register.metric {p.register.metric!r} is not a test metric; choose from {sorted(candidate)}")
     from tasks.data import load_splits

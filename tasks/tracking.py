@@ -2,7 +2,9 @@
 
 The tracking URI is `MLFLOW_TRACKING_URI` when set, else `tracking.uri` (sqlite under
 mlruns/). One MLflow run per pipeline run: train starts it and records its id in
-`paths.mlflow_run`; evaluate and register reopen it.
+`paths.mlflow_run`; evaluate and register reopen it. A re-evaluation of a trained model with other
+`evaluate` params (an evaluate-only DVC experiment) gets its own child run instead, so no
+configuration's metrics overwrite another's.
 """
 from __future__ import annotations
 
@@ -76,13 +78,41 @@ def recorded_run_id(p: Params) -> str | None:
 
 @contextmanager
 def pipeline_run(p: Params, run_id: str | None):
-    """Open an MLflow run: `run_id` reopens one (evaluate, register, a resumed train); None starts one."""
+    """Open an MLflow run: `run_id` reopens one (evaluate, register, a resumed train); None starts one
+    and records its id in `paths.mlflow_run` (train's output)."""
     import mlflow
 
     experiment_id = configure(p)
     with mlflow.start_run(run_id=run_id, experiment_id=experiment_id) as run:
-        write_json(p.paths.mlflow_run, {"run_id": run.info.run_id, "experiment_id": experiment_id,
-                                        "tracking_uri": mlflow.get_tracking_uri()})
+        if run_id is None:
+            write_json(p.paths.mlflow_run, {"run_id": run.info.run_id, "experiment_id": experiment_id,
+                                            "tracking_uri": mlflow.get_tracking_uri()})
+        yield run
+
+
+def logged_params(p: Params) -> dict[str, str]:
+    """The params a pipeline run logs: every section a model's result depends on."""
+    return flat_params({k: getattr(p, k) for k in ("data", "ingest", "split", "model", "train", "evaluate")})
+
+
+@contextmanager
+def evaluation_run(p: Params):
+    """The run evaluate logs to: train's run when it was logged with these `evaluate` params, else a new
+    child run of it (tag `mlflow.parentRunId`) with the full current params."""
+    import mlflow
+
+    train_id = recorded_run_id(p)
+    configure(p)
+    parent = mlflow.MlflowClient().get_run(train_id)
+    params = logged_params(p)
+    if all(parent.data.params.get(k) == v for k, v in params.items() if k.startswith("evaluate.")):
+        with pipeline_run(p, train_id) as run:
+            yield run
+        return
+    tags = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
+    with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=f"{parent.info.run_name}-reeval",
+                          tags={**tags, "mlflow.parentRunId": train_id}) as run:
+        mlflow.log_params(params)
         yield run
 
 

@@ -109,8 +109,7 @@ def run(p: Params) -> dict:
         import mlflow
 
         if not resuming:
-            mlflow.log_params(tracking.flat_params({k: getattr(p, k) for k in ("data", "ingest", "split", "model",
-                                                                              "train", "evaluate")}))
+            mlflow.log_params(tracking.logged_params(p))
             mlflow.set_tags(tracking.run_tags(p))
         model, history, seconds = fit(p, splits, [tracking.epoch_logger()])
         model.save(model_path(p))  # best weights (EarlyStopping restored them)
