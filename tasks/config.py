@@ -137,7 +137,7 @@ class Evaluate:
     target_sensitivity: float = 0.95
     calibrate: str = "platt"
     prevalence: float = 0.63
-    tta: int = 0
+    tta: int = 3
     gradcam: int = 4
     stress: dict = field(default_factory=lambda: {"contrast": 0.7, "gamma": 1.4, "blur": 1.0, "noise": 8.0,
                                                   "resolution": 0.5})

@@ -98,15 +98,15 @@ def test_a_crash_mid_register_keeps_the_old_champion(registry, monkeypatch):
 def test_a_reevaluation_with_other_params_gets_its_own_child_run(registry):
     p, client, name = registry
     train_run = tracking.recorded_run_id(p)
-    temperature = client.get_run(train_run).data.metrics["temperature"]
-    p = write_params(Path.cwd(), deep_update(OPEN_GATE, {"evaluate": {"tta": 2, "calibrate": "none"},
-                                                         "register": {"min_improvement": -1.0}}))
+    temperature, trained_tta = client.get_run(train_run).data.metrics["temperature"], p.evaluate.tta
+    other = {"evaluate": {"tta": (trained_tta + 1) % 6, "calibrate": "none"}, "register": {"min_improvement": -1.0}}
+    p = write_params(Path.cwd(), deep_update(OPEN_GATE, other))
     result = evaluate.run(p)
     child = client.get_run(result["mlflow_run_id"])
     assert child.info.run_id != train_run and child.data.tags["mlflow.parentRunId"] == train_run
-    assert child.data.params["evaluate.tta"] == "2" and child.data.metrics["temperature"] == 1.0
+    assert child.data.params["evaluate.tta"] == str(p.evaluate.tta) and child.data.metrics["temperature"] == 1.0
     parent = client.get_run(train_run)  # the training run keeps its own evaluation
-    assert parent.data.params["evaluate.tta"] == "0" and parent.data.metrics["temperature"] == temperature
+    assert parent.data.params["evaluate.tta"] == str(trained_tta) and parent.data.metrics["temperature"] == temperature
     assert tracking.recorded_run_id(p) == train_run  # train's output is untouched
     report = register.run(p)
     assert client.get_model_version(name, str(report["version"])).run_id == child.info.run_id
