@@ -112,6 +112,8 @@ def pneumonia_sweep(grid: str = "sweep.yaml", only: list[str] | None = None) -> 
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(markdown)
         out.with_suffix(".json").write_text(json.dumps({"select": select, "best": best, "results": rows}, indent=2))
+    if not rows:
+        raise ValueError(f"{grid}: no experiment to run (--only {only} matches none of {list(spec['experiments'])})")
     print(f"best on validation: {best} ({select})")
     create_markdown_artifact(markdown, key="sweep-results", description="pneumonia-sweep results")
     subprocess.run(["dvc", "exp", "apply", best], env=stages.dvc_env(), check=True)
