@@ -71,13 +71,22 @@ def pick_threshold(y: np.ndarray, prob: np.ndarray, method: str, target: float =
 
 def fit_temperature(y: np.ndarray, prob: np.ndarray) -> float:
     """Temperature T minimising the log-loss of sigmoid(logit(prob) / T) on (validation) data."""
-    z, y = logit(prob), np.asarray(y, float)
+    z, y = logit(prob), platt_targets(y)
 
     def nll(log_t):
         q = np.clip(sigmoid(z / np.exp(log_t)), EPS, 1 - EPS)
         return -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
 
     return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+
+
+def platt_targets(y: np.ndarray) -> np.ndarray:
+    """Platt's (1999) targets for fitting a calibration map: (N+ + 1) / (N+ + 2) for positives and
+    1 / (N- + 2) for negatives instead of 1 and 0, so a perfectly separated validation set gives a
+    finite slope rather than probabilities of exactly 0 and 1 (and a threshold of 1.0)."""
+    y = np.asarray(y, float)
+    pos, neg = y.sum(), len(y) - y.sum()
+    return np.where(y == 1, (pos + 1) / (pos + 2), 1 / (neg + 2))
 
 
 def apply_temperature(prob: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
@@ -89,7 +98,7 @@ def fit_platt(y: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
     """(temperature, bias) minimising the log-loss of sigmoid(logit(prob) / T + b): fixes bias as well as spread."""
     from scipy.optimize import minimize
 
-    z, y = logit(prob), np.asarray(y, float)
+    z, y = logit(prob), platt_targets(y)
 
     def nll(theta):
         q = np.clip(sigmoid(z / np.exp(theta[0]) + theta[1]), EPS, 1 - EPS)

@@ -73,3 +73,12 @@ def test_platt_scaling_fixes_a_biased_model_that_temperature_cannot():
     assert b == pytest.approx(1.5, abs=0.25) and t == pytest.approx(1.0, abs=0.15)
     temperature_only = M.apply_temperature(biased, M.fit_temperature(y, biased))
     assert M.ece(y, M.apply_temperature(biased, t, b)) < M.ece(y, temperature_only)
+
+
+def test_calibration_of_a_perfectly_separated_validation_set_stays_finite():
+    y = np.array([0] * 40 + [1] * 60)
+    prob = np.concatenate([np.linspace(0.01, 0.3, 40), np.linspace(0.7, 0.99, 60)])  # no overlap at all
+    for t, b in (M.fit_platt(y, prob), (M.fit_temperature(y, prob), 0.0)):
+        calibrated = M.apply_temperature(prob, t, b)
+        assert t > 0.1 and 1e-6 < calibrated.min() and calibrated.max() < 1 - 1e-6  # a finite slope
+        assert M.pick_threshold(y, calibrated, "target_sensitivity") < 0.99
