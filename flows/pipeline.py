@@ -10,21 +10,16 @@ Overrides are applied as `dvc exp run -S` would and the result is saved as a DVC
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.tasks import exponential_backoff
 
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
-from prefect.tasks import exponential_backoff  # noqa: E402
-
-from flows import stages  # noqa: E402
+from flows import stages
 
 
 def transient(task, task_run, state) -> bool:

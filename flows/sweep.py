@@ -4,11 +4,12 @@
 
 The grid file holds `experiments: {name: {param: value}}`, optional `common: {param: value}` applied
 to every set (the data source, say), and optional `select:` (a key of `selection_scores`). Each set
-runs `dvc exp run -n NAME -S ... evaluate` on the committed params (a DVC experiment, an MLflow run).
-Experiments are chosen on validation only, never on test; the winner is applied with `dvc exp apply`
-and `register` runs on it. A results table (validation, stress test, internal test, training time)
-goes to `paths.sweep` and the flow's Prefect artifact. Runs are sequential: the workspace holds one
-experiment at a time, and on a 2-core machine parallel training only slows each run down.
+runs `dvc exp run -n NAME -S ... evaluate` on the params the sweep started with (a DVC experiment,
+an MLflow run). Experiments are chosen on validation only, never on test; the winner is applied with
+`dvc exp apply` and `register` runs on it. A results table (validation, stress test, internal test,
+training time) goes to `paths.sweep` and the flow's Prefect artifact. Runs are sequential: the
+workspace holds one experiment at a time, and on a 2-core machine parallel training only slows each
+run down.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows import stages
 from flows.pipeline import transient
+from tasks import config
 
 
 def selection_scores(metrics: dict) -> dict[str, float]:
@@ -71,18 +73,16 @@ def table(rows: list[dict], select: str, best: str) -> str:
 
 
 @task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient)
-def experiment(name: str, overrides: dict) -> dict:
-    """Run one parameter set up to evaluate; return its results row."""
+def experiment(name: str, overrides: dict, base_params: str) -> dict:
+    """Run one parameter set on top of `base_params` (params.yaml's text) up to evaluate; return its row."""
     logger = get_run_logger()
     # `dvc exp run` leaves the last experiment's params in the workspace and builds the next one on top:
-    # start every set from the committed params, or one experiment's overrides leak into the next
-    subprocess.run(["git", "checkout", "HEAD", "--", "params.yaml"], check=True, capture_output=True)
+    # start every set from the params the sweep started with, or one set's overrides leak into the next
+    Path(config.PARAMS_FILE).write_text(base_params)
     proc = subprocess.run(exp_args(name, overrides), env=stages.dvc_env(), capture_output=True, text=True)
     if proc.returncode:
         error = stages.StageRejected if f"exited with {stages.EXIT_REJECTED}" in proc.stderr else stages.StageFailed
         raise error(f"experiment {name} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
-    from tasks import config
-
     paths = config.load().paths
     row = result_row(name, overrides, json.loads(Path(paths.metrics).read_text()),
                      json.loads(Path(paths.train_report).read_text()))
@@ -97,14 +97,13 @@ def pneumonia_sweep(grid: str = "sweep.yaml", only: list[str] | None = None) -> 
     common, select = spec.get("common") or {}, spec.get("select", "val_roc_auc")
     if select not in ("val_roc_auc", "val_worst_balanced_accuracy"):
         raise ValueError(f"{grid}: `select` must be val_roc_auc or val_worst_balanced_accuracy, got {select!r}")
-    from tasks import config
-
     out = Path(config.load().paths.sweep)
+    base_params = Path(config.PARAMS_FILE).read_text()
     rows, best = [], None
     for name, overrides in spec["experiments"].items():
         if only and name not in only:
             continue
-        row = experiment.with_options(name=f"exp-{name}")(name, {**common, **(overrides or {})})
+        row = experiment.with_options(name=f"exp-{name}")(name, {**common, **(overrides or {})}, base_params)
         row["overrides"] = {k: v for k, v in row["overrides"].items() if k not in common}  # what differs
         rows.append(row)
         best = max(rows, key=lambda r: r[select])["name"]  # selected on validation, never on test
