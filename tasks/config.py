@@ -103,6 +103,7 @@ class Model:
     filters: tuple = (48, 96, 192)
     convs_per_block: int = 2
     dropout: float = 0.3
+    crop: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class Train:
     normalize: str = "equalize"
     distribute: str = "none"
     seed: int = 42
+    mixup: float = 0.0
     augment: Augment = Augment()
 
 

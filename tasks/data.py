@@ -38,16 +38,41 @@ def augmenter(a: Augment, seed: int):
     return keras.Sequential(steps, name="augment")
 
 
-def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
-    """`balanced`: n / (2 n_c), so each class carries half the loss; `none`: no weights."""
+def class_weights(labels: np.ndarray, mode: str) -> dict[int, float]:
+    """`balanced`: n / (2 n_c), so each class carries half the loss; `none`: weight 1 for both."""
     if mode == "none":
-        return None
+        return {0: 1.0, 1: 1.0}
     counts = np.bincount(labels.astype(int), minlength=2)
     return {c: float(len(labels) / (2 * max(counts[c], 1))) for c in (0, 1)}
 
 
+def mixup(x, y, w, alpha: float, seed: int):
+    """Mix each image with another of its batch: x = l x_i + (1 - l) x_j, and y, w alike, l ~ Beta(alpha, alpha).
+
+    Drawn per image; l is folded to [0.5, 1] so each mixed image stays closest to its own.
+    """
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    g1 = tf.random.gamma([n], alpha, seed=seed)
+    g2 = tf.random.gamma([n], alpha, seed=seed + 1)
+    lam = g1 / (g1 + g2)
+    lam = tf.maximum(lam, 1.0 - lam)
+    other = tf.random.shuffle(tf.range(n), seed=seed + 2)
+
+    def mix(a):
+        shape = tf.concat([[n], tf.ones([tf.rank(a) - 1], tf.int32)], axis=0)
+        l_ = tf.reshape(lam, shape)
+        return l_ * a + (1.0 - l_) * tf.gather(a, other)
+
+    return mix(x), mix(y), mix(w)
+
+
 def datasets(train: tuple, val: tuple, p: Train, global_batch: int, replicas: int = 1):
     """(train_ds, val_ds): normalised, batched, prefetched; train shuffled and augmented.
+
+    Train batches are (x, y, sample_weight): the class weight of `train.class_weight` per image
+    (mixed with the labels under `train.mixup`, which a per-class lookup could not follow).
 
     With several replicas the last partial train batch is dropped and validation is cut to a
     multiple of the replica count (at most replicas - 1 images): tf.distribute fails on
@@ -56,6 +81,8 @@ def datasets(train: tuple, val: tuple, p: Train, global_batch: int, replicas: in
     import tensorflow as tf
 
     x_train, y_train = normalize(train[0], p.normalize), train[1]
+    weights = class_weights(y_train, p.class_weight)
+    w_train = np.where(y_train >= 0.5, weights[1], weights[0]).astype(np.float32)
     keep = len(val[0]) - len(val[0]) % replicas
     x_val, y_val = normalize(val[0][:keep], p.normalize), val[1][:keep]
     aug = augmenter(p.augment, p.seed)
@@ -67,7 +94,7 @@ def datasets(train: tuple, val: tuple, p: Train, global_batch: int, replicas: in
         small = tf.maximum(tf.cast(tf.cast(size, tf.float32) * factor, tf.int32), 1)
         return tf.image.resize(tf.image.resize(image, small, "bilinear"), size, "bilinear")
 
-    def augment(x, y):
+    def augment(x, y, w):
         x = aug(x, training=True)
         # optional acquisition shift (the stress test's worst cases), drawn per image
         if p.augment.low_resolution < 1.0:
@@ -75,9 +102,12 @@ def datasets(train: tuple, val: tuple, p: Train, global_batch: int, replicas: in
         if p.augment.noise > 0:
             std = tf.random.uniform([tf.shape(x)[0], 1, 1, 1], 0.0, p.augment.noise)
             x = x + tf.random.normal(tf.shape(x)) * std
-        return tf.clip_by_value(x, 0.0, 1.0), y
+        x = tf.clip_by_value(x, 0.0, 1.0)
+        if p.mixup > 0:
+            x, y, w = mixup(x, y, w, p.mixup, p.seed)
+        return x, y, w
 
-    train_ds = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
+    train_ds = (tf.data.Dataset.from_tensor_slices((x_train, y_train, w_train))
                 .shuffle(len(x_train), seed=p.seed, reshuffle_each_iteration=True)
                 .batch(global_batch, drop_remainder=replicas > 1)
                 .map(augment, num_parallel_calls=tf.data.AUTOTUNE)

@@ -43,10 +43,26 @@ def ece(y: np.ndarray, prob: np.ndarray, bins: int = 10) -> float:
 
 
 def threshold_free(y: np.ndarray, prob: np.ndarray) -> dict:
-    """ROC-AUC, PR-AUC, Brier score, ECE and specificity at 95 % sensitivity."""
+    """ROC-AUC, PR-AUC, Brier score, ECE, specificity at 95 % sensitivity and the best accuracy any threshold
+    could give (a diagnostic of the split's own labels: how much of an error is the operating point, how
+    much the ranking; never used to choose anything)."""
     return {"roc_auc": float(skm.roc_auc_score(y, prob)), "pr_auc": float(skm.average_precision_score(y, prob)),
             "brier": float(skm.brier_score_loss(y, prob)), "ece": ece(y, prob),
-            "specificity_at_95_sensitivity": specificity_at_sensitivity(y, prob, 0.95)}
+            "specificity_at_95_sensitivity": specificity_at_sensitivity(y, prob, 0.95),
+            "best_threshold_accuracy": best_threshold_accuracy(y, prob)}
+
+
+def best_threshold_accuracy(y: np.ndarray, prob: np.ndarray) -> float:
+    """max over every threshold t of the accuracy of `prob >= t` (calling everything one class included)."""
+    y = np.asarray(y).astype(int)
+    order = np.argsort(-np.asarray(prob, float), kind="stable")
+    prob_sorted, y_sorted = np.asarray(prob, float)[order], y[order]
+    tp = np.concatenate([[0], np.cumsum(y_sorted)])          # positives among the k highest scores
+    fp = np.arange(len(y) + 1) - tp
+    correct = tp + (len(y) - y.sum()) - fp                    # tp + tn when the top k are called positive
+    # a cut is only possible between distinct scores: k = n or the next score differs
+    possible = np.concatenate([[True], np.append(prob_sorted[1:] != prob_sorted[:-1], True)])
+    return float(correct[possible].max() / len(y))
 
 
 def specificity_at_sensitivity(y: np.ndarray, prob: np.ndarray, target: float) -> float:

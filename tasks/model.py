@@ -7,6 +7,8 @@ and global average pooling, about 4x the reference's training throughput on a 2-
 """
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import layers
 
@@ -58,7 +60,11 @@ def fast_cnn(size: int, p: Model) -> keras.Model:
     Plain convolutions: on this CPU, TF's separable convolutions train 3-10x slower per FLOP.
     """
     inputs = keras.Input((size, size, 1), name="image")
-    x = _conv_bn_relu(inputs, p.stem, strides=2)
+    x = inputs
+    if p.crop > 0:  # inside the model, so evaluation and serving crop exactly as training did
+        keep = size - 2 * round(p.crop * size)
+        x = layers.CenterCrop(keep, keep, name="border_crop")(x)
+    x = _conv_bn_relu(x, p.stem, strides=2)
     if p.stem_pool:
         x = layers.MaxPool2D(2)(x)
     for i, filters in enumerate(p.filters):
@@ -73,12 +79,14 @@ def fast_cnn(size: int, p: Model) -> keras.Model:
 
 
 def min_size(p: Model) -> int:
-    """The smallest input side the architecture accepts."""
-    return 32 if p.name == "seed_cnn" else 2 ** (len(p.filters) + p.stem_pool) * 2
+    """The smallest input side the architecture accepts (before `crop` cuts its borders)."""
+    return 32 if p.name == "seed_cnn" else math.ceil(2 ** (len(p.filters) + p.stem_pool) * 2 / (1 - 2 * p.crop))
 
 
 def check(p: Model, size: int) -> None:
     """Raise ConfigError for an unknown model or an input too small for it, before any training."""
+    if not 0 <= p.crop < 0.25:
+        raise ConfigError(f"model.crop must be in [0, 0.25) of the side per border, got {p.crop}")
     if p.name not in BUILDERS:
         raise ConfigError(f"model.name {p.name!r} is unknown; choose one of {', '.join(BUILDERS)}")
     if size < min_size(p):

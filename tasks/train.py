@@ -73,7 +73,7 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     """Build, compile and fit the model on splits['train'] with splits['val']; returns (model, history, seconds)."""
     import keras
 
-    from tasks.data import class_weights, datasets
+    from tasks.data import datasets
     from tasks.model import build_model
 
     t = p.train
@@ -88,8 +88,7 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     replicas = strat.num_replicas_in_sync
     train_ds, val_ds = datasets(splits["train"], splits["val"], t, t.batch_size * replicas, replicas)
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, verbose=2,
-                        class_weight=class_weights(splits["train"][1], t.class_weight),
+    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, verbose=2,  # class weights ride in train_ds
                         callbacks=callbacks(p, list(extra_callbacks)))
     return model, history, time.perf_counter() - start
 

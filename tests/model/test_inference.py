@@ -82,3 +82,20 @@ def test_bad_tta_is_rejected_before_any_work(workdir):
     p = write_params(workdir, {"evaluate": {"tta": inference.MAX_TTA + 1}})  # no model, no data: fails first
     with pytest.raises(StepError, match="evaluate.tta must be between 0 and 5"):
         evaluate.run(p)
+
+
+def test_mixup_mixes_images_labels_and_class_weights_alike():
+    from tasks.data import class_weights, datasets
+
+    still = dataclasses.replace(config.Augment(), rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0, contrast=0.0)
+    t = dataclasses.replace(config.Train(), augment=still, normalize="scale", mixup=0.4)
+    labels = np.array([0, 1] * 8 + [1] * 16, np.float32)  # 16 normal, 24 pneumonia: unequal class weights
+    x = (labels[:, None, None] * 255).astype(np.uint8).repeat(8, 1).repeat(8, 2)  # pixel value = label
+    batch_x, batch_y, batch_w = (a.numpy() for a in next(iter(datasets((x, labels), (x[:2], labels[:2]), t, 32)[0])))
+    assert np.allclose(batch_x.mean(axis=(1, 2, 3)), batch_y, atol=1e-5)  # each image mixed as its label
+    assert ((batch_y > 0) & (batch_y < 1)).any()  # some labels are soft
+    w = class_weights(labels, "balanced")
+    assert np.allclose(batch_w, batch_y * w[1] + (1 - batch_y) * w[0], atol=1e-5)  # weights follow the mix
+    plain = dataclasses.replace(t, mixup=0.0)
+    _, y0, w0 = (a.numpy() for a in next(iter(datasets((x, labels), (x[:2], labels[:2]), plain, 32)[0])))
+    assert set(np.unique(y0)) <= {0.0, 1.0} and np.allclose(w0, np.where(y0 == 1, w[1], w[0]))

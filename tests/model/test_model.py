@@ -112,3 +112,23 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_workdir):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "replicas 2" in proc.stdout
     assert (tiny_workdir / "models/model.keras").exists()
+
+
+def test_border_crop_makes_the_model_blind_to_the_film_edge():
+    from tasks.gradcam import heatmaps
+
+    p = Model(filters=(8, 16), stem=8, crop=0.125)
+    model = build_model(p, 64)
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 64, 64, 1)).astype(np.float32)
+    edited = x.copy()
+    edited[:, :8] = 1.0  # a marker on the top border (8 = 0.125 * 64 pixels), and on the left one
+    edited[:, :, :8] = 0.0
+    assert np.allclose(model.predict(x, verbose=0), model.predict(edited, verbose=0), atol=1e-6)
+    moved = x.copy()
+    moved[:, 30:34, 30:34] = 1.0  # the centre still counts
+    assert not np.allclose(model.predict(x, verbose=0), model.predict(moved, verbose=0), atol=1e-6)
+    cam = heatmaps(model, x)
+    assert cam.shape == (2, 64, 64) and np.all(cam[:, :8] == 0) and np.all(cam[:, :, -8:] == 0)
+    with pytest.raises(config.ConfigError, match="model.crop"):
+        build_model(Model(crop=0.3), 128)

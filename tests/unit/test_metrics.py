@@ -82,3 +82,18 @@ def test_calibration_of_a_perfectly_separated_validation_set_stays_finite():
         calibrated = M.apply_temperature(prob, t, b)
         assert t > 0.1 and 1e-6 < calibrated.min() and calibrated.max() < 1 - 1e-6  # a finite slope
         assert M.pick_threshold(y, calibrated, "target_sensitivity") < 0.99
+
+
+def test_best_threshold_accuracy_is_the_best_cut_and_respects_ties():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    prob = np.array([0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9])
+    # cut at 0.7: one positive (0.4) missed, every negative right -> 7/8; no cut does better
+    assert M.best_threshold_accuracy(y, prob) == pytest.approx(7 / 8)
+    brute = max(M.at_threshold(y, prob, t)["accuracy"] for t in [*prob, 1.1])
+    assert M.best_threshold_accuracy(y, prob) == pytest.approx(brute)
+    # tied scores cannot be split: all four share 0.5, so the best is calling all one class
+    assert M.best_threshold_accuracy(np.array([0, 1, 1, 0]), np.full(4, 0.5)) == pytest.approx(0.5)
+    rng = np.random.default_rng(3)
+    y, prob = (rng.random(300) < 0.6).astype(int), rng.random(300).round(2)
+    brute = max(M.at_threshold(y, prob, t)["accuracy"] for t in [*np.unique(prob), 1.1])
+    assert M.best_threshold_accuracy(y, prob) == pytest.approx(brute)
