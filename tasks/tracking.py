@@ -78,13 +78,13 @@ def recorded_run_id(p: Params) -> str | None:
 
 @contextmanager
 def pipeline_run(p: Params, run_id: str | None):
-    """Open an MLflow run: `run_id` reopens one (evaluate, register, a resumed train); None starts one
-    and records its id in `paths.mlflow_run` (train's output)."""
+    """Open an MLflow run: `run_id` reopens one (evaluate, register, a resumed train); None starts one.
+    Its id is recorded in `paths.mlflow_run` (train's output) when that file is missing."""
     import mlflow
 
     experiment_id = configure(p)
     with mlflow.start_run(run_id=run_id, experiment_id=experiment_id) as run:
-        if run_id is None:
+        if run_id is None or not Path(p.paths.mlflow_run).exists():
             write_json(p.paths.mlflow_run, {"run_id": run.info.run_id, "experiment_id": experiment_id,
                                             "tracking_uri": mlflow.get_tracking_uri()})
         yield run

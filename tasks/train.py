@@ -14,7 +14,7 @@ from pathlib import Path
 from tasks import tracking
 from tasks.cli import StepError, main
 from tasks.config import Params, Train
-from tasks.files import out_path, write_json
+from tasks.files import out_path, read_json, write_json
 
 METRICS = ["accuracy", "auc", "precision", "recall"]
 
@@ -25,6 +25,35 @@ def model_path(p: Params) -> Path:
 
 def backup_dir(p: Params) -> Path:
     return Path(p.paths.model_dir) / "backup"
+
+
+def fingerprint(p: Params) -> str:
+    """What a training's result depends on: model, train and data params and the bytes of pixels and split."""
+    import hashlib
+    import json
+
+    from tasks.tracking import file_md5, flat_params
+
+    spec = {"params": flat_params({"data": p.data, "model": p.model, "train": p.train}),
+            "pixels": file_md5(p.paths.pixels), "split": file_md5(p.paths.split)}
+    return hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def resumable_run(p: Params, print_=print) -> str | None:
+    """The MLflow run id of an interrupted training of exactly these params and data, or None.
+
+    A backup of other params or data (another experiment killed mid-run) would resume with the wrong
+    weights, shapes or epoch count: it is discarded, with a message.
+    """
+    state = backup_dir(p) / "fingerprint.json"
+    if not backup_dir(p).exists():
+        return None
+    saved = read_json(state) if state.exists() else {}
+    if saved.get("fingerprint") == fingerprint(p) and saved.get("mlflow_run_id"):
+        return saved["mlflow_run_id"]
+    print_(f"train: discarding {backup_dir(p)}: it was made with other params or data, training starts over")
+    shutil.rmtree(backup_dir(p))
+    return None
 
 
 def strategy(mode: str):
@@ -100,16 +129,20 @@ def run(p: Params) -> dict:
     check(p.model, p.data.image_size)  # bad params fail before any data is loaded
     if p.train.class_weight not in ("balanced", "none") or p.train.normalize not in ("equalize", "scale"):
         raise StepError("train.class_weight must be balanced|none and train.normalize equalize|scale")
-    resuming = backup_dir(p).exists()
+    resumed_run = resumable_run(p)
+    resuming = resumed_run is not None
     if not resuming:
         Path(p.paths.history).unlink(missing_ok=True)  # a fresh run starts a fresh history
     splits = load_splits(p.paths)
-    with tracking.pipeline_run(p, tracking.recorded_run_id(p) if resuming else None):
+    with tracking.pipeline_run(p, resumed_run) as run:
         import mlflow
 
         if not resuming:
             mlflow.log_params(tracking.logged_params(p))
             mlflow.set_tags(tracking.run_tags(p))
+            # the backup carries its run: DVC deletes paths.mlflow_run before a rerun, the resumed fit logs on
+            write_json(backup_dir(p) / "fingerprint.json", {"fingerprint": fingerprint(p),
+                                                             "mlflow_run_id": run.info.run_id})
         model, history, seconds = fit(p, splits, [tracking.epoch_logger()])
         model.save(model_path(p))  # best weights (EarlyStopping restored them)
         epochs = len(history.history["loss"])

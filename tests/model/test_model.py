@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -90,13 +91,31 @@ def test_killed_training_resumes_at_the_next_epoch(tiny_workdir):
     proc.wait()
     assert (tiny_workdir / "models/backup").exists(), "a backup is left for the rerun"
     done = len(pd.read_csv(history))
+    first_run = json.loads((tiny_workdir / "reports/mlflow_run.json").read_text())["run_id"]
+    (tiny_workdir / "reports/mlflow_run.json").unlink()  # DVC deletes a stage's outputs before rerunning it
     rerun = subprocess.run([sys.executable, "-m", "tasks.train"], cwd=tiny_workdir, env=env,
                            capture_output=True, text=True, check=True)
+    assert json.loads((tiny_workdir / "reports/mlflow_run.json").read_text())["run_id"] == first_run
     epochs = [int(line.split()[1].split("/")[0]) for line in rerun.stdout.splitlines() if line.startswith("Epoch ")]
     assert epochs[0] >= done  # it did not start over at epoch 1
     assert epochs[-1] == 6
     assert list(pd.read_csv(history).epoch) == list(range(6))  # one history row per epoch, none twice
     assert not (tiny_workdir / "models/backup").exists()
+
+
+@pytest.mark.slow
+def test_a_backup_of_other_params_is_discarded_not_resumed(tiny_workdir):
+    from tests.helpers import write_params
+
+    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 2}}))
+    stale = train.backup_dir(p)
+    stale.mkdir(parents=True)
+    (stale / "fingerprint.json").write_text(json.dumps({"fingerprint": "another-experiment", "mlflow_run_id": "x"}))
+    (stale / "training_metadata.json").write_text(json.dumps({"epoch": 5}))  # what a resume would have read
+    assert train.resumable_run(p, print_=lambda message: None) is None
+    assert not stale.exists()
+    report = train.run(p)
+    assert report["epochs"] == 2 and not report["resumed"]
 
 
 @pytest.mark.slow
