@@ -127,8 +127,10 @@ def run(p: Params) -> dict:
     from tasks.model import check
 
     check(p.model, p.data.image_size)  # bad params fail before any data is loaded
-    if p.train.class_weight not in ("balanced", "none") or p.train.normalize not in ("equalize", "scale"):
-        raise StepError("train.class_weight must be balanced|none and train.normalize equalize|scale")
+    from tasks.preprocess import MODES
+
+    if p.train.class_weight not in ("balanced", "none") or p.train.normalize not in MODES:
+        raise StepError(f"train.class_weight must be balanced|none and train.normalize one of {'|'.join(MODES)}")
     resumed_run = resumable_run(p)
     resuming = resumed_run is not None
     if not resuming:
