@@ -130,6 +130,7 @@ class Train:
     distribute: str = "none"
     seed: int = 42
     mixup: float = 0.0
+    ema: float = 0.0
     augment: Augment = Augment()
 
 

@@ -88,8 +88,12 @@ def callbacks(p: Params, extra: list):
     import keras
 
     t = p.train
+    # with weight averaging, validation, checkpoint and early stopping all see the averaged weights
+    # (SwapEMAWeights must stand before them); the backup keeps the raw ones and the optimizer's average
+    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if t.ema > 0 else []
     return [
         keras.callbacks.BackupAndRestore(str(backup_dir(p))),
+        *ema,
         keras.callbacks.ModelCheckpoint(str(model_path(p)), monitor="val_auc", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=t.patience, restore_best_weights=True),
         keras.callbacks.LearningRateScheduler(cosine(t)),
@@ -110,7 +114,8 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     strat = strategy(t.distribute)
     with strat.scope():
         model = build_model(p.model, p.data.image_size)
-        model.compile(optimizer=keras.optimizers.Adam(t.learning_rate),
+        optimizer = keras.optimizers.Adam(t.learning_rate, use_ema=t.ema > 0, ema_momentum=t.ema or 0.99)
+        model.compile(optimizer=optimizer,
                       loss=keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing),
                       metrics=["accuracy", keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
                                keras.metrics.Recall(name="recall")])
@@ -127,6 +132,8 @@ def run(p: Params) -> dict:
     from tasks.model import check
 
     check(p.model, p.data.image_size)  # bad params fail before any data is loaded
+    if not (0 <= p.train.ema < 1 and 0 <= p.train.mixup <= 1):
+        raise StepError(f"train.ema must be in [0, 1) (got {p.train.ema}) and train.mixup in [0, 1] (got {p.train.mixup})")
     from tasks.preprocess import MODES
 
     if p.train.class_weight not in ("balanced", "none") or p.train.normalize not in MODES:

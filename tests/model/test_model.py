@@ -151,3 +151,29 @@ def test_border_crop_makes_the_model_blind_to_the_film_edge():
     assert cam.shape == (2, 64, 64) and np.all(cam[:, :8] == 0) and np.all(cam[:, :, -8:] == 0)
     with pytest.raises(config.ConfigError, match="model.crop"):
         build_model(Model(crop=0.3), 128)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_weight_averaging_is_what_validation_and_the_checkpoint_see(tiny_workdir, ema):
+    import keras
+
+    from tests.helpers import write_params
+
+    class Spy(keras.callbacks.Callback):  # runs after the project's callbacks, as MLflow's logger does
+        def on_train_batch_end(self, batch, logs=None):
+            self.raw = [w.copy() for w in self.model.get_weights()]
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen = [w.copy() for w in self.model.get_weights()]
+
+    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 2, "patience": 10, "ema": ema}}))
+    from tasks.data import load_splits
+
+    spy = Spy()
+    train.fit(p, load_splits(p.paths), [spy])
+    swapped = any(not np.allclose(a, b) for a, b in zip(spy.raw, spy.seen))
+    assert swapped == (ema > 0)  # with averaging, epoch-end callbacks see other weights than the last step's
+    if ema:
+        with pytest.raises(Exception, match="train.ema"):
+            train.run(write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"ema": 1.0}})))
