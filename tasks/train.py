@@ -133,7 +133,8 @@ def run(p: Params) -> dict:
 
     check(p.model, p.data.image_size)  # bad params fail before any data is loaded
     if not (0 <= p.train.ema < 1 and 0 <= p.train.mixup <= 1):
-        raise StepError(f"train.ema must be in [0, 1) (got {p.train.ema}) and train.mixup in [0, 1] (got {p.train.mixup})")
+        raise StepError(f"train.ema must be in [0, 1) (got {p.train.ema}) and train.mixup in [0, 1] "
+                        f"(got {p.train.mixup})")
     from tasks.preprocess import MODES
 
     if p.train.class_weight not in ("balanced", "none") or p.train.normalize not in MODES:
