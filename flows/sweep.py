@@ -3,7 +3,9 @@
     python -m flows.sweep [sweep.yaml] [--only NAME ...]
 
 The grid file holds `experiments: {name: {param: value}}`, optional `common: {param: value}` applied
-to every set (the data source, say), and optional `select:` (a key of `selection_scores`). Each set
+to every set (the data source, say), optional `seeds: [42, 1, 2]` (each set runs once per
+`train.seed`, as experiments `<name>-s<seed>`, and is judged on its mean: seed-to-seed spread here is
+1 to 5 points) and optional `select:` (a key of `selection_scores`). Each set
 runs `dvc exp run -n NAME -S ... evaluate` on the params the sweep started with (a DVC experiment,
 an MLflow run). Experiments are chosen on validation only, never on test; the winner is applied with
 `dvc exp apply` and `register` runs on it. A results table (validation, stress test, internal test,
@@ -51,25 +53,66 @@ def result_row(name: str, overrides: dict, metrics: dict, train: dict) -> dict:
             "val_specificity_at_95_sensitivity": val["specificity_at_95_sensitivity"], "val_ece": val["ece"],
             "worst_shift": worst[0], "worst_shift_drop": worst[1]["drop_balanced_accuracy"],
             "test_accuracy": test["accuracy"], "test_recall": test["recall"], "test_specificity": test["specificity"],
-            "test_roc_auc": test["roc_auc"], "train_seconds": train["seconds"], "epochs": train["epochs"],
+            "test_roc_auc": test["roc_auc"], "test_best_threshold_accuracy": test["best_threshold_accuracy"],
+            "test_specificity_at_95_sensitivity": test["specificity_at_95_sensitivity"],
+            "train_seconds": train["seconds"], "epochs": train["epochs"],
             "stress_drop_balanced_accuracy": {k: m["drop_balanced_accuracy"] for k, m in metrics["stress"].items()}}
 
 
-def table(rows: list[dict], select: str, best: str) -> str:
-    """Markdown: one row per experiment, the selected one in bold."""
-    head = ("| experiment | changes | val AUC | val bal. acc | worst shift (drop, pts) | val spec@95 sens | "
-            "val ECE | test acc / sens / spec | test AUC | train |\n|" + "---|" * 10)
-    lines = [head]
+def expand(spec: dict) -> list[tuple[str, str, dict]]:
+    """(set, experiment name, overrides) for every set of the grid, once per seed when `seeds` is given."""
+    common, seeds = spec.get("common") or {}, spec.get("seeds")
+    out = []
+    for name, overrides in spec["experiments"].items():
+        overrides = {**common, **(overrides or {})}
+        if seeds:
+            out.extend((name, f"{name}-s{seed}", {**overrides, "train.seed": seed}) for seed in seeds)
+        else:
+            out.append((name, name, overrides))
+    return out
+
+
+def choose(rows: list[dict], select: str) -> tuple[str, str]:
+    """(best set, its best experiment): the set with the highest mean `select` over its seeds (validation
+    only, never test), and within it the seed that scored highest, whose model goes to the registry."""
+    sets: dict[str, list[dict]] = {}
     for r in rows:
-        name = f"**{r['name']}**" if r["name"] == best else r["name"]
-        changes = ", ".join(f"`{k}={v}`" for k, v in r["overrides"].items()) or "defaults"
-        lines.append(
-            f"| {name} | {changes} | {r['val_roc_auc']:.4f} | {100 * r['val_balanced_accuracy']:.1f} | "
-            f"{r['worst_shift']} ({100 * r['worst_shift_drop']:.1f}) | "
-            f"{100 * r['val_specificity_at_95_sensitivity']:.1f} | {r['val_ece']:.3f} | "
-            f"{100 * r['test_accuracy']:.1f} / {100 * r['test_recall']:.1f} / {100 * r['test_specificity']:.1f} | "
-            f"{r['test_roc_auc']:.4f} | {r['train_seconds'] / 60:.1f} min, {r['epochs']} ep |")
-    return "\n".join(lines) + f"\n\nSelected on `{select}` (validation only): **{best}**.\n"
+        sets.setdefault(r["set"], []).append(r)
+    best_set = max(sets, key=lambda k: sum(r[select] for r in sets[k]) / len(sets[k]))
+    return best_set, max(sets[best_set], key=lambda r: r[select])["name"]
+
+
+COLUMNS = [("val_roc_auc", "val AUC", 1, 4), ("val_balanced_accuracy", "val bal. acc", 100, 1),
+           ("worst_shift_drop", "worst shift drop (pts)", 100, 1), ("test_accuracy", "test acc", 100, 1),
+           ("test_recall", "test sens", 100, 1), ("test_specificity", "test spec", 100, 1),
+           ("test_roc_auc", "test AUC", 1, 3), ("test_best_threshold_accuracy", "test acc at best threshold", 100, 1),
+           ("test_specificity_at_95_sensitivity", "test spec at 95 % sens", 100, 1)]
+
+
+def mean_sd(values: list[float], scale: float, digits: int) -> str:
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{scale * mean:.{digits}f}"
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{scale * mean:.{digits}f} ± {scale * sd:.{digits}f}"
+
+
+def table(rows: list[dict], select: str, best: str) -> str:
+    """Markdown: one row per set (mean ± sd over its seeds), the selected set in bold. The test columns are
+    reported, never used to choose."""
+    head = ("| experiment | changes | seeds | " + " | ".join(c[1] for c in COLUMNS) + " | train |\n|"
+            + "---|" * (len(COLUMNS) + 4))
+    lines = [head]
+    sets: dict[str, list[dict]] = {}
+    for r in rows:
+        sets.setdefault(r["set"], []).append(r)
+    for name, group in sets.items():
+        label = f"**{name}**" if name == best else name
+        changes = ", ".join(f"`{k}={v}`" for k, v in group[0]["overrides"].items() if k != "train.seed") or "defaults"
+        cells = [mean_sd([r[key] for r in group], scale, digits) for key, _, scale, digits in COLUMNS]
+        minutes = mean_sd([r["train_seconds"] / 60 for r in group], 1, 1)
+        lines.append(f"| {label} | {changes} | {len(group)} | " + " | ".join(cells) + f" | {minutes} min |")
+    return "\n".join(lines) + f"\n\nSelected on the mean `{select}` over seeds (validation only): **{best}**.\n"
 
 
 @task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient)
@@ -100,20 +143,22 @@ def pneumonia_sweep(grid: str = "sweep.yaml", only: list[str] | None = None) -> 
     out = Path(config.load().paths.sweep)
     base_params = Path(config.PARAMS_FILE).read_text()
     rows, best = [], None
-    for name, overrides in spec["experiments"].items():
-        if only and name not in only:
+    for set_name, name, overrides in expand(spec):
+        if only and set_name not in only:
             continue
-        row = experiment.with_options(name=f"exp-{name}")(name, {**common, **(overrides or {})}, base_params)
+        row = experiment.with_options(name=f"exp-{name}")(name, overrides, base_params)
+        row["set"] = set_name
         row["overrides"] = {k: v for k, v in row["overrides"].items() if k not in common}  # what differs
         rows.append(row)
-        best = max(rows, key=lambda r: r[select])["name"]  # selected on validation, never on test
-        markdown = table(rows, select, best)  # rewritten after each experiment: a long sweep shows progress
+        best_set, best = choose(rows, select)  # selected on validation, never on test
+        markdown = table(rows, select, best_set)  # rewritten after each experiment: a long sweep shows progress
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(markdown)
-        out.with_suffix(".json").write_text(json.dumps({"select": select, "best": best, "results": rows}, indent=2))
+        out.with_suffix(".json").write_text(json.dumps({"select": select, "best_set": best_set, "best": best,
+                                                        "results": rows}, indent=2))
     if not rows:
         raise ValueError(f"{grid}: no experiment to run (--only {only} matches none of {list(spec['experiments'])})")
-    print(f"best on validation: {best} ({select})")
+    print(f"best on validation: {best} ({select}, set {best_set})")
     create_markdown_artifact(markdown, key="sweep-results", description="pneumonia-sweep results")
     subprocess.run(["dvc", "exp", "apply", best], env=stages.dvc_env(), check=True)
     stages.run_stage("register", print)
