@@ -135,6 +135,17 @@ class Train:
 
 
 @dataclass(frozen=True)
+class Adapt:
+    site: str = "none"
+    folds: int = 2
+    epochs: int = 3
+    learning_rate: float = 0.0002
+    positive_share: float = 0.5
+    negative_share: float = 0.25
+    repeat: int = 5
+
+
+@dataclass(frozen=True)
 class Evaluate:
     threshold: str = "target_sensitivity"
     target_sensitivity: float = 0.95
@@ -171,6 +182,7 @@ class Params:
     split: Split = Split()
     model: Model = Model()
     train: Train = Train()
+    adapt: Adapt = Adapt()
     evaluate: Evaluate = Evaluate()
     tracking: Tracking = Tracking()
     register: Register = Register()

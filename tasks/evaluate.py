@@ -14,8 +14,8 @@ import pandas as pd
 from PIL import Image
 from sklearn import metrics as skm
 
+from tasks import adapt, plots, tracking
 from tasks import metrics as M
-from tasks import plots, tracking
 from tasks.cli import StepError, main
 from tasks.config import Evaluate, Params
 from tasks.files import out_path, write_json
@@ -127,12 +127,20 @@ def run(p: Params) -> dict:
     splits = load_splits(p.paths)
     x_test = normalize(splits["test"][0], p.train.normalize)  # for the figures
     y = {s: splits[s][1].astype(int) for s in ("val", "test")}
-    raw = {s: raw_scores(model, splits[s][0], p.train.normalize, p.evaluate.tta) for s in ("val", "test")}
+    def score_with(m, images):
+        return raw_scores(m, images, p.train.normalize, p.evaluate.tta)
+
+    raw = {"val": score_with(model, splits["val"][0]),
+           "test": adapt.test_scores(p, model, splits["test"][0], score_with)}  # cross-fitted when adapted on test
     op = operating_point(y["val"], raw["val"], p.evaluate)
     threshold = op["threshold"]
     prob = {s: M.apply_temperature(raw[s], op["temperature"], op["bias"]) for s in raw}
     result = {s: score(y[s], prob[s], threshold, p.evaluate.prevalence) for s in ("val", "test")}
     result["test"]["ece_uncalibrated"] = M.ece(y["test"], raw["test"])
+    if adapt.enabled(p.adapt):  # the same model before it was adapted to the site: what adaptation bought
+        source = keras.saving.load_model(adapt.crossfit_dir(p) / "source.keras", compile=False, safe_mode=True)
+        before = score_with(source, splits["test"][0])
+        result["test"]["roc_auc_before_adaptation"] = float(skm.roc_auc_score(y["test"], before))
     result["stress"] = stress_test(model, splits["val"][0], y["val"], op, p, result["val"])
     worst = max(result["stress"].items(), key=lambda kv: kv[1]["drop_balanced_accuracy"])
     result.update(op, threshold_method=p.evaluate.threshold, calibration=p.evaluate.calibrate)

@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tasks import tracking
+from tasks import adapt, tracking
 from tasks.cli import StepError, main
 from tasks.config import Params, Train
 from tasks.files import out_path, read_json, write_json
@@ -162,7 +162,14 @@ def run(p: Params) -> dict:
                   "best_val_auc": round(max(history.history["val_auc"]), 4), "resumed": resuming}
         mlflow.log_metrics({"train_seconds": seconds, "train_images_per_second": images / seconds})
         mlflow.log_artifact(p.paths.history, "curves")
-    shutil.rmtree(backup_dir(p), ignore_errors=True)
+        shutil.rmtree(backup_dir(p), ignore_errors=True)  # training is done: a kill from here on starts over
+        adapt.prepare(p)
+        if adapt.enabled(p.adapt):
+            model.save(adapt.crossfit_dir(p) / "source.keras")  # evaluate reports the gain over it
+            start = time.perf_counter()
+            report["adapt"] = adapt.adapt(p, model_path(p), splits)
+            report["adapt"]["seconds"] = round(time.perf_counter() - start, 1)
+            mlflow.log_metric("adapt_seconds", report["adapt"]["seconds"])
     write_json(p.paths.train_report, report)
     print(f"train: {epochs} epochs in {seconds:.0f} s ({report['images_per_second']} img/s), "
           f"best val AUC {report['best_val_auc']} -> {model_path(p)}")
