@@ -65,7 +65,9 @@ def summary_block(test: dict, train_acc: float | None) -> str:
              f" [{test['fn']:4d} {test['tp']:4d}]]", "", "TEST METRICS ----------------------",
              f"Accuracy: {100 * test['accuracy']:.1f}%", f"Precision: {100 * test['precision']:.1f}%",
              f"Recall: {100 * test['recall']:.1f}%", f"Specificity: {100 * test['specificity']:.1f}%",
-             f"F1-score: {100 * test['f1']:.1f}", f"ROC-AUC: {test['roc_auc']:.4f}", "",
+             f"F1-score: {100 * test['f1']:.1f}", f"ROC-AUC: {test['roc_auc']:.4f}",
+             f"Best threshold's accuracy: {100 * test['best_threshold_accuracy']:.1f}% (the operating point costs "
+             f"{100 * (test['best_threshold_accuracy'] - test['accuracy']):.1f} points; the rest is the ranking)", "",
              "TRAIN METRIC ----------------------"]
     lines.append(f"Train acc: {100 * train_acc:.1f}%" if train_acc is not None else "Train acc: n/a")
     return "\n".join(lines)
