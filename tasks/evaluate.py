@@ -80,7 +80,7 @@ def write_curves(y, prob, folder: str) -> None:
     pd.DataFrame({"recall": recall, "precision": precision}).to_csv(Path(folder) / "pr.csv", index=False)
 
 
-def figures(p: Params, model, x_test, y_test, prob_test, raw_test, test_m: dict) -> list[str]:
+def figures(p: Params, model, x_test, y_test, prob_test, raw_test, test_m: dict, val: tuple) -> list[str]:
     """Every evaluation figure; returns their paths."""
     from tasks.gradcam import heatmaps
 
@@ -92,6 +92,7 @@ def figures(p: Params, model, x_test, y_test, prob_test, raw_test, test_m: dict)
     out.append(plots.confusion(test_m, fig / "confusion_matrix.png", "test confusion matrix"))
     out.extend(plots.roc_pr(y_test, prob_test, test_m, fig / "roc.png", fig / "pr.png"))
     out.append(plots.reliability(y_test, {"raw": raw_test, "calibrated": prob_test}, fig / "reliability.png"))
+    out.append(plots.score_shift(*val, y_test, prob_test, test_m["threshold"], fig / "score_shift.png"))
     pred = prob_test >= test_m["threshold"]
     wrong = np.flatnonzero(pred != y_test.astype(bool))[:18]
     names = np.array(["NORMAL", "PNEUMONIA"])
@@ -152,7 +153,7 @@ def run(p: Params) -> dict:
                           "probability": prob[s], "prediction": (prob[s] >= threshold).astype(int)}) for s in prob]
     pd.concat(rows).to_csv(out_path(p.paths.predictions), index=False)
     write_curves(y["test"], prob["test"], p.paths.curves)
-    paths = figures(p, model, x_test, y["test"], prob["test"], raw["test"], result["test"])
+    paths = figures(p, model, x_test, y["test"], prob["test"], raw["test"], result["test"], (y["val"], prob["val"]))
 
     history = pd.read_csv(p.paths.history) if Path(p.paths.history).exists() else None
     train_acc = float(history.accuracy.iloc[-1]) if history is not None else None
