@@ -6,20 +6,18 @@ all of it plus the servable pyfunc model to the pipeline's MLflow run.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from sklearn import metrics as skm
 
 from tasks import adapt, plots, tracking
 from tasks import metrics as M
 from tasks.cli import StepError, main
 from tasks.config import Evaluate, Params
-from tasks.files import out_path, write_json
-from tasks.train import model_path
+from tasks.files import model_path, out_path, write_json
+from tasks.images import png_bytes
 
 
 def operating_point(y_val, raw_val, cfg: Evaluate) -> dict:
@@ -108,12 +106,6 @@ def figures(p: Params, model, x_test, y_test, prob_test, raw_test, test_m: dict,
         out.append(plots.image_grid(x_test[chosen, ..., 0], caps, fig / "gradcam.png", "Grad-CAM (test)",
                                     overlays=heatmaps(model, x_test[chosen]), cols=max(k, 1)))
     return out
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(pixels, np.uint8), mode="L").save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def run(p: Params) -> dict:

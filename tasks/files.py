@@ -22,5 +22,10 @@ def write_json(path: str | Path, obj) -> Path:
     return path
 
 
+def model_path(p) -> Path:
+    """The trained model of params `p`: `<paths.model_dir>/model.keras` (train writes it, evaluate reads it)."""
+    return Path(p.paths.model_dir) / "model.keras"
+
+
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())

@@ -78,6 +78,13 @@ def resize(gray: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0), dtype=np.uint8)
 
 
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """uint8 grayscale pixels as a PNG file (what a client would send the served model)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def load_gray(data: bytes, size: int, min_side: int = 1, max_pixels: int = 80_000_000) -> np.ndarray:
     """Bytes -> uint8 (size, size) grayscale: the preprocessing shared by training and serving."""
     gray, _ = decode(data, min_side=min_side, max_pixels=max_pixels)

@@ -21,10 +21,7 @@ from tasks import images
 from tasks.cli import StepError, main
 from tasks.config import Ingest, Params
 from tasks.files import out_path, write_json
-from tasks.sources import CLASSES, Candidate, demo, folder, medmnist
-
-COLUMNS = ["path", "label", "class", "patient_id", "source_split", "width", "height", "mode",
-           "bytes", "sha256", "mean", "std"]
+from tasks.sources import CLASSES, COLUMNS, Candidate, demo, folder, medmnist
 
 
 class BadImages(StepError):

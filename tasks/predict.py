@@ -56,7 +56,7 @@ def write_gradcam(model, files: list[Path], folder: Path) -> list[Path]:
 
 def default_uri() -> str:
     from tasks import config
-    from tasks.register import ALIAS, model_name
+    from tasks.registry import ALIAS, model_name
 
     return f"models:/{model_name(config.load())}@{ALIAS}"
 

@@ -16,13 +16,7 @@ from tasks import tracking
 from tasks.cli import StepError, main
 from tasks.config import Params, Register
 from tasks.files import read_json, write_json
-
-ALIAS = "champion"
-
-
-def model_name(p: Params) -> str:
-    """Demo data registers under its own name, so it can never replace a model trained on real data."""
-    return p.register.model_name + ("-demo" if p.ingest.source == "demo" else "")
+from tasks.registry import ALIAS, model_name
 
 
 def decide(candidate: dict, champion: dict | None, cfg: Register) -> tuple[bool, str]:
@@ -47,7 +41,7 @@ def rescore(model_uri: str, images: np.ndarray, labels: np.ndarray) -> dict:
     import pandas as pd
 
     from tasks import metrics as M
-    from tasks.evaluate import png_bytes
+    from tasks.images import png_bytes
 
     model = mlflow.pyfunc.load_model(model_uri)
     frame = pd.DataFrame({"image": [base64.b64encode(png_bytes(img)).decode() for img in images]})

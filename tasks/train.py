@@ -14,13 +14,9 @@ from pathlib import Path
 from tasks import adapt, tracking
 from tasks.cli import StepError, main
 from tasks.config import Params, Train
-from tasks.files import out_path, read_json, write_json
+from tasks.files import model_path, out_path, read_json, write_json
 
 METRICS = ["accuracy", "auc", "precision", "recall"]
-
-
-def model_path(p: Params) -> Path:
-    return Path(p.paths.model_dir) / "model.keras"
 
 
 def backup_dir(p: Params) -> Path:

@@ -15,9 +15,8 @@ import pandas as pd
 from tasks.cli import StepError, main
 from tasks.config import Params, Validate
 from tasks.files import write_json
-from tasks.ingest import COLUMNS
 from tasks.preview import data_preview
-from tasks.sources import CLASSES
+from tasks.sources import CLASSES, COLUMNS
 
 REQUIRED = ["path", "label", "class", "patient_id", "source_split", "width", "height", "sha256"]
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CLASSES = ("NORMAL", "PNEUMONIA")  # label = index
+# the manifest's columns, one row per image: what ingest writes and validate checks
+COLUMNS = ["path", "label", "class", "patient_id", "source_split", "width", "height", "mode",
+           "bytes", "sha256", "mean", "std"]
 SPLITS = ("train", "val", "test")
 
 
