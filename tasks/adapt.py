@@ -1,16 +1,13 @@
 """Adaptation to a deployment site without its labels: self-training on pseudo-labelled site images.
 
 A model trained on one acquisition over-calls pneumonia on another (README "Generalization").
-Given unlabelled images of the site, `fine_tune` scores them, takes the highest-scoring share as
-pneumonia and the lowest-scoring share as normal (`adapt.positive_share` / `negative_share`;
-the middle, where the model is unsure, is left out), and fine-tunes the model for a few epochs
-on the train split plus those images (repeated `adapt.repeat` times) at a low learning rate.
-No label of the site is ever read.
-
-`adapt.site`: `none` (off), `test` (the test split's own images: a site whose labelled test set
-sits beside its unlabelled data) or a folder of image files. With `test`, every test image is
-scored by a model adapted on the other folds only (patient-grouped, `adapt.folds`), so the test
-metrics measure images the adaptation did not use; the served model is adapted on all of them.
+Given the site's unlabelled images (`site.images`, tasks/site.py), `fine_tune` scores them, takes
+the highest-scoring share as pneumonia and the lowest-scoring share as normal
+(`adapt.positive_share` / `negative_share`; the unsure middle is left out), and fine-tunes the
+model for a few epochs on the train split plus those images (repeated `adapt.repeat` times) at a
+low learning rate. No label of the site is ever read. With `site.images: test`, one model per
+test fold is adapted on the other folds' images and scores its own fold; the served model is
+adapted on all of them.
 """
 from __future__ import annotations
 
@@ -18,14 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks import site
+from tasks.cli import StepError
 from tasks.config import Adapt, Params, Train
 
-OFF = "none"
-TEST = "test"
 
-
-def enabled(cfg: Adapt) -> bool:
-    return cfg.site != OFF
+def enabled(p: Params) -> bool:
+    """Self-training is on; it needs a site."""
+    if p.adapt.enabled and not site.enabled(p):
+        raise StepError("adapt.enabled needs the site's images: set site.images to `test` or a folder")
+    return p.adapt.enabled
 
 
 def crossfit_dir(p: Params) -> Path:
@@ -40,110 +39,70 @@ def pseudo_labels(scores: np.ndarray, positive_share: float, negative_share: flo
     return np.concatenate([neg, pos]), np.concatenate([np.zeros(len(neg)), np.ones(len(pos))]).astype(np.float32)
 
 
-def patient_folds(patients: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """A fold number per image, whole patients per fold, drawn with `seed`."""
-    unique = np.array(sorted(set(patients.tolist())))
-    np.random.default_rng(seed).shuffle(unique)
-    fold_of = {pid: i % folds for i, pid in enumerate(unique)}
-    return np.array([fold_of[pid] for pid in patients])
-
-
-def fine_tune(model, train: tuple, val: tuple, site: np.ndarray, cfg: Adapt, t: Train, log=print):
-    """Self-train `model` (in place) on train + pseudo-labelled `site` uint8 images; returns it."""
+def fine_tune(model, train: tuple, val: tuple, images: np.ndarray, cfg: Adapt, t: Train, log=print):
+    """Self-train `model` (in place) on train + the pseudo-labelled unlabelled site `images` (uint8); returns it."""
     import keras
 
     from tasks.data import datasets
     from tasks.inference import raw_scores
 
-    idx, labels = pseudo_labels(raw_scores(model, site, t.normalize), cfg.positive_share, cfg.negative_share)
-    x = np.concatenate([train[0]] + [site[idx]] * cfg.repeat)
+    idx, labels = pseudo_labels(raw_scores(model, images, t.normalize), cfg.positive_share, cfg.negative_share)
+    x = np.concatenate([train[0]] + [images[idx]] * cfg.repeat)
     y = np.concatenate([train[1]] + [labels] * cfg.repeat)
     train_ds, _ = datasets((x, y), val, t, t.batch_size)
     # the model's own architecture and loss; a fresh optimizer at a low rate, so it moves, not restarts
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss=keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing))
-    log(f"adapt: {len(site)} site images, {int(labels.sum())} taken as pneumonia and {int((labels == 0).sum())} "
+    log(f"adapt: {len(images)} site images, {int(labels.sum())} taken as pneumonia and {int((labels == 0).sum())} "
         f"as normal; {cfg.epochs} epochs at {cfg.learning_rate}")
     model.fit(train_ds, epochs=cfg.epochs, verbose=2)
     return model
 
 
-def site_images(p: Params, splits: dict) -> np.ndarray:
-    """The unlabelled site images as uint8 (N, S, S): the test split's pixels, or every image of a folder."""
-    if p.adapt.site == TEST:
-        return splits["test"][0]
-    from tasks.cli import StepError
-    from tasks.images import IMAGE_SUFFIXES, BadImage, load_gray
-
-    folder = Path(p.adapt.site)
-    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-    if not files:
-        raise StepError(f"adapt.site: {folder} is not a folder of images; give a folder of the site's "
-                        f"unlabelled images, `{TEST}` or `{OFF}`")
-    images = []
-    for f in files:
-        try:
-            images.append(load_gray(f.read_bytes(), p.data.image_size, min_side=p.ingest.min_side,
-                                    max_pixels=p.ingest.max_pixels))
-        except BadImage as err:
-            raise StepError(f"adapt.site: {f}: {err}; remove it or fix it") from None
-    return np.stack(images)
-
-
 def prepare(p: Params) -> None:
-    """An empty `crossfit_dir` (with an empty folds.npy): the declared output exists whatever `adapt.site` is."""
+    """A fresh `crossfit_dir` holding `folds.npy`, the fold of each test image (a record for the user; empty
+    when the site is not the test split), so the declared output exists whatever the params."""
     import shutil
 
     shutil.rmtree(crossfit_dir(p), ignore_errors=True)
     crossfit_dir(p).mkdir(parents=True)
-    np.save(crossfit_dir(p) / "folds.npy", np.zeros(0, np.int64))
+    np.save(crossfit_dir(p) / "folds.npy", site.test_folds(p) if p.site.images == site.TEST else np.zeros(0, int))
 
 
 def adapt(p: Params, model_file: Path, splits: dict, log=print) -> dict:
     """Adapt the model saved at `model_file` (overwritten with the model adapted on every site image).
 
-    With `adapt.site: test` it first writes one model per fold under `crossfit_dir`, each adapted on the
-    other folds' images, and `folds.npy` (the fold of each test image) for evaluate. Returns a report.
+    With `site.images: test` it first writes one model per test fold under `crossfit_dir`, each adapted on the
+    other folds' images. Returns a report.
     """
     import keras
 
-    if p.adapt.site == TEST and not 2 <= p.adapt.folds <= 10:
-        from tasks.cli import StepError
-
-        raise StepError(f"adapt.folds must be between 2 and 10, got {p.adapt.folds}")
-
-    site = site_images(p, splits)
+    images = site.images(p, splits)
     load = lambda: keras.saving.load_model(model_file, compile=False, safe_mode=True)  # noqa: E731
-    report = {"site": p.adapt.site, "site_images": len(site)}
-    if p.adapt.site == TEST:
-        import pandas as pd
-
-        frame = pd.read_csv(p.paths.split)  # test rows in the order of splits["test"]
-        folds = patient_folds(frame.patient_id[frame.split == "test"].to_numpy(), p.adapt.folds, p.train.seed)
-        np.save(crossfit_dir(p) / "folds.npy", folds)
-        for k in range(p.adapt.folds):
-            log(f"adapt: cross-fit model {k + 1}/{p.adapt.folds} (adapted without the test images of fold {k})")
-            fine_tune(load(), splits["train"], splits["val"], site[folds != k], p.adapt, p.train, log).save(
+    report = {"site": p.site.images, "site_images": len(images)}
+    if p.site.images == site.TEST:
+        folds = site.test_folds(p)
+        for k in range(p.site.folds):
+            log(f"adapt: cross-fit model {k + 1}/{p.site.folds} (adapted without the test images of fold {k})")
+            fine_tune(load(), splits["train"], splits["val"], images[folds != k], p.adapt, p.train, log).save(
                 crossfit_dir(p) / f"fold{k}.keras")
-        report["folds"] = p.adapt.folds
-    fine_tune(load(), splits["train"], splits["val"], site, p.adapt, p.train, log).save(model_file)
+        report["folds"] = p.site.folds
+    fine_tune(load(), splits["train"], splits["val"], images, p.adapt, p.train, log).save(model_file)
     return report
 
 
-def test_scores(p: Params, model, images: np.ndarray, score) -> np.ndarray:
-    """Scores of the test images: `score(model, images)`, or with `adapt.site: test` each image scored by the
-    cross-fit model that never saw it."""
-    if p.adapt.site != TEST:
-        return score(model, images)
+def crossfit(p: Params) -> bool:
+    """True when the test split itself was the site adapted on: test images need their fold's model."""
+    return enabled(p) and p.site.images == site.TEST
+
+
+def crossfit_scores(p: Params, images: np.ndarray, score) -> np.ndarray:
+    """(folds, N): `score(model_k, images)` for each cross-fit model k. Row k decides fold k's images (it never
+    saw them); its scores of the other folds set fold k's site threshold."""
     import keras
 
-    folds = np.load(crossfit_dir(p) / "folds.npy")
-    if len(folds) != len(images):
-        from tasks.cli import StepError
-
-        raise StepError(f"{crossfit_dir(p)} holds folds for {len(folds)} test images, not {len(images)}: rerun train")
-    out = np.empty(len(images))
-    for k in np.unique(folds):
+    rows = []
+    for k in range(p.site.folds):
         fold_model = keras.saving.load_model(crossfit_dir(p) / f"fold{k}.keras", compile=False, safe_mode=True)
-        out[folds == k] = score(fold_model, images[folds == k])
-    return out
+        rows.append(score(fold_model, images))
+    return np.stack(rows)

@@ -135,9 +135,14 @@ class Train:
 
 
 @dataclass(frozen=True)
-class Adapt:
-    site: str = "none"
+class Site:
+    images: str = "none"
     folds: int = 2
+
+
+@dataclass(frozen=True)
+class Adapt:
+    enabled: bool = False
     epochs: int = 3
     learning_rate: float = 0.0002
     positive_share: float = 0.5
@@ -182,6 +187,7 @@ class Params:
     split: Split = Split()
     model: Model = Model()
     train: Train = Train()
+    site: Site = Site()
     adapt: Adapt = Adapt()
     evaluate: Evaluate = Evaluate()
     tracking: Tracking = Tracking()

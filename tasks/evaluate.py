@@ -12,16 +12,19 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from tasks import adapt, plots, tracking
+from tasks import adapt, plots, site, tracking
 from tasks import metrics as M
 from tasks.cli import StepError, main
 from tasks.config import Evaluate, Params
 from tasks.files import model_path, out_path, write_json
 from tasks.images import png_bytes
 
+THRESHOLDS = ("target_sensitivity", "youden", "site_prevalence")
+
 
 def operating_point(y_val, raw_val, cfg: Evaluate) -> dict:
-    """Calibration (temperature, bias) and decision threshold, all fitted on validation only."""
+    """Calibration (temperature, bias) and decision threshold, all fitted on validation only (the threshold
+    is None for `site_prevalence`: `site_thresholds` sets it from the site's unlabelled images)."""
     if cfg.calibrate == "platt":
         temperature, bias = M.fit_platt(y_val, raw_val)
     elif cfg.calibrate == "temperature":
@@ -30,9 +33,22 @@ def operating_point(y_val, raw_val, cfg: Evaluate) -> dict:
         temperature, bias = 1.0, 0.0
     else:
         raise StepError(f"evaluate.calibrate must be platt, temperature or none, got {cfg.calibrate!r}")
-    threshold = M.pick_threshold(y_val, M.apply_temperature(raw_val, temperature, bias), cfg.threshold,
-                                 cfg.target_sensitivity)
+    threshold = None if cfg.threshold == "site_prevalence" else M.pick_threshold(
+        y_val, M.apply_temperature(raw_val, temperature, bias), cfg.threshold, cfg.target_sensitivity)
     return {"temperature": temperature, "bias": bias, "threshold": threshold}
+
+
+def site_thresholds(p: Params, model, splits: dict, test_scores: np.ndarray, calibrate, score_with):
+    """(served threshold, threshold per test image) calling the top `evaluate.prevalence` share of the site's
+    calibrated scores pneumonia. Site = the test split: each test image gets the threshold of the other
+    folds' scores (`test_scores`: (N,) or one row per cross-fit model), so no image sets its own; the served
+    model gets the threshold of all. No label is read."""
+    prevalence = p.evaluate.prevalence
+    site_images = splits["test"][0] if p.site.images == site.TEST else site.images(p, splits)
+    served = site.prevalence_threshold(calibrate(score_with(model, site_images)), prevalence)
+    if p.site.images == site.TEST:
+        return served, site.crossfit_thresholds(calibrate(test_scores), site.test_folds(p), prevalence)
+    return served, np.full(test_scores.shape[-1], served)
 
 
 def score(y, prob, threshold: float, prevalence: float) -> dict:
@@ -78,7 +94,7 @@ def write_curves(y, prob, folder: str) -> None:
     pd.DataFrame({"recall": recall, "precision": precision}).to_csv(Path(folder) / "pr.csv", index=False)
 
 
-def figures(p: Params, model, x_test, y_test, prob_test, raw_test, test_m: dict, val: tuple) -> list[str]:
+def figures(p: Params, model, x_test, y_test, prob_test, raw_test, test_m: dict, val: tuple, pred) -> list[str]:
     """Every evaluation figure; returns their paths."""
     from tasks.gradcam import heatmaps
 
@@ -91,7 +107,6 @@ def figures(p: Params, model, x_test, y_test, prob_test, raw_test, test_m: dict,
     out.extend(plots.roc_pr(y_test, prob_test, test_m, fig / "roc.png", fig / "pr.png"))
     out.append(plots.reliability(y_test, {"raw": raw_test, "calibrated": prob_test}, fig / "reliability.png"))
     out.append(plots.score_shift(*val, y_test, prob_test, test_m["threshold"], fig / "score_shift.png"))
-    pred = prob_test >= test_m["threshold"]
     wrong = np.flatnonzero(pred != y_test.astype(bool))[:18]
     names = np.array(["NORMAL", "PNEUMONIA"])
     caps = [f"true {names[int(y_test[i])]}\np={prob_test[i]:.2f}" for i in wrong]
@@ -118,6 +133,11 @@ def run(p: Params) -> dict:
 
     if not 0 <= p.evaluate.tta <= MAX_TTA:  # before the model and data load
         raise StepError(f"evaluate.tta must be between 0 and {MAX_TTA} extra views, got {p.evaluate.tta}")
+    if p.evaluate.threshold not in THRESHOLDS:
+        raise StepError(f"evaluate.threshold must be one of {', '.join(THRESHOLDS)}, got {p.evaluate.threshold!r}")
+    if p.evaluate.threshold == "site_prevalence" and not site.enabled(p):
+        raise StepError("evaluate.threshold: site_prevalence needs the site's images: set site.images to `test` "
+                        "or a folder of them")
     model = keras.saving.load_model(model_path(p), compile=False, safe_mode=True)
     splits = load_splits(p.paths)
     x_test = normalize(splits["test"][0], p.train.normalize)  # for the figures
@@ -125,14 +145,27 @@ def run(p: Params) -> dict:
     def score_with(m, images):
         return raw_scores(m, images, p.train.normalize, p.evaluate.tta)
 
-    raw = {"val": score_with(model, splits["val"][0]),
-           "test": adapt.test_scores(p, model, splits["test"][0], score_with)}  # cross-fitted when adapted on test
+    raw = {"val": score_with(model, splits["val"][0])}
+    if adapt.crossfit(p):  # adapted on the test split: each test image scored by the model that never saw it
+        by_fold = adapt.crossfit_scores(p, splits["test"][0], score_with)
+        raw["test"] = by_fold[site.test_folds(p), np.arange(by_fold.shape[1])]
+    else:
+        raw["test"] = by_fold = score_with(model, splits["test"][0])
     op = operating_point(y["val"], raw["val"], p.evaluate)
-    threshold = op["threshold"]
-    prob = {s: M.apply_temperature(raw[s], op["temperature"], op["bias"]) for s in raw}
-    result = {s: score(y[s], prob[s], threshold, p.evaluate.prevalence) for s in ("val", "test")}
+
+    def calibrate(scores):
+        return M.apply_temperature(scores, op["temperature"], op["bias"])
+
+    prob = {s: calibrate(raw[s]) for s in raw}
+    if p.evaluate.threshold == "site_prevalence":
+        op["threshold"], test_threshold = site_thresholds(p, model, splits, by_fold, calibrate, score_with)
+    else:
+        test_threshold = op["threshold"]
+    threshold = op["threshold"]  # what the served model uses
+    decided = {"val": threshold, "test": test_threshold}
+    result = {s: score(y[s], prob[s], decided[s], p.evaluate.prevalence) for s in ("val", "test")}
     result["test"]["ece_uncalibrated"] = M.ece(y["test"], raw["test"])
-    if adapt.enabled(p.adapt):  # the same model before it was adapted to the site: what adaptation bought
+    if adapt.enabled(p):  # the same model before it was adapted to the site: what adaptation bought
         source = keras.saving.load_model(adapt.crossfit_dir(p) / "source.keras", compile=False, safe_mode=True)
         before = score_with(source, splits["test"][0])
         result["test"]["roc_auc_before_adaptation"] = float(skm.roc_auc_score(y["test"], before))
@@ -142,17 +175,20 @@ def run(p: Params) -> dict:
     write_json(p.paths.metrics, result)
     frame = pd.read_csv(p.paths.split)
     rows = [pd.DataFrame({"split": s, "path": frame.path[frame.split == s].to_numpy(), "label": y[s],
-                          "probability": prob[s], "prediction": (prob[s] >= threshold).astype(int)}) for s in prob]
+                          "probability": prob[s], "prediction": (prob[s] >= decided[s]).astype(int)}) for s in prob]
     pd.concat(rows).to_csv(out_path(p.paths.predictions), index=False)
     write_curves(y["test"], prob["test"], p.paths.curves)
-    paths = figures(p, model, x_test, y["test"], prob["test"], raw["test"], result["test"], (y["val"], prob["val"]))
+    paths = figures(p, model, x_test, y["test"], prob["test"], raw["test"], result["test"], (y["val"], prob["val"]),
+                    prob["test"] >= test_threshold)
 
     history = pd.read_csv(p.paths.history) if Path(p.paths.history).exists() else None
     train_acc = float(history.accuracy.iloc[-1]) if history is not None else None
     print(summary_block(result["test"], train_acc))
     print(f"evaluate: stress test: worst shift `{worst[0]}` costs {100 * worst[1]['drop_balanced_accuracy']:.1f} "
           "points of balanced accuracy on validation")
-    print(f"evaluate: threshold {threshold:.3f} ({p.evaluate.threshold}, chosen on validation), {p.evaluate.calibrate} "
+    op_site = p.evaluate.threshold == "site_prevalence"
+    chosen = "from the site's unlabelled scores" if op_site else "chosen on validation"
+    print(f"evaluate: threshold {threshold:.3f} ({p.evaluate.threshold}, {chosen}), {p.evaluate.calibrate} "
           f"calibration T={op['temperature']:.2f} b={op['bias']:+.2f}; metrics -> {p.paths.metrics}; "
           f"figures -> {p.paths.figures}")
 

@@ -18,13 +18,16 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def at_threshold(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
-    """Confusion matrix and the threshold metrics when `prob >= threshold` calls pneumonia."""
+    """Confusion matrix and the threshold metrics when `prob >= threshold` calls pneumonia.
+
+    `threshold` may hold one value per image (cross-fitted site thresholds); `threshold` is then their mean.
+    """
     y, pred = np.asarray(y).astype(int), (np.asarray(prob) >= threshold).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
     sens = tp / (tp + fn) if tp + fn else 0.0
     spec = tn / (tn + fp) if tn + fp else 0.0
     prec = tp / (tp + fp) if tp + fp else 0.0
-    return {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp), "threshold": float(threshold),
+    return {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp), "threshold": float(np.mean(threshold)),
             "accuracy": (tp + tn) / len(y), "precision": prec, "recall": sens, "specificity": spec,
             "f1": 2 * prec * sens / (prec + sens) if prec + sens else 0.0, "balanced_accuracy": (sens + spec) / 2}
 

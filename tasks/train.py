@@ -160,7 +160,7 @@ def run(p: Params) -> dict:
         mlflow.log_artifact(p.paths.history, "curves")
         shutil.rmtree(backup_dir(p), ignore_errors=True)  # training is done: a kill from here on starts over
         adapt.prepare(p)
-        if adapt.enabled(p.adapt):
+        if adapt.enabled(p):
             model.save(adapt.crossfit_dir(p) / "source.keras")  # evaluate reports the gain over it
             start = time.perf_counter()
             report["adapt"] = adapt.adapt(p, model_path(p), splits)

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import adapt, evaluate, train
+from tasks import adapt, evaluate, site, train
 from tasks.cli import StepError
 from tests.helpers import TINY_TRAIN, deep_update, image_bytes, write_params
 
@@ -18,11 +18,29 @@ def test_pseudo_labels_take_the_extremes_and_leave_the_middle_out():
 
 def test_folds_keep_each_patient_whole_and_use_every_fold():
     patients = np.array(["a", "a", "b", "c", "c", "c", "d", "e", "f", "f"])
-    folds = adapt.patient_folds(patients, 3, seed=1)
+    folds = site.patient_folds(patients, 3, seed=1)
     for pid in set(patients):
         assert len(set(folds[patients == pid])) == 1
     assert set(folds) == {0, 1, 2}
-    assert (adapt.patient_folds(patients, 3, seed=1) == folds).all()
+    assert (site.patient_folds(patients, 3, seed=1) == folds).all()
+
+
+def test_site_thresholds_call_the_prevalence_share_and_never_use_their_own_fold():
+    rng = np.random.default_rng(0)
+    scores = rng.random(400)
+    assert np.mean(scores >= site.prevalence_threshold(scores, 0.63)) == pytest.approx(0.63, abs=0.01)
+    folds = np.arange(400) % 2
+    thresholds = site.crossfit_thresholds(scores, folds, 0.63)
+    moved = scores.copy()
+    moved[folds == 0] += 0.5  # fold 0's own scores do not set fold 0's threshold
+    again = site.crossfit_thresholds(moved, folds, 0.63)
+    assert np.allclose(again[folds == 0], thresholds[folds == 0])
+    assert not np.allclose(again[folds == 1], thresholds[folds == 1])
+    # one row per fold model: fold k's threshold comes from row k (its own model) on the other folds' images
+    by_fold = np.stack([scores, scores + 10.0])
+    per_image = site.crossfit_thresholds(by_fold, folds, 0.63)
+    assert np.allclose(per_image[folds == 0], thresholds[folds == 0])
+    assert np.allclose(per_image[folds == 1], thresholds[folds == 1] + 10.0)
 
 
 @pytest.mark.slow
@@ -46,7 +64,9 @@ def test_self_training_moves_the_site_scores_toward_their_pseudo_labels(tiny_wor
 
 @pytest.mark.slow
 def test_site_test_cross_fits_and_evaluate_scores_each_image_with_a_model_that_never_saw_it(tiny_workdir):
-    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"adapt": {"site": "test", "folds": 2, "epochs": 1}}))
+    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"site": {"images": "test", "folds": 2},
+                                                           "adapt": {"enabled": True, "epochs": 1},
+                                                           "evaluate": {"threshold": "site_prevalence"}}))
     report = train.run(p)
     assert report["adapt"]["site_images"] == (pd.read_csv(p.paths.split).split == "test").sum()
     folds = np.load(adapt.crossfit_dir(p) / "folds.npy")
@@ -57,20 +77,23 @@ def test_site_test_cross_fits_and_evaluate_scores_each_image_with_a_model_that_n
         assert len(set(folds[test_patients == pid])) == 1
     assert all((adapt.crossfit_dir(p) / f"fold{k}.keras").exists() for k in (0, 1))
 
-    seen = {}
-
-    def spy(model, images):  # which model scored which test images
-        seen[model.name + str(id(model))] = len(images)
-        return np.zeros(len(images))
-
     import keras
 
     final = keras.saving.load_model(train.model_path(p), compile=False)
-    adapt.test_scores(p, final, np.zeros((len(folds), 48, 48), np.uint8), spy)
-    assert sorted(seen.values()) == sorted(np.bincount(folds).tolist())  # one fold model per fold, never `final`
+    used = []
+
+    def spy(model, images):  # which model scored the test images
+        used.append(model)
+        return np.full(len(images), float(len(used)))
+
+    by_fold = adapt.crossfit_scores(p, np.zeros((len(folds), 48, 48), np.uint8), spy)
+    assert by_fold.shape == (2, len(folds)) and len({id(m) for m in used}) == 2 and final not in used
 
     result = evaluate.run(p)
     assert 0 <= result["test"]["roc_auc_before_adaptation"] <= 1 and "roc_auc" in result["test"]
+    assert result["threshold_method"] == "site_prevalence" and 0 < result["threshold"] < 1
+    test = pd.read_csv(p.paths.predictions).query("split == 'test'")
+    assert 0 < test.prediction.mean() < 1  # a few images per fold here: the exact share is checked above on 400
 
     from tasks.data import load_splits
 
@@ -84,15 +107,24 @@ def test_site_test_cross_fits_and_evaluate_scores_each_image_with_a_model_that_n
 def test_a_site_folder_of_images_is_read_and_a_bad_one_is_named(tiny_workdir):
     from tasks.data import load_splits
 
-    site = tiny_workdir / "site"
-    site.mkdir()
+    folder = tiny_workdir / "site"
+    folder.mkdir()
     for i in range(6):
-        (site / f"s{i}.png").write_bytes(image_bytes(100 + i, fmt="PNG"))
-    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"adapt": {"site": str(site)}}))
-    assert adapt.site_images(p, load_splits(p.paths)).shape == (6, 48, 48)
-    (site / "broken.png").write_bytes(b"not an image")
+        (folder / f"s{i}.png").write_bytes(image_bytes(100 + i, fmt="PNG"))
+    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"site": {"images": str(folder)}}))
+    assert site.images(p, load_splits(p.paths)).shape == (6, 48, 48)
+    (folder / "broken.png").write_bytes(b"not an image")
     with pytest.raises(StepError, match="broken.png"):
-        adapt.site_images(p, load_splits(p.paths))
-    q = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"adapt": {"site": str(tiny_workdir / "nowhere")}}))
+        site.images(p, load_splits(p.paths))
+    q = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"site": {"images": str(tiny_workdir / "nowhere")}}))
     with pytest.raises(StepError, match="not a folder of images"):
-        adapt.site_images(q, load_splits(q.paths))
+        site.images(q, load_splits(q.paths))
+
+
+def test_site_options_without_a_site_are_rejected_before_any_work(workdir):
+    p = write_params(workdir, {"evaluate": {"threshold": "site_prevalence"}})  # no model, no data: fails first
+    with pytest.raises(StepError, match="site_prevalence needs the site's images"):
+        evaluate.run(p)
+    q = write_params(workdir, {"adapt": {"enabled": True}})
+    with pytest.raises(StepError, match="adapt.enabled needs the site's images"):
+        adapt.enabled(q)
