@@ -92,7 +92,8 @@ def pipeline_run(p: Params, run_id: str | None):
 
 def logged_params(p: Params) -> dict[str, str]:
     """The params a pipeline run logs: every section a model's result depends on."""
-    return flat_params({k: getattr(p, k) for k in ("data", "ingest", "split", "model", "train", "site", "adapt", "evaluate")})
+    sections = ("data", "ingest", "split", "model", "train", "site", "adapt", "evaluate")
+    return flat_params({k: getattr(p, k) for k in sections})
 
 
 @contextmanager
