@@ -44,8 +44,12 @@ def site_thresholds(p: Params, model, splits: dict, test_scores: np.ndarray, cal
     folds' scores (`test_scores`: (N,) or one row per cross-fit model), so no image sets its own; the served
     model gets the threshold of all. No label is read."""
     prevalence = p.evaluate.prevalence
-    site_images = splits["test"][0] if p.site.images == site.TEST else site.images(p, splits)
-    served = site.prevalence_threshold(calibrate(score_with(model, site_images)), prevalence)
+    if p.site.images == site.TEST and test_scores.ndim == 1:  # the served model already scored the site
+        site_scores = test_scores
+    else:
+        site_images = splits["test"][0] if p.site.images == site.TEST else site.images(p, splits)
+        site_scores = score_with(model, site_images)
+    served = site.prevalence_threshold(calibrate(site_scores), prevalence)
     if p.site.images == site.TEST:
         return served, site.crossfit_thresholds(calibrate(test_scores), site.test_folds(p), prevalence)
     return served, np.full(test_scores.shape[-1], served)
@@ -142,6 +146,7 @@ def run(p: Params) -> dict:
     splits = load_splits(p.paths)
     x_test = normalize(splits["test"][0], p.train.normalize)  # for the figures
     y = {s: splits[s][1].astype(int) for s in ("val", "test")}
+
     def score_with(m, images):
         return raw_scores(m, images, p.train.normalize, p.evaluate.tta)
 

@@ -128,3 +128,16 @@ def test_site_options_without_a_site_are_rejected_before_any_work(workdir):
     q = write_params(workdir, {"adapt": {"enabled": True}})
     with pytest.raises(StepError, match="adapt.enabled needs the site's images"):
         adapt.enabled(q)
+
+
+@pytest.mark.slow
+def test_site_prevalence_threshold_without_adaptation(tiny_workdir):
+    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"site": {"images": "test"},
+                                                           "evaluate": {"threshold": "site_prevalence"}}))
+    train.run(p)
+    result = evaluate.run(p)
+    test = pd.read_csv(p.paths.predictions).query("split == 'test'")
+    # the served threshold: the top `prevalence` share of the site's (here the test split's) calibrated scores
+    assert result["threshold"] == pytest.approx(np.quantile(test.probability, 1 - p.evaluate.prevalence))
+    expected = site.crossfit_thresholds(test.probability.to_numpy(), site.test_folds(p), p.evaluate.prevalence)
+    assert (test.prediction.to_numpy() == (test.probability.to_numpy() >= expected)).all()  # each fold by the other
