@@ -72,12 +72,18 @@ def expand(spec: dict) -> list[tuple[str, str, dict]]:
     return out
 
 
-def choose(rows: list[dict], select: str) -> tuple[str, str]:
-    """(best set, its best experiment): the set with the highest mean `select` over its seeds (validation
-    only, never test), and within it the seed that scored highest, whose model goes to the registry."""
+def by_set(rows: list[dict]) -> dict[str, list[dict]]:
+    """The rows grouped by their set, in the order the sets first ran."""
     sets: dict[str, list[dict]] = {}
     for r in rows:
         sets.setdefault(r["set"], []).append(r)
+    return sets
+
+
+def choose(rows: list[dict], select: str) -> tuple[str, str]:
+    """(best set, its best experiment): the set with the highest mean `select` over its seeds (validation
+    only, never test), and within it the seed that scored highest, whose model goes to the registry."""
+    sets = by_set(rows)
     best_set = max(sets, key=lambda k: sum(r[select] for r in sets[k]) / len(sets[k]))
     return best_set, max(sets[best_set], key=lambda r: r[select])["name"]
 
@@ -103,10 +109,7 @@ def table(rows: list[dict], select: str, best: str) -> str:
     head = ("| experiment | changes | seeds | " + " | ".join(c[1] for c in COLUMNS) + " | train |\n|"
             + "---|" * (len(COLUMNS) + 4))
     lines = [head]
-    sets: dict[str, list[dict]] = {}
-    for r in rows:
-        sets.setdefault(r["set"], []).append(r)
-    for name, group in sets.items():
+    for name, group in by_set(rows).items():
         label = f"**{name}**" if name == best else name
         changes = ", ".join(f"`{k}={v}`" for k, v in group[0]["overrides"].items() if k != "train.seed") or "defaults"
         cells = [mean_sd([r[key] for r in group], scale, digits) for key, _, scale, digits in COLUMNS]
