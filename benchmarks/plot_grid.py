@@ -24,7 +24,7 @@ PANELS = [("val_roc_auc", "validation ROC-AUC"), ("test_roc_auc", "test ROC-AUC"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="+", type=Path)
-    ap.add_argument("-o", "--out", type=Path, default=Path("reports/figures/sweep.png"))
+    ap.add_argument("-o", "--out", type=Path, default=Path("reports/sweep.png"))
     args = ap.parse_args()
     sets: dict[str, list[dict]] = {}
     for f in args.files:

@@ -53,11 +53,11 @@ def summary() -> str:
     data_md5 = next((o.get("md5") for o in lock.get("stages", {}).get("ingest", {}).get("outs", [])
                      if o.get("path") == p.paths.pixels), "n/a")
     test = _read(p.paths.metrics).get("test", {})
-    reg, run = _read(p.paths.registry), _read(p.paths.mlflow_run)
+    reg = _read(p.paths.registry)
     rows = "\n".join(f"| {k} | {test[k]:.4f} |" for k in ("accuracy", "recall", "specificity", "f1", "roc_auc")
                      if k in test)
     markdown = (f"# pneumonia-training\n\n- data: `{p.ingest.source}` pixels md5 `{data_md5}`\n"
-                f"- MLflow run: `{run.get('run_id', 'n/a')}` ({run.get('tracking_uri', '')})\n"
+                f"- MLflow run: `{reg.get('run_id', 'n/a')}`, model `{reg.get('model_uri', 'n/a')}`\n"
                 f"- registry: {reg.get('model_name', 'n/a')} v{reg.get('version', '?')} "
                 f"**{'promoted' if reg.get('promoted') else 'not promoted'}**: {reg.get('reason', '')}\n\n"
                 f"| test metric | value |\n|---|---|\n{rows}\n")

@@ -26,7 +26,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows import stages
 from flows.pipeline import transient
-from tasks import config
+from tasks import config, tracking
 
 
 def selection_scores(metrics: dict) -> dict[str, float]:
@@ -118,6 +118,12 @@ def table(rows: list[dict], select: str, best: str) -> str:
     return "\n".join(lines) + f"\n\nSelected on the mean `{select}` over seeds (validation only): **{best}**.\n"
 
 
+def write_results(out: Path, markdown: str, results: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown)
+    out.with_suffix(".json").write_text(results)
+
+
 @task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient)
 def experiment(name: str, overrides: dict, base_params: str) -> dict:
     """Run one parameter set on top of `base_params` (params.yaml's text) up to evaluate; return its row."""
@@ -129,9 +135,10 @@ def experiment(name: str, overrides: dict, base_params: str) -> dict:
     if proc.returncode:
         error = stages.StageRejected if f"exited with {stages.EXIT_REJECTED}" in proc.stderr else stages.StageFailed
         raise error(f"experiment {name} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
-    paths = config.load().paths
-    row = result_row(name, overrides, json.loads(Path(paths.metrics).read_text()),
-                     json.loads(Path(paths.train_report).read_text()))
+    p = config.load()
+    row = result_row(name, overrides, json.loads(Path(p.paths.metrics).read_text()),
+                     json.loads(Path(p.paths.train_report).read_text()))
+    row["run_id"] = tracking.evaluation_run(p).info.run_id  # the MLflow run that logged this experiment's model
     logger.info(f"{name}: val ROC-AUC {row['val_roc_auc']:.4f}, worst-shift balanced accuracy "
                 f"{row['val_worst_balanced_accuracy']:.3f}, trained in {row['train_seconds']:.0f} s")
     return row
@@ -155,15 +162,14 @@ def pneumonia_sweep(grid: str = "sweep.yaml", only: list[str] | None = None) -> 
         rows.append(row)
         best_set, best = choose(rows, select)  # selected on validation, never on test
         markdown = table(rows, select, best_set)  # rewritten after each experiment: a long sweep shows progress
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(markdown)
-        out.with_suffix(".json").write_text(json.dumps({"select": select, "best_set": best_set, "best": best,
-                                                        "results": rows}, indent=2))
+        results = json.dumps({"select": select, "best_set": best_set, "best": best, "results": rows}, indent=2)
+        write_results(out, markdown, results)
     if not rows:
         raise ValueError(f"{grid}: no experiment to run (--only {only} matches none of {list(spec['experiments'])})")
     print(f"best on validation: {best} ({select}, set {best_set})")
     create_markdown_artifact(markdown, key="sweep-results", description="pneumonia-sweep results")
     subprocess.run(["dvc", "exp", "apply", best], env=stages.dvc_env(), check=True)
+    write_results(out, markdown, results)  # the apply may clear files Git does not track
     stages.run_stage("register", print)
     return {"results": rows, "best": best}
 

@@ -1,4 +1,7 @@
-"""The shared entry point of every `python -m tasks.<step>`: load params, run, report errors.
+"""The shared entry point of every `python -m tasks.<step>`: load params, run, record, report errors.
+
+A step computes and writes its files; then tasks.tracking records the result in MLflow (the one edge
+that logs runs), so a step's `run(params)` can be called, and tested, without a tracking store.
 
 A `StepError` (bad input, bad params, a failed check) prints one clear message and exits
 with `EXIT_REJECTED` (2) without a traceback: retrying cannot help. Anything else (a bug,
@@ -7,6 +10,7 @@ flow treats as worth a retry.
 """
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 
@@ -17,11 +21,21 @@ class StepError(Exception):
     """An expected failure: the message names the file or key and the fix."""
 
 
+def execute(step: str, p, run: Callable | None = None):
+    """Run `tasks.<step>.run(p)` (or `run`), then record its result through tasks.tracking; returns it."""
+    from tasks import tracking
+
+    run = run or importlib.import_module(f"tasks.{step}").run
+    result = run(p)
+    tracking.record(step, p, result)
+    return result
+
+
 def main(step: str, run: Callable) -> None:
     from tasks import config
 
     try:
-        run(config.load())
+        execute(step, config.load(), run)
     except StepError as err:
         print(f"{step}: error: {err}", file=sys.stderr)
         sys.exit(EXIT_REJECTED)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,6 @@ class Paths:
     curves: str = "reports/curves"
     predictions: str = "reports/predictions.csv"
     registry: str = "reports/registry.json"
-    mlflow_run: str = "reports/mlflow_run.json"
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,9 @@ class Params:
     register: Register = Register()
 
 
+FLOAT_1_1 = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
+
+
 def build(cls, values, where: str):
     """Build dataclass `cls` from a mapping, recursing into nested dataclass fields."""
     if not isinstance(values, dict):
@@ -214,6 +217,8 @@ def build(cls, values, where: str):
             value = build(hint, value, f"{where}.{f.name}")
         elif hint is tuple and isinstance(value, list):
             value = tuple(value)
+        elif hint is float and isinstance(value, str) and FLOAT_1_1.fullmatch(value):
+            value = float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string; it is the number a user meant
         elif hint in (int, float, str) and not isinstance(value, (int, float) if hint is float else hint):
             raise ConfigError(f"params.yaml: `{where}.{f.name}` must be {hint.__name__}, got {value!r}")
         kwargs[f.name] = value
@@ -230,3 +235,18 @@ def read_yaml(path: str | Path = PARAMS_FILE) -> dict:
 def load(path: str | Path = PARAMS_FILE) -> Params:
     """Load and check params.yaml (every section, so a typo fails before any work)."""
     return build(Params, read_yaml(path), "params")
+
+
+def flat_params(obj, prefix: str = "") -> dict[str, str]:
+    """A nested dataclass/dict as {'train.augment.zoom': '0.1', ...}: the params MLflow logs and the
+    training fingerprint hashes."""
+    if dataclasses.is_dataclass(obj):
+        obj = dataclasses.asdict(obj)
+    out = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if dataclasses.is_dataclass(value) or isinstance(value, dict):
+            out.update(flat_params(value, name + "."))
+        else:
+            out[name] = str(value)
+    return out

@@ -1,8 +1,9 @@
 """evaluate: calibrate and choose the operating point on validation, then measure on test once.
 
-Writes `paths.metrics` (declared under `metrics:` in dvc.yaml), `paths.predictions`,
-curve CSVs under `paths.curves` (for `dvc plots`), figures under `paths.figures`, and logs
-all of it plus the servable pyfunc model to the pipeline's MLflow run.
+Writes `paths.metrics` (metrics only, declared under `metrics:` in dvc.yaml), `paths.predictions`,
+curve CSVs under `paths.curves` (for `dvc plots`), figures under `paths.figures`, and the serving
+config `<model_dir>/serving.json` (preprocessing, calibration, threshold) that the packaged model
+carries; tasks.tracking logs all of it with the servable pyfunc model.
 """
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from tasks import adapt, plots, site, tracking
+from tasks import adapt, plots, site
 from tasks import metrics as M
 from tasks.cli import StepError, main
 from tasks.config import Evaluate, Params
-from tasks.files import model_path, out_path, write_json
-from tasks.images import png_bytes
+from tasks.files import model_path, out_path, serving_config, write_json
 
 THRESHOLDS = ("target_sensitivity", "youden", "site_prevalence")
 
@@ -133,7 +133,6 @@ def run(p: Params) -> dict:
     from tasks.data import load_splits
     from tasks.inference import MAX_TTA, raw_scores
     from tasks.preprocess import normalize
-    from tasks.serving import log_pyfunc
 
     if not 0 <= p.evaluate.tta <= MAX_TTA:  # before the model and data load
         raise StepError(f"evaluate.tta must be between 0 and {MAX_TTA} extra views, got {p.evaluate.tta}")
@@ -183,7 +182,7 @@ def run(p: Params) -> dict:
                           "probability": prob[s], "prediction": (prob[s] >= decided[s]).astype(int)}) for s in prob]
     pd.concat(rows).to_csv(out_path(p.paths.predictions), index=False)
     write_curves(y["test"], prob["test"], p.paths.curves)
-    paths = figures(p, model, x_test, y["test"], prob["test"], raw["test"], result["test"], (y["val"], prob["val"]),
+    figures(p, model, x_test, y["test"], prob["test"], raw["test"], result["test"], (y["val"], prob["val"]),
                     prob["test"] >= test_threshold)
 
     history = pd.read_csv(p.paths.history) if Path(p.paths.history).exists() else None
@@ -197,24 +196,8 @@ def run(p: Params) -> dict:
           f"calibration T={op['temperature']:.2f} b={op['bias']:+.2f}; metrics -> {p.paths.metrics}; "
           f"figures -> {p.paths.figures}")
 
-    if tracking.recorded_run_id(p) is None:
-        raise StepError(f"{p.paths.mlflow_run} is missing: run train first (it opens the MLflow run)")
-    with tracking.evaluation_run(p) as run:
-        import mlflow
-
-        result["mlflow_run_id"] = run.info.run_id  # where the servable model is: register reads it
-        write_json(p.paths.metrics, result)
-        mlflow.log_metrics({f"{s}/{k}": float(v) for s in ("val", "test") for k, v in result[s].items()})
-        mlflow.log_metrics(op)
-        mlflow.log_metrics({f"stress/{name}/{k}": float(v) for name, m in result["stress"].items()
-                            for k, v in m.items()})
-        for path in paths:
-            mlflow.log_artifact(path, "figures")
-        mlflow.log_artifact(p.paths.metrics)
-        mlflow.log_artifact(p.paths.predictions)
-        config = {"image_size": p.data.image_size, "normalize": p.train.normalize, "tta": p.evaluate.tta, **op}
-        log_pyfunc(str(model_path(p)), config, png_bytes(splits["test"][0][0]),
-                   str(Path(p.paths.model_dir) / "serving.json"))
+    write_json(serving_config(p), {"image_size": p.data.image_size, "normalize": p.train.normalize,
+                                   "tta": p.evaluate.tta, **op})
     return result
 
 

@@ -27,5 +27,22 @@ def model_path(p) -> Path:
     return Path(p.paths.model_dir) / "model.keras"
 
 
+def serving_config(p) -> Path:
+    """The served model's preprocessing, calibration and threshold: `<paths.model_dir>/serving.json` (evaluate
+    writes it, the packaged pyfunc carries it)."""
+    return Path(p.paths.model_dir) / "serving.json"
+
+
+def file_md5(path: str | Path) -> str:
+    """The md5 of a file's bytes (DVC's hash of a file)."""
+    import hashlib
+
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())

@@ -56,9 +56,9 @@ def write_gradcam(model, files: list[Path], folder: Path) -> list[Path]:
 
 def default_uri() -> str:
     from tasks import config
-    from tasks.registry import ALIAS, model_name
+    from tasks.registry import champion_uri
 
-    return f"models:/{model_name(config.load())}@{ALIAS}"
+    return champion_uri(config.load())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,18 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-uri", help="any MLflow model URI (default: this project's @champion from params.yaml)")
     ap.add_argument("--gradcam", type=Path, metavar="DIR", help="also write Grad-CAM overlays here")
     args = ap.parse_args(argv)
-    import mlflow
-
-    from tasks import config, tracking
+    from tasks import config, registry, tracking
 
     if Path("params.yaml").exists():  # inside a checkout: use its tracking store
         tracking.configure(config.load())
     uri = args.model_uri or default_uri()
     try:
         files = image_files(args.inputs)
-        model = mlflow.pyfunc.load_model(uri)
+        model = registry.load(uri)
         table = predict_files(model, files)
-    except (FileNotFoundError, mlflow.exceptions.MlflowException) as err:
+    except (FileNotFoundError, LookupError) as err:
         print(f"pneumonia-predict: error: {err}", file=sys.stderr)
         return 1
     print(f"model: {uri}")

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import tracking
+from tasks import registry
 from tasks.cli import StepError, main
 from tasks.config import Params, Register
 from tasks.files import read_json, write_json
-from tasks.registry import ALIAS, model_name
 
 
 def decide(candidate: dict, champion: dict | None, cfg: Register) -> tuple[bool, str]:
@@ -37,13 +36,12 @@ def decide(candidate: dict, champion: dict | None, cfg: Register) -> tuple[bool,
 
 def rescore(model_uri: str, images: np.ndarray, labels: np.ndarray) -> dict:
     """Test metrics of a registered model on these images, through its own pyfunc (its own threshold)."""
-    import mlflow
     import pandas as pd
 
     from tasks import metrics as M
     from tasks.images import png_bytes
 
-    model = mlflow.pyfunc.load_model(model_uri)
+    model = registry.load(model_uri)
     frame = pd.DataFrame({"image": [base64.b64encode(png_bytes(img)).decode() for img in images]})
     out = model.predict(frame)
     threshold = float(out.threshold.iloc[0])
@@ -51,19 +49,16 @@ def rescore(model_uri: str, images: np.ndarray, labels: np.ndarray) -> dict:
             **M.threshold_free(labels, out.probability.to_numpy())}
 
 
-def champion_metrics(client, name: str, test: tuple, md5: str) -> tuple[object | None, dict | None, str]:
+def champion_metrics(p: Params, test: tuple, md5: str) -> tuple[object | None, dict | None, str]:
     """(champion version, its test metrics on today's test data, how they were obtained)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        version = client.get_model_version_by_alias(name, ALIAS)
-    except MlflowException:
+    version = registry.champion(p)
+    if version is None:
         return None, None, "no champion yet"
     if version.tags.get("test_md5") == md5:
         return version, {k.removeprefix("test/"): float(v) for k, v in version.tags.items()
                          if k.startswith("test/")}, "recorded on the same test data"
     images, labels = test
-    return version, rescore(f"models:/{name}@{ALIAS}", images, labels.astype(int)), "re-scored on the new test data"
+    return version, rescore(registry.champion_uri(p), images, labels.astype(int)), "re-scored on the new test data"
 
 
 def test_md5(images: np.ndarray, labels: np.ndarray) -> str:
@@ -74,40 +69,35 @@ def test_md5(images: np.ndarray, labels: np.ndarray) -> str:
 
 
 def run(p: Params) -> dict:
-    import mlflow
-    from mlflow import MlflowClient
-
-    if not Path(p.paths.metrics).exists() or tracking.recorded_run_id(p) is None:
-        raise StepError(f"{p.paths.metrics} or {p.paths.mlflow_run} is missing: run train and evaluate first")
-    evaluated = read_json(p.paths.metrics)
-    run_id = evaluated.get("mlflow_run_id") or tracking.recorded_run_id(p)  # the run that logged the model
-    candidate = evaluated["test"]
-    if p.register.metric not in candidate:
-        raise StepError(f"register.metric {p.register.metric!r} is not a test metric; choose from {sorted(candidate)}")
     from tasks.data import load_splits
 
+    if not Path(p.paths.metrics).exists():
+        raise StepError(f"{p.paths.metrics} is missing: run train and evaluate first (`dvc repro evaluate`)")
+    candidate = read_json(p.paths.metrics)["test"]
+    if p.register.metric not in candidate:
+        raise StepError(f"register.metric {p.register.metric!r} is not a test metric; choose from {sorted(candidate)}")
+    try:
+        run_id, model_uri = registry.evaluated_model(p)
+    except LookupError as err:
+        raise StepError(str(err)) from None
     test = load_splits(p.paths)["test"]  # read once: hashed, and re-scored by the champion if it changed
-    name, md5 = model_name(p), test_md5(*test)
-    tracking.configure(p)
-    client = MlflowClient()
-    champion, champ_metrics, how = champion_metrics(client, name, test, md5)
+    md5 = test_md5(*test)
+    champion, champ_metrics, how = champion_metrics(p, test, md5)
     promote, reason = decide(candidate, champ_metrics, p.register)
-    version = mlflow.register_model(f"runs:/{run_id}/model", name, tags={
+    version = registry.add_version(p, model_uri, tags={
         "test_md5": md5, "decision": "promoted" if promote else "rejected", "reason": reason,
-        **{f"test/{k}": str(v) for k, v in candidate.items() if isinstance(v, (int, float))},
-        **tracking.run_tags(p)})
+        **{f"test/{k}": str(v) for k, v in candidate.items() if isinstance(v, (int, float))}})
     if promote:
-        client.set_registered_model_alias(name, ALIAS, version.version)  # the one write that changes the champion
-    report = {"model_name": name, "version": int(version.version), "promoted": promote, "reason": reason,
+        registry.promote(p, version)
+    report = {"model_name": registry.model_name(p), "version": int(version.version), "promoted": promote,
+              "reason": reason, "run_id": run_id, "model_uri": model_uri,
               "champion_before": int(champion.version) if champion else None, "champion_metrics_source": how,
               "champion_after": int(version.version) if promote else (int(champion.version) if champion else None),
               "metric": p.register.metric, "candidate": candidate.get(p.register.metric),
               "champion": champ_metrics.get(p.register.metric) if champ_metrics else None}
     write_json(p.paths.registry, report)
-    with tracking.pipeline_run(p, run_id):
-        mlflow.set_tags({"registry.version": version.version, "registry.decision": report["promoted"],
-                         "registry.reason": reason})
-    print(f"register: {name} v{version.version} {'PROMOTED to @champion' if promote else 'not promoted'}: {reason}")
+    print(f"register: {report['model_name']} v{version.version} "
+          f"{'PROMOTED to @champion' if promote else 'not promoted'}: {reason}")
     return report
 
 

@@ -1,4 +1,8 @@
-"""The registered model's name and alias: shared by register (which moves the alias) and predict (which loads it)."""
+"""The edge to the MLflow Model Registry: the registered name and alias, the champion, new versions.
+
+register decides (tasks/register.py: `decide` is pure); this module reads and writes the registry.
+predict and serving load models through `load`. Nothing happens at import time.
+"""
 from __future__ import annotations
 
 from tasks.config import Params
@@ -9,3 +13,63 @@ ALIAS = "champion"
 def model_name(p: Params) -> str:
     """Demo data registers under its own name, so it can never replace a model trained on real data."""
     return p.register.model_name + ("-demo" if p.ingest.source == "demo" else "")
+
+
+def load(uri: str):
+    """The pyfunc model at any MLflow model URI; LookupError (with MLflow's message) when it cannot be loaded."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except (OSError, MlflowException) as err:
+        raise LookupError(str(err)) from None
+
+
+def evaluated_model(p: Params) -> tuple[str, str]:
+    """(run id, model URI) of the servable model logged with the workspace's `paths.metrics`.
+
+    LookupError when no run recorded these metrics (evaluate ran without its tracking record)."""
+    from tasks import tracking
+
+    run = tracking.evaluation_run(p)
+    if run is None or "servable_model_uri" not in run.data.tags:
+        raise LookupError(f"no MLflow run in {tracking.tracking_uri(p)} logged the model evaluated in "
+                          f"{p.paths.metrics}: rerun evaluate (`dvc repro -f evaluate`)")
+    return run.info.run_id, run.data.tags["servable_model_uri"]
+
+
+def champion(p: Params):
+    """The version the alias points at, or None when the model or the alias does not exist yet."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from tasks import tracking
+
+    tracking.configure(p)
+    try:
+        return mlflow.MlflowClient().get_model_version_by_alias(model_name(p), ALIAS)
+    except MlflowException:
+        return None
+
+
+def champion_uri(p: Params) -> str:
+    return f"models:/{model_name(p)}@{ALIAS}"
+
+
+def add_version(p: Params, model_uri: str, tags: dict[str, str]):
+    """Register the logged model at `model_uri` (`models:/m-…`) as a new version of the project's model, tagged
+    with `tags` and the data it was trained on (tracking.run_tags)."""
+    import mlflow
+
+    from tasks import tracking
+
+    tracking.configure(p)
+    return mlflow.register_model(model_uri, model_name(p), tags={**tags, **tracking.run_tags(p)})
+
+
+def promote(p: Params, version) -> None:
+    """Point the alias at `version`: the one write that changes the champion."""
+    import mlflow
+
+    mlflow.MlflowClient().set_registered_model_alias(model_name(p), ALIAS, version.version)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from pathlib import Path
 
 import numpy as np
 
@@ -50,22 +49,3 @@ def predict_frame(model, config: dict, images: np.ndarray):
     return pd.DataFrame({"probability": prob.astype(float),
                          "label": np.where(prob >= threshold, "PNEUMONIA", "NORMAL"),
                          "threshold": float(threshold)})
-
-
-def log_pyfunc(keras_path: str, config: dict, example_image: bytes, config_path: str, registered_name=None):
-    """Log the pyfunc (tasks/pyfunc_model.py) to the active MLflow run under name `model`; returns its ModelInfo."""
-    import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    from tasks.files import write_json
-
-    write_json(config_path, config)
-    example = pd.DataFrame({"image": [base64.b64encode(example_image).decode()]})
-    output = pd.DataFrame({"probability": [0.5], "label": ["PNEUMONIA"], "threshold": [0.5]})
-    return mlflow.pyfunc.log_model(
-        name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")),  # a model from code, not a pickle
-        artifacts={"keras_model": keras_path, "config": config_path},
-        signature=infer_signature(example, output), input_example=example,
-        code_paths=[str(Path(__file__).resolve().parent)],  # the model carries the decoder it was trained with
-        registered_model_name=registered_name)

@@ -1,21 +1,25 @@
-"""The one module that talks to MLflow. Nothing happens at import time.
+"""The edge where runs are recorded in MLflow: steps compute and write their files, `record` logs them.
 
-The tracking URI is `MLFLOW_TRACKING_URI` when set, else `tracking.uri` (sqlite under
-mlruns/). One MLflow run per pipeline run: train starts it and records its id in
-`paths.mlflow_run`; evaluate and register reopen it. A re-evaluation of a trained model with other
-`evaluate` params (an evaluate-only DVC experiment) gets its own child run instead, so no
-configuration's metrics overwrite another's.
+`tasks.cli` calls `record(step, params, result)` after a step succeeded; no step imports MLflow (the
+registry's reads and writes live in tasks/registry.py). The tracking URI is `MLFLOW_TRACKING_URI` when
+set, else `tracking.uri` (sqlite under mlruns/). One MLflow run per trained model: train's record starts
+it, evaluate's logs into it (or into a child run when the same model is re-evaluated with other
+`evaluate` params, so no configuration's metrics overwrite another's), register's tags it.
+
+Runs are found again by the content of the files the steps wrote, not by a file of run ids: train's
+run is tagged with the md5 of the model file, evaluate's with the md5 of `paths.metrics`. DVC restores
+those files exactly (`dvc checkout`, `dvc exp apply`), so the run found is always the run of the
+workspace's model and metrics. Nothing happens at import time.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.config import Params
-from tasks.files import read_json, write_json
+from tasks.config import Params, flat_params
+from tasks.files import file_md5, model_path, serving_config
 
 
 def experiment_name(p: Params) -> str:
@@ -49,14 +53,6 @@ def configure(p: Params) -> str:
     return experiment.experiment_id
 
 
-def file_md5(path: str | Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
@@ -70,24 +66,25 @@ def run_tags(p: Params) -> dict[str, str]:
             "data_source": p.ingest.source, "image_size": str(p.data.image_size), "model": p.model.name}
 
 
-def recorded_run_id(p: Params) -> str | None:
-    """The MLflow run id that train recorded for this pipeline run, if any."""
-    path = Path(p.paths.mlflow_run)
-    return read_json(path)["run_id"] if path.exists() else None
-
-
-@contextmanager
-def pipeline_run(p: Params, run_id: str | None):
-    """Open an MLflow run: `run_id` reopens one (evaluate, register, a resumed train); None starts one.
-    Its id is recorded in `paths.mlflow_run` (train's output) when that file is missing."""
+def find_run(p: Params, tag: str, value: str):
+    """The latest run of this project's experiment tagged `tag=value`, or None."""
     import mlflow
 
     experiment_id = configure(p)
-    with mlflow.start_run(run_id=run_id, experiment_id=experiment_id) as run:
-        if run_id is None or not Path(p.paths.mlflow_run).exists():
-            write_json(p.paths.mlflow_run, {"run_id": run.info.run_id, "experiment_id": experiment_id,
-                                            "tracking_uri": mlflow.get_tracking_uri()})
-        yield run
+    runs = mlflow.MlflowClient().search_runs([experiment_id], f"tags.{tag} = '{value}'",
+                                             order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def train_run(p: Params):
+    """The run that recorded the training of the current model file (found by its md5), or None."""
+    return find_run(p, "model_md5", file_md5(model_path(p)))
+
+
+def evaluation_run(p: Params):
+    """The run that recorded the current `paths.metrics` (found by its md5) and holds the servable model, or
+    None."""
+    return find_run(p, "metrics_md5", file_md5(p.paths.metrics))
 
 
 def logged_params(p: Params) -> dict[str, str]:
@@ -96,51 +93,104 @@ def logged_params(p: Params) -> dict[str, str]:
     return flat_params({k: getattr(p, k) for k in sections})
 
 
+def record(step: str, p: Params, result) -> None:
+    """Log what `step` computed and wrote (its return value `result` and its declared files) to MLflow.
+    Steps without a record (ingest, validate, split) log nothing."""
+    recorders = {"train": record_train, "evaluate": record_evaluate, "register": record_register}
+    if step in recorders:
+        recorders[step](p, result)
+
+
+def record_train(p: Params, report: dict) -> None:
+    """A new run: params, data tags, the md5 of the model file (how evaluate finds the run again), one
+    point per epoch for every curve of `paths.history`, and the training time."""
+    import mlflow
+    import pandas as pd
+
+    experiment_id = configure(p)
+    # named after the DVC experiment when `dvc exp run` runs the stage (MLflow's random name otherwise)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME")):
+        mlflow.log_params(logged_params(p))
+        mlflow.set_tags({**run_tags(p), "model_md5": file_md5(model_path(p))})
+        history = pd.read_csv(p.paths.history)
+        for row in history.to_dict("records"):
+            epoch = int(row.pop("epoch"))
+            mlflow.log_metrics({k: float(v) for k, v in row.items()}, step=epoch)
+        mlflow.log_metrics({"train_seconds": report["seconds"], "train_images_per_second": report["images_per_second"],
+                            **({"adapt_seconds": report["adapt"]["seconds"]} if "adapt" in report else {})})
+        mlflow.log_artifact(p.paths.history, "curves")
+
+
 @contextmanager
-def evaluation_run(p: Params):
-    """The run evaluate logs to: train's run when it was logged with these `evaluate` params, else a new
-    child run of it (tag `mlflow.parentRunId`) with the full current params."""
+def _evaluation_run(p: Params):
+    """Train's run when it was logged with these `evaluate` params, else a new child run of it (tag
+    `mlflow.parentRunId`) with the full current params; a model no run trained gets a run of its own."""
     import mlflow
 
-    train_id = recorded_run_id(p)
-    configure(p)
-    parent = mlflow.MlflowClient().get_run(train_id)
-    params = logged_params(p)
-    if all(parent.data.params.get(k) == v for k, v in params.items() if k.startswith("evaluate.")):
-        with pipeline_run(p, train_id) as run:
-            yield run
+    experiment_id = configure(p)
+    parent, params = train_run(p), logged_params(p)
+    if parent is None:
+        with mlflow.start_run(experiment_id=experiment_id):
+            mlflow.log_params(params)
+            mlflow.set_tags({**run_tags(p), "model_md5": file_md5(model_path(p))})
+            yield
         return
-    tags = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
-    with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=f"{parent.info.run_name}-reeval",
-                          tags={**tags, "mlflow.parentRunId": train_id}) as run:
+    if all(parent.data.params.get(k) == v for k, v in params.items() if k.startswith("evaluate.")):
+        with mlflow.start_run(run_id=parent.info.run_id):
+            yield
+        return
+    # not the parent's model_md5: the model file must keep leading to its training run
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{parent.info.run_name}-reeval",
+                          tags={**run_tags(p), "mlflow.parentRunId": parent.info.run_id}):
         mlflow.log_params(params)
-        yield run
+        yield
 
 
-def flat_params(obj, prefix: str = "") -> dict[str, str]:
-    """A nested dataclass/dict as {'train.augment.zoom': '0.1', ...} for mlflow.log_params."""
-    import dataclasses
+def record_evaluate(p: Params, result: dict) -> None:
+    """Metrics, figures, predictions and the servable pyfunc model (`<model_dir>/model.keras` with the
+    serving config evaluate wrote) on the training's run; tagged with the md5 of `paths.metrics`."""
+    import mlflow
+    import numpy as np
 
-    if dataclasses.is_dataclass(obj):
-        obj = dataclasses.asdict(obj)
-    out = {}
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if dataclasses.is_dataclass(value) or isinstance(value, dict):
-            out.update(flat_params(value, name + "."))
-        else:
-            out[name] = str(value)
-    return out
+    from tasks.images import png_bytes
+
+    with _evaluation_run(p):
+        mlflow.log_metrics({f"{s}/{k}": float(v) for s in ("val", "test") for k, v in result[s].items()})
+        mlflow.log_metrics({k: float(result[k]) for k in ("temperature", "bias", "threshold")})
+        mlflow.log_metrics({f"stress/{name}/{k}": float(v) for name, m in result["stress"].items()
+                            for k, v in m.items()})
+        for path in sorted(Path(p.paths.figures).glob("*.png")):
+            mlflow.log_artifact(str(path), "figures")
+        mlflow.log_artifact(p.paths.metrics)
+        mlflow.log_artifact(p.paths.predictions)
+        example = png_bytes(np.load(p.paths.pixels, mmap_mode="r")[0])
+        info = log_pyfunc(str(model_path(p)), str(serving_config(p)), example)
+        mlflow.set_tags({"metrics_md5": file_md5(p.paths.metrics), "servable_model_uri": info.model_uri})
 
 
-def epoch_logger():
-    """A Keras callback logging every epoch's metrics (and learning rate) to the active run."""
-    import keras
+def record_register(p: Params, report: dict) -> None:
+    """The registry's decision as tags of the run that logged the registered model."""
     import mlflow
 
-    class EpochLogger(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            metrics = {k: float(v) for k, v in (logs or {}).items()}
-            mlflow.log_metrics(metrics, step=epoch)
+    configure(p)
+    with mlflow.start_run(run_id=report["run_id"]):
+        mlflow.set_tags({"registry.version": report["version"], "registry.decision": report["promoted"],
+                         "registry.reason": report["reason"]})
 
-    return EpochLogger()
+
+def log_pyfunc(keras_path: str, config_path: str, example_image: bytes):
+    """Log the pyfunc (tasks/pyfunc_model.py) to the active run under name `model`; returns its ModelInfo."""
+    import base64
+
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    example = pd.DataFrame({"image": [base64.b64encode(example_image).decode()]})
+    output = pd.DataFrame({"probability": [0.5], "label": ["PNEUMONIA"], "threshold": [0.5]})
+    tasks_dir = Path(__file__).resolve().parent
+    return mlflow.pyfunc.log_model(
+        name="model", python_model=str(tasks_dir / "pyfunc_model.py"),  # a model from code, not a pickle
+        artifacts={"keras_model": keras_path, "config": config_path},
+        signature=infer_signature(example, output), input_example=example,
+        code_paths=[str(tasks_dir)])  # the model carries the decoder it was trained with

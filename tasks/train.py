@@ -1,4 +1,4 @@
-"""train: fit the CNN on the train split, select on validation, and track it in MLflow.
+"""train: fit the CNN on the train split and select it on validation (tasks.tracking records the run).
 
 Writes `<paths.model_dir>/model.keras` (best validation AUC weights), `paths.history`
 (one row per epoch, drawn by `dvc plots`) and `paths.train_report`. A training killed
@@ -11,10 +11,10 @@ import shutil
 import time
 from pathlib import Path
 
-from tasks import adapt, tracking
+from tasks import adapt
 from tasks.cli import StepError, main
-from tasks.config import Params, Train
-from tasks.files import model_path, out_path, read_json, write_json
+from tasks.config import Params, Train, flat_params
+from tasks.files import file_md5, model_path, out_path, read_json, write_json
 
 METRICS = ["accuracy", "auc", "precision", "recall"]
 
@@ -28,28 +28,26 @@ def fingerprint(p: Params) -> str:
     import hashlib
     import json
 
-    from tasks.tracking import file_md5, flat_params
-
     spec = {"params": flat_params({"data": p.data, "model": p.model, "train": p.train}),
             "pixels": file_md5(p.paths.pixels), "split": file_md5(p.paths.split)}
     return hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def resumable_run(p: Params, print_=print) -> str | None:
-    """The MLflow run id of an interrupted training of exactly these params and data, or None.
+def resumable(p: Params, print_=print) -> bool:
+    """Whether an interrupted training of exactly these params and data left a backup to resume from.
 
     A backup of other params or data (another experiment killed mid-run) would resume with the wrong
     weights, shapes or epoch count: it is discarded, with a message.
     """
     state = backup_dir(p) / "fingerprint.json"
     if not backup_dir(p).exists():
-        return None
+        return False
     saved = read_json(state) if state.exists() else {}
-    if saved.get("fingerprint") == fingerprint(p) and saved.get("mlflow_run_id"):
-        return saved["mlflow_run_id"]
+    if saved.get("fingerprint") == fingerprint(p):
+        return True
     print_(f"train: discarding {backup_dir(p)}: it was made with other params or data, training starts over")
     shutil.rmtree(backup_dir(p))
-    return None
+    return False
 
 
 def strategy(mode: str):
@@ -135,37 +133,25 @@ def run(p: Params) -> dict:
 
     if p.train.class_weight not in ("balanced", "none") or p.train.normalize not in MODES:
         raise StepError(f"train.class_weight must be balanced|none and train.normalize one of {'|'.join(MODES)}")
-    resumed_run = resumable_run(p)
-    resuming = resumed_run is not None
+    resuming = resumable(p)
     if not resuming:
         Path(p.paths.history).unlink(missing_ok=True)  # a fresh run starts a fresh history
+        write_json(backup_dir(p) / "fingerprint.json", {"fingerprint": fingerprint(p)})
     splits = load_splits(p.paths)
-    with tracking.pipeline_run(p, resumed_run) as run:
-        import mlflow
-
-        if not resuming:
-            mlflow.log_params(tracking.logged_params(p))
-            mlflow.set_tags(tracking.run_tags(p))
-            # the backup carries its run: DVC deletes paths.mlflow_run before a rerun, the resumed fit logs on
-            write_json(backup_dir(p) / "fingerprint.json", {"fingerprint": fingerprint(p),
-                                                             "mlflow_run_id": run.info.run_id})
-        model, history, seconds = fit(p, splits, [tracking.epoch_logger()])
-        model.save(model_path(p))  # best weights (EarlyStopping restored them)
-        epochs = len(history.history["loss"])
-        images = len(splits["train"][0]) * epochs
-        report = {"epochs": epochs, "seconds": round(seconds, 1), "train_images": len(splits["train"][0]),
-                  "images_per_second": round(images / seconds, 1), "params": model.count_params(),
-                  "best_val_auc": round(max(history.history["val_auc"]), 4), "resumed": resuming}
-        mlflow.log_metrics({"train_seconds": seconds, "train_images_per_second": images / seconds})
-        mlflow.log_artifact(p.paths.history, "curves")
-        shutil.rmtree(backup_dir(p), ignore_errors=True)  # training is done: a kill from here on starts over
-        adapt.prepare(p)
-        if adapt.enabled(p):
-            model.save(adapt.crossfit_dir(p) / "source.keras")  # evaluate reports the gain over it
-            start = time.perf_counter()
-            report["adapt"] = adapt.adapt(p, model_path(p), splits)
-            report["adapt"]["seconds"] = round(time.perf_counter() - start, 1)
-            mlflow.log_metric("adapt_seconds", report["adapt"]["seconds"])
+    model, history, seconds = fit(p, splits)
+    model.save(model_path(p))  # best weights (EarlyStopping restored them)
+    epochs = len(history.history["loss"])
+    images = len(splits["train"][0]) * epochs
+    report = {"epochs": epochs, "seconds": round(seconds, 1), "train_images": len(splits["train"][0]),
+              "images_per_second": round(images / seconds, 1), "params": model.count_params(),
+              "best_val_auc": round(max(history.history["val_auc"]), 4), "resumed": resuming}
+    shutil.rmtree(backup_dir(p), ignore_errors=True)  # training is done: a kill from here on starts over
+    adapt.prepare(p)
+    if adapt.enabled(p):
+        model.save(adapt.crossfit_dir(p) / "source.keras")  # evaluate reports the gain over it
+        start = time.perf_counter()
+        report["adapt"] = adapt.adapt(p, model_path(p), splits)
+        report["adapt"]["seconds"] = round(time.perf_counter() - start, 1)
     write_json(p.paths.train_report, report)
     print(f"train: {epochs} epochs in {seconds:.0f} s ({report['images_per_second']} img/s), "
           f"best val AUC {report['best_val_auc']} -> {model_path(p)}")

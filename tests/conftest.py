@@ -8,16 +8,19 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+SESSION_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_tracking_uri():
     """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in os.environ, which subprocesses of later
-    tests would inherit: put it back as it was after every test."""
-    before = os.environ.get("MLFLOW_TRACKING_URI")
+    tests would inherit: put back the session's value after every test (not the value at the test's start:
+    a module-scoped fixture may have set it before)."""
     yield
-    if before is None:
+    if SESSION_TRACKING_URI is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
-        os.environ["MLFLOW_TRACKING_URI"] = before
+        os.environ["MLFLOW_TRACKING_URI"] = SESSION_TRACKING_URI
 
 
 @pytest.fixture

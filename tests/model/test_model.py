@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import signal
@@ -78,7 +79,7 @@ def test_killed_training_resumes_at_the_next_epoch(tiny_workdir):
     from tests.helpers import write_params
 
     write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 6, "patience": 10}}))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "tasks.train"], cwd=tiny_workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history = tiny_workdir / "reports/history.csv"
@@ -91,16 +92,23 @@ def test_killed_training_resumes_at_the_next_epoch(tiny_workdir):
     proc.wait()
     assert (tiny_workdir / "models/backup").exists(), "a backup is left for the rerun"
     done = len(pd.read_csv(history))
-    first_run = json.loads((tiny_workdir / "reports/mlflow_run.json").read_text())["run_id"]
-    (tiny_workdir / "reports/mlflow_run.json").unlink()  # DVC deletes a stage's outputs before rerunning it
     rerun = subprocess.run([sys.executable, "-m", "tasks.train"], cwd=tiny_workdir, env=env,
                            capture_output=True, text=True, check=True)
-    assert json.loads((tiny_workdir / "reports/mlflow_run.json").read_text())["run_id"] == first_run
     epochs = [int(line.split()[1].split("/")[0]) for line in rerun.stdout.splitlines() if line.startswith("Epoch ")]
     assert epochs[0] >= done  # it did not start over at epoch 1
     assert epochs[-1] == 6
     assert list(pd.read_csv(history).epoch) == list(range(6))  # one history row per epoch, none twice
     assert not (tiny_workdir / "models/backup").exists()
+    from mlflow import MlflowClient
+
+    from tasks import tracking
+
+    with contextlib.chdir(tiny_workdir):  # one MLflow run holds the whole training, killed part included
+        p = config.load()
+        client = MlflowClient(tracking.tracking_uri(p))
+        runs = client.search_runs([tracking.configure(p)])
+        assert [r.info.run_id for r in runs] == [tracking.train_run(p).info.run_id]
+        assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] == list(range(6))
 
 
 @pytest.mark.slow
@@ -110,9 +118,9 @@ def test_a_backup_of_other_params_is_discarded_not_resumed(tiny_workdir):
     p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 2}}))
     stale = train.backup_dir(p)
     stale.mkdir(parents=True)
-    (stale / "fingerprint.json").write_text(json.dumps({"fingerprint": "another-experiment", "mlflow_run_id": "x"}))
+    (stale / "fingerprint.json").write_text(json.dumps({"fingerprint": "another-experiment"}))
     (stale / "training_metadata.json").write_text(json.dumps({"epoch": 5}))  # what a resume would have read
-    assert train.resumable_run(p, print_=lambda message: None) is None
+    assert not train.resumable(p, print_=lambda message: None)
     assert not stale.exists()
     report = train.run(p)
     assert report["epochs"] == 2 and not report["resumed"]

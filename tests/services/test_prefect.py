@@ -92,7 +92,7 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         assert manifest.stat().st_mtime_ns == ingested_at  # the rerun skipped the stage that had finished
         status = repo.run("dvc", "status")
         assert "changed" not in status.stdout  # DVC is clean after the flow
-        run_id = json.loads((repo / "reports/mlflow_run.json").read_text())["run_id"]
+        run_id = json.loads((repo / "reports/registry.json").read_text())["run_id"]  # the run register read
         from mlflow import MlflowClient
 
         client = MlflowClient(f"sqlite:///{repo / 'mlruns/mlflow.db'}")

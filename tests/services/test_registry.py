@@ -13,8 +13,10 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from tasks import evaluate, register, split, tracking, train
+from tasks import register, tracking
+from tasks.cli import execute
 from tasks.config import Register
+from tasks.registry import model_name
 from tests.helpers import TINY_TRAIN, deep_update, write_params
 from tests.mlflow_server import free_port, wait_http
 
@@ -44,9 +46,9 @@ def champion_dir(tiny_data, tmp_path_factory):
     shutil.copytree(tiny_data, folder, dirs_exist_ok=True)
     with contextlib.chdir(folder):
         p = write_params(folder, OPEN_GATE)
-        train.run(p)
-        evaluate.run(p)
-        first = register.run(p)
+        execute("train", p)
+        execute("evaluate", p)
+        first = execute("register", p)
     assert first["promoted"] and first["champion_before"] is None
     return folder
 
@@ -57,7 +59,7 @@ def registry(champion_dir, workdir):
     p = write_params(workdir, OPEN_GATE)
     uri = tracking.tracking_uri(p)
     mlflow.set_tracking_uri(uri)
-    return p, MlflowClient(uri), register.model_name(p)
+    return p, MlflowClient(uri), model_name(p)
 
 
 def champion_version(client, name) -> str:
@@ -67,7 +69,7 @@ def champion_version(client, name) -> str:
 def test_a_run_that_does_not_beat_the_champion_leaves_it(registry):
     p, client, name = registry
     before = champion_version(client, name)
-    report = register.run(p)  # the same model again: zero gain
+    report = execute("register", p)  # the same model again: zero gain
     assert not report["promoted"] and "below register.min_improvement" in report["reason"]
     assert champion_version(client, name) == before
     version = client.get_model_version(name, str(report["version"]))
@@ -77,7 +79,7 @@ def test_a_run_that_does_not_beat_the_champion_leaves_it(registry):
 def test_a_better_run_moves_the_champion(registry):
     p, client, name = registry
     p = write_params(Path.cwd(), deep_update(OPEN_GATE, {"register": {"min_improvement": -1.0}}))
-    report = register.run(p)
+    report = execute("register", p)
     assert report["promoted"] and champion_version(client, name) == report["version"]
 
 
@@ -91,33 +93,34 @@ def test_a_crash_mid_register_keeps_the_old_champion(registry, monkeypatch):
 
     monkeypatch.setattr(MlflowClient, "set_registered_model_alias", killed)
     with pytest.raises(KeyboardInterrupt):
-        register.run(p)
+        execute("register", p)
     assert champion_version(client, name) == before
 
 
 def test_a_reevaluation_with_other_params_gets_its_own_child_run(registry):
     p, client, name = registry
-    train_run = tracking.recorded_run_id(p)
+    train_run = tracking.train_run(p).info.run_id
     temperature, trained_tta = client.get_run(train_run).data.metrics["temperature"], p.evaluate.tta
     other = {"evaluate": {"tta": (trained_tta + 1) % 6, "calibrate": "none"}, "register": {"min_improvement": -1.0}}
     p = write_params(Path.cwd(), deep_update(OPEN_GATE, other))
-    result = evaluate.run(p)
-    child = client.get_run(result["mlflow_run_id"])
+    execute("evaluate", p)
+    child = tracking.evaluation_run(p)
     assert child.info.run_id != train_run and child.data.tags["mlflow.parentRunId"] == train_run
     assert child.data.params["evaluate.tta"] == str(p.evaluate.tta) and child.data.metrics["temperature"] == 1.0
     parent = client.get_run(train_run)  # the training run keeps its own evaluation
     assert parent.data.params["evaluate.tta"] == str(trained_tta) and parent.data.metrics["temperature"] == temperature
-    assert tracking.recorded_run_id(p) == train_run  # train's output is untouched
-    report = register.run(p)
+    assert tracking.train_run(p).info.run_id == train_run  # the model file still leads to its training run
+    report = execute("register", p)
     assert client.get_model_version(name, str(report["version"])).run_id == child.info.run_id
+    assert report["run_id"] == child.info.run_id and report["model_uri"].startswith("models:/m-")
 
 
 def test_champion_is_rescored_when_the_test_data_changes(registry):
     p, client, name = registry
     p = write_params(Path.cwd(), deep_update(OPEN_GATE, {"split": {"seed": 99}}))
-    split.run(p)
-    evaluate.run(p)
-    report = register.run(p)
+    execute("split", p)
+    execute("evaluate", p)
+    report = execute("register", p)
     assert report["champion_metrics_source"] == "re-scored on the new test data"
     assert report["champion"] is not None
 

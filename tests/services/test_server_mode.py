@@ -1,7 +1,6 @@
 """Server mode as local processes: PostgreSQL -> mlflow server -> pipeline -> registry -> served champion,
 and the MLflow UI checked in headless Chromium. docker/compose.yaml describes the same topology."""
 import base64
-import json
 import os
 import shutil
 import subprocess
@@ -13,7 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tasks import evaluate, register, train
+from tasks import tracking
+from tasks.cli import execute
 from tests.helpers import REPO, TINY_TRAIN, deep_update, write_params
 from tests.mlflow_server import free_port, mlflow_server, wait_http
 
@@ -75,9 +75,9 @@ def test_pipeline_registry_serving_and_ui_on_postgres(tiny_workdir, monkeypatch)
     with postgres() as backend, mlflow_server(tiny_workdir, backend=backend) as url:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         p = write_params(tiny_workdir, OPEN_GATE)
-        train.run(p)
-        evaluate.run(p)
-        report = register.run(p)
+        execute("train", p)
+        execute("evaluate", p)
+        report = execute("register", p)
         assert report["promoted"]
         name = report["model_name"]
         assert not (tiny_workdir / "mlruns/mlflow.db").exists()
@@ -108,7 +108,8 @@ def test_pipeline_registry_serving_and_ui_on_postgres(tiny_workdir, monkeypatch)
 
         if CHROMIUM is None:
             pytest.skip("chromium missing (apt-get install chromium): the UI part was not checked")
-        run = json.loads(Path(p.paths.mlflow_run).read_text())
+        found = tracking.evaluation_run(p).info
+        run = {"run_id": found.run_id, "experiment_id": found.experiment_id}
         shots = tiny_workdir / "screenshots"
         shots.mkdir()
         run_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}", shots / "run.png")

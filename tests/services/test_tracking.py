@@ -2,7 +2,8 @@
 import pandas as pd
 import pytest
 
-from tasks import evaluate, tracking, train
+from tasks import tracking
+from tasks.cli import execute
 from tests.helpers import TINY_TRAIN, write_params
 from tests.mlflow_server import mlflow_server
 
@@ -13,7 +14,8 @@ def check_run(p, uri):
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    run = client.get_run(tracking.recorded_run_id(p))
+    run = tracking.evaluation_run(p)  # found by the md5 of the metrics file evaluate wrote
+    assert run.info.run_id == tracking.train_run(p).info.run_id  # one run per trained model
     assert run.data.params["train.epochs"] == str(p.train.epochs)
     assert run.data.params["model.name"] == "fast_cnn"
     epochs = len(pd.read_csv(p.paths.history))
@@ -35,8 +37,8 @@ def check_run(p, uri):
 def test_sqlite_default_store(tiny_workdir, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     p = write_params(tiny_workdir, TINY_TRAIN)
-    train.run(p)
-    evaluate.run(p)
+    execute("train", p)
+    execute("evaluate", p)
     assert (tiny_workdir / "mlruns/mlflow.db").exists()
     check_run(p, "sqlite:///mlruns/mlflow.db")
 
@@ -45,7 +47,7 @@ def test_tracking_server_from_env(tiny_workdir, monkeypatch):
     p = write_params(tiny_workdir, TINY_TRAIN)
     with mlflow_server(tiny_workdir) as url:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        train.run(p)
-        evaluate.run(p)
+        execute("train", p)
+        execute("evaluate", p)
         check_run(p, url)
     assert not (tiny_workdir / "mlruns/mlflow.db").exists()  # nothing went to the local default
