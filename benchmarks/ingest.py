@@ -8,7 +8,7 @@ import argparse
 import time
 from pathlib import Path
 
-from tasks.config import Ingest
+from tasks import config
 from tasks.ingest import ingest_files
 from tasks.sources import folder
 
@@ -22,7 +22,8 @@ def main() -> None:
     rates = {}
     for workers in (1, 2):
         start = time.perf_counter()
-        manifest, pixels, _ = ingest_files(cands, Ingest(workers=workers), args.size)
+        cfg = config.load().ingest.model_copy(update={"workers": workers})
+        manifest, pixels, _ = ingest_files(cands, cfg, args.size)
         seconds = time.perf_counter() - start
         rates[workers] = len(manifest) / seconds
         print(f"workers={workers}: {len(manifest)} images in {seconds:.1f} s = {rates[workers]:.0f} img/s "

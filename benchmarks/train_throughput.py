@@ -38,7 +38,7 @@ def timed_fit(model, ds, n_images: int) -> float:
 def reference(folder: Path, n: int) -> float:
     import keras
 
-    from tasks.config import Model
+    from tasks import config
     from tasks.model import build_model
 
     ds = keras.utils.image_dataset_from_directory(folder, image_size=(150, 150), batch_size=32, label_mode="binary",
@@ -46,7 +46,7 @@ def reference(folder: Path, n: int) -> float:
     aug = keras.Sequential([keras.layers.Rescaling(1 / 255), keras.layers.RandomZoom(0.3),
                             keras.layers.RandomFlip("vertical")])
     ds = ds.map(lambda x, y: (aug(x, training=True), y))
-    model = build_model(Model(name="seed_cnn"), 150)
+    model = build_model(config.load().model.model_copy(update={"name": "seed_cnn"}), 150)
     model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
     return timed_fit(model, ds, n)
 

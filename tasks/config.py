@@ -1,17 +1,16 @@
-"""Typed, frozen parameters loaded from params.yaml.
+"""Parameters: params.yaml holds every value; this module holds only their types, choices and ranges.
 
-`load()` turns each section into a frozen dataclass; an unknown or missing key is a
-`ConfigError` that names the key and the file, raised before any work starts.
+`load()` checks the whole file once (pydantic v2) into frozen sections: an unknown, missing, mistyped
+or out-of-range key is a `ConfigError` that names the key, raised before any work starts. There are no
+defaults here, so a value can never disagree with params.yaml. Steps receive their own section.
 """
 from __future__ import annotations
 
-import dataclasses
-import re
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tasks.cli import StepError
 
@@ -19,11 +18,22 @@ PARAMS_FILE = "params.yaml"
 
 
 class ConfigError(StepError):
-    """params.yaml is missing a key, has an unknown one, or a value of the wrong kind."""
+    """params.yaml is missing a key, has an unknown one, or a value of the wrong kind or range."""
 
 
-@dataclass(frozen=True)
-class Paths:
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(gt=0)]
+Share = Annotated[float, Field(ge=0, le=1)]
+Below1 = Annotated[float, Field(ge=0, lt=1)]
+Amount = Annotated[float, Field(ge=0)]
+Rate = Annotated[float, Field(gt=0)]
+
+
+class Paths(Section):
     raw: str
     manifest: str
     pixels: str
@@ -34,195 +44,179 @@ class Paths:
     data_preview: str
     split: str
     split_report: str
-    model_dir: str = "models"
-    history: str = "reports/history.csv"
-    train_report: str = "reports/train.json"
-    metrics: str = "reports/metrics.json"
-    sweep: str = "reports/sweep.md"  # the sweep flow's results table (and .json beside it)
-    figures: str = "reports/figures"
-    curves: str = "reports/curves"
-    predictions: str = "reports/predictions.csv"
-    registry: str = "reports/registry.json"
+    model_dir: str
+    history: str
+    train_report: str
+    metrics: str
+    sweep: str
+    figures: str
+    curves: str
+    predictions: str
+    registry: str
 
 
-@dataclass(frozen=True)
-class Data:
-    image_size: int = 128
+class Data(Section):
+    image_size: Positive
 
 
-@dataclass(frozen=True)
-class Demo:
-    patients: int = 160
-    max_images_per_patient: int = 3
-    pneumonia_fraction: float = 0.7
-    size: int = 128
-    seed: int = 7
+class Demo(Section):
+    patients: Positive
+    max_images_per_patient: Positive
+    pneumonia_fraction: Share
+    size: Positive
+    seed: int
 
 
-@dataclass(frozen=True)
-class MedMNIST:
-    size: int = 128
-    url: str = "https://zenodo.org/records/10519652/files/pneumoniamnist{suffix}.npz?download=1"
-    md5: dict = field(default_factory=dict)
+class MedMNIST(Section):
+    size: Literal[28, 64, 128, 224]
+    url: str
+    md5: dict[int, str]
 
 
-@dataclass(frozen=True)
-class Ingest:
-    source: str = "demo"
-    input: str = "tasks/sources/demo.py"
-    on_bad_image: str = "fail"
-    min_side: int = 32
-    max_pixels: int = 80_000_000
-    max_archive_bytes: int = 8_000_000_000
-    workers: int = 2
-    demo: Demo = Demo()
-    medmnist: MedMNIST = MedMNIST()
+class Ingest(Section):
+    source: Literal["demo", "folder", "medmnist"]
+    input: str
+    on_bad_image: Literal["fail", "skip"]
+    min_side: Positive
+    max_pixels: Positive
+    max_archive_bytes: Positive
+    workers: Positive
+    demo: Demo
+    medmnist: MedMNIST
 
 
-@dataclass(frozen=True)
-class Validate:
-    min_per_class: int = 20
-    pneumonia_fraction: tuple = (0.2, 0.9)
-    width: tuple = (32, 10000)
-    height: tuple = (32, 10000)
+class Validate(Section):
+    min_per_class: Count
+    pneumonia_fraction: tuple[Share, Share]
+    width: tuple[Positive, Positive]
+    height: tuple[Positive, Positive]
 
 
-@dataclass(frozen=True)
-class Split:
-    val: float = 0.15
-    test: float = 0.15
-    min_source_val: int = 100
-    seed: int = 42
+class Split(Section):
+    val: Below1
+    test: Below1
+    min_source_val: Count
+    seed: int
 
 
-@dataclass(frozen=True)
-class Model:
-    name: str = "fast_cnn"
-    stem: int = 24
-    stem_pool: bool = True
-    filters: tuple = (48, 96, 192)
-    convs_per_block: int = 2
-    dropout: float = 0.3
-    crop: float = 0.0
+class Model(Section):
+    name: str  # tasks.model.check names the known models
+    stem: Positive
+    stem_pool: bool
+    filters: tuple[Positive, ...]
+    convs_per_block: Positive
+    dropout: Below1
+    crop: Annotated[float, Field(ge=0, lt=0.25)]
 
 
-@dataclass(frozen=True)
-class Augment:
-    rotation: float = 0.03
-    zoom: float = 0.1
-    shift: float = 0.06
-    brightness: float = 0.1
-    contrast: float = 0.25
-    low_resolution: float = 1.0
-    noise: float = 0.0
-    horizontal_flip: bool = False
+class Augment(Section):
+    rotation: Amount
+    zoom: Amount
+    shift: Amount
+    brightness: Amount
+    contrast: Amount
+    low_resolution: Annotated[float, Field(gt=0, le=1)]
+    noise: Amount
+    horizontal_flip: bool
 
 
-@dataclass(frozen=True)
-class Train:
-    epochs: int = 15
-    batch_size: int = 32
-    learning_rate: float = 0.002
-    patience: int = 5
-    class_weight: str = "balanced"
-    label_smoothing: float = 0.05
-    normalize: str = "equalize"
-    distribute: str = "none"
-    seed: int = 42
-    mixup: float = 0.0
-    ema: float = 0.0
-    augment: Augment = Augment()
+class Train(Section):
+    epochs: Positive
+    batch_size: Positive
+    learning_rate: Rate
+    patience: Positive
+    class_weight: Literal["balanced", "none"]
+    label_smoothing: Below1
+    normalize: Literal["equalize", "clahe", "scale"]
+    distribute: Literal["none", "mirrored", "multi_worker"]
+    seed: int
+    mixup: Share
+    ema: Below1
+    augment: Augment
 
 
-@dataclass(frozen=True)
-class Site:
-    images: str = "none"
-    folds: int = 2
+class Site(Section):
+    images: str  # none | test | a folder (tasks.site checks the folder)
+    folds: Annotated[int, Field(ge=2, le=10)]
 
 
-@dataclass(frozen=True)
-class Adapt:
-    enabled: bool = False
-    epochs: int = 3
-    learning_rate: float = 0.0002
-    positive_share: float = 0.5
-    negative_share: float = 0.25
-    repeat: int = 5
+class Adapt(Section):
+    enabled: bool
+    epochs: Positive
+    learning_rate: Rate
+    positive_share: Share
+    negative_share: Share
+    repeat: Positive
 
 
-@dataclass(frozen=True)
-class Evaluate:
-    threshold: str = "target_sensitivity"
-    target_sensitivity: float = 0.95
-    calibrate: str = "platt"
-    prevalence: float = 0.63
-    tta: int = 3
-    gradcam: int = 4
-    stress: dict = field(default_factory=lambda: {"contrast": 0.7, "gamma": 1.4, "blur": 1.0, "noise": 8.0,
-                                                  "resolution": 0.5})
+class Evaluate(Section):
+    threshold: Literal["target_sensitivity", "youden", "site_prevalence"]
+    target_sensitivity: Share
+    calibrate: Literal["platt", "temperature", "none"]
+    prevalence: Annotated[float, Field(gt=0, lt=1)]
+    tta: Annotated[int, Field(ge=0, le=5)]  # tasks.inference.MAX_TTA fixed views
+    gradcam: Count
+    stress: dict[str, float]
 
 
-@dataclass(frozen=True)
-class Tracking:
-    uri: str = "sqlite:///mlruns/mlflow.db"
-    artifacts: str = "mlruns/artifacts"
-    experiment: str = "pneumonia-classifier"
+class Tracking(Section):
+    uri: str
+    artifacts: str
+    experiment: str
 
 
-@dataclass(frozen=True)
-class Register:
-    model_name: str = "pneumonia-classifier"
-    metric: str = "roc_auc"
-    min_improvement: float = 0.002
-    min_sensitivity: float = 0.85
-    min_specificity: float = 0.6
+class Register(Section):
+    model_name: str
+    metric: str  # register checks it names a test metric
+    min_improvement: float
+    min_sensitivity: Share
+    min_specificity: Share
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(Section):
     paths: Paths
-    data: Data = Data()
-    ingest: Ingest = Ingest()
-    validate: Validate = Validate()
-    split: Split = Split()
-    model: Model = Model()
-    train: Train = Train()
-    site: Site = Site()
-    adapt: Adapt = Adapt()
-    evaluate: Evaluate = Evaluate()
-    tracking: Tracking = Tracking()
-    register: Register = Register()
+    data: Data
+    ingest: Ingest
+    validate_: Validate = Field(alias="validate")  # `validate` is a BaseModel method
+    split: Split
+    model: Model
+    train: Train
+    site: Site
+    adapt: Adapt
+    evaluate: Evaluate
+    tracking: Tracking
+    register_: Register = Field(alias="register")  # `register` too (BaseModel's ABC metaclass)
+
+    # the sections under their params.yaml names
+    @property
+    def validate(self) -> Validate:
+        return self.validate_
+
+    @property
+    def register(self) -> Register:
+        return self.register_
 
 
-FLOAT_1_1 = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
+def known_keys(loc: tuple) -> list[str]:
+    """The keys params.yaml may hold at `loc` (the path of a mapping)."""
+    model: type[BaseModel] = Params
+    for part in loc:
+        field = next((f for name, f in model.model_fields.items() if (f.alias or name) == part), None)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return sorted(f.alias or name for name, f in model.model_fields.items())
 
 
-def build(cls, values, where: str):
-    """Build dataclass `cls` from a mapping, recursing into nested dataclass fields."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"params.yaml: `{where}` must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"params.yaml: unknown key `{where}.{unknown[0]}`; known keys: {', '.join(sorted(names))}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in values:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"params.yaml: missing key `{where}.{f.name}`")
-            continue
-        value, hint = values[f.name], hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            value = build(hint, value, f"{where}.{f.name}")
-        elif hint is tuple and isinstance(value, list):
-            value = tuple(value)
-        elif hint is float and isinstance(value, str) and FLOAT_1_1.fullmatch(value):
-            value = float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string; it is the number a user meant
-        elif hint in (int, float, str) and not isinstance(value, (int, float) if hint is float else hint):
-            raise ConfigError(f"params.yaml: `{where}.{f.name}` must be {hint.__name__}, got {value!r}")
-        kwargs[f.name] = value
-    return cls(**kwargs)
+def describe(error: dict) -> str:
+    """One pydantic error as a sentence that names the key."""
+    key = ".".join(["params", *map(str, error["loc"])])
+    if error["type"] == "extra_forbidden":
+        return f"unknown key `{key}`; known keys: {', '.join(known_keys(error['loc'][:-1]))}"
+    if error["type"] == "missing":
+        return f"missing key `{key}`"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    return f"`{key}`: {message}, got {error['input']!r}"
 
 
 def read_yaml(path: str | Path = PARAMS_FILE) -> dict:
@@ -234,18 +228,24 @@ def read_yaml(path: str | Path = PARAMS_FILE) -> dict:
 
 def load(path: str | Path = PARAMS_FILE) -> Params:
     """Load and check params.yaml (every section, so a typo fails before any work)."""
-    return build(Params, read_yaml(path), "params")
+    try:
+        return Params.model_validate(read_yaml(path))
+    except ValidationError as err:
+        # a typo shows as an unknown key and a missing one: name the typo first
+        errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{path}: {describe(errors[0])}{more}") from None
 
 
 def flat_params(obj, prefix: str = "") -> dict[str, str]:
-    """A nested dataclass/dict as {'train.augment.zoom': '0.1', ...}: the params MLflow logs and the
-    training fingerprint hashes."""
-    if dataclasses.is_dataclass(obj):
-        obj = dataclasses.asdict(obj)
+    """Sections (or dicts) as {'train.augment.zoom': '0.1', ...}: the params MLflow logs and the training
+    fingerprint hashes."""
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(by_alias=True)
     out = {}
     for key, value in obj.items():
         name = f"{prefix}{key}"
-        if dataclasses.is_dataclass(value) or isinstance(value, dict):
+        if isinstance(value, (BaseModel, dict)):
             out.update(flat_params(value, name + "."))
         else:
             out[name] = str(value)

@@ -19,8 +19,6 @@ from tasks.cli import StepError, main
 from tasks.config import Evaluate, Params
 from tasks.files import model_path, out_path, serving_config, write_json
 
-THRESHOLDS = ("target_sensitivity", "youden", "site_prevalence")
-
 
 def operating_point(y_val, raw_val, cfg: Evaluate) -> dict:
     """Calibration (temperature, bias) and decision threshold, all fitted on validation only (the threshold
@@ -29,10 +27,8 @@ def operating_point(y_val, raw_val, cfg: Evaluate) -> dict:
         temperature, bias = M.fit_platt(y_val, raw_val)
     elif cfg.calibrate == "temperature":
         temperature, bias = M.fit_temperature(y_val, raw_val), 0.0
-    elif cfg.calibrate == "none":
+    else:  # none (tasks.config allows only these three)
         temperature, bias = 1.0, 0.0
-    else:
-        raise StepError(f"evaluate.calibrate must be platt, temperature or none, got {cfg.calibrate!r}")
     threshold = None if cfg.threshold == "site_prevalence" else M.pick_threshold(
         y_val, M.apply_temperature(raw_val, temperature, bias), cfg.threshold, cfg.target_sensitivity)
     return {"temperature": temperature, "bias": bias, "threshold": threshold}
@@ -131,13 +127,9 @@ def run(p: Params) -> dict:
     import keras
 
     from tasks.data import load_splits
-    from tasks.inference import MAX_TTA, raw_scores
+    from tasks.inference import raw_scores
     from tasks.preprocess import normalize
 
-    if not 0 <= p.evaluate.tta <= MAX_TTA:  # before the model and data load
-        raise StepError(f"evaluate.tta must be between 0 and {MAX_TTA} extra views, got {p.evaluate.tta}")
-    if p.evaluate.threshold not in THRESHOLDS:
-        raise StepError(f"evaluate.threshold must be one of {', '.join(THRESHOLDS)}, got {p.evaluate.threshold!r}")
     if p.evaluate.threshold == "site_prevalence" and not site.enabled(p):
         raise StepError("evaluate.threshold: site_prevalence needs the site's images: set site.images to `test` "
                         "or a folder of them")

@@ -85,8 +85,6 @@ def min_size(p: Model) -> int:
 
 def check(p: Model, size: int) -> None:
     """Raise ConfigError for an unknown model or an input too small for it, before any training."""
-    if not 0 <= p.crop < 0.25:
-        raise ConfigError(f"model.crop must be in [0, 0.25) of the side per border, got {p.crop}")
     if p.name not in BUILDERS:
         raise ConfigError(f"model.name {p.name!r} is unknown; choose one of {', '.join(BUILDERS)}")
     if size < min_size(p):

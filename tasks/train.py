@@ -126,13 +126,6 @@ def run(p: Params) -> dict:
     from tasks.model import check
 
     check(p.model, p.data.image_size)  # bad params fail before any data is loaded
-    if not (0 <= p.train.ema < 1 and 0 <= p.train.mixup <= 1):
-        raise StepError(f"train.ema must be in [0, 1) (got {p.train.ema}) and train.mixup in [0, 1] "
-                        f"(got {p.train.mixup})")
-    from tasks.preprocess import MODES
-
-    if p.train.class_weight not in ("balanced", "none") or p.train.normalize not in MODES:
-        raise StepError(f"train.class_weight must be balanced|none and train.normalize one of {'|'.join(MODES)}")
     resuming = resumable(p)
     if not resuming:
         Path(p.paths.history).unlink(missing_ok=True)  # a fresh run starts a fresh history

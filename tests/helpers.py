@@ -58,6 +58,11 @@ def deep_update(base: dict, overrides: dict) -> dict:
     return out
 
 
+def defaults(section: str, **changes):
+    """A params section as params.yaml holds it (the only place values live), with `changes` applied."""
+    return getattr(config.load(REPO / "params.yaml"), section).model_copy(update=changes)
+
+
 def write_params(folder: Path, overrides: dict | None = None) -> config.Params:
     """params.yaml of the repo with `overrides` applied, written to folder; returns it loaded."""
     raw = deep_update(config.read_yaml(REPO / "params.yaml"), overrides or {})

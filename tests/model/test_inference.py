@@ -1,16 +1,14 @@
 """One scoring path for evaluate, the stress test and serving, with optional test-time augmentation."""
-import dataclasses
 
 import numpy as np
 import pytest
 
-from tasks import config, inference
-from tasks.config import Model
+from tasks import inference
 from tasks.metrics import apply_temperature
 from tasks.model import build_model
 from tasks.preprocess import normalize
 from tasks.serving import predict_frame
-from tests.helpers import write_params
+from tests.helpers import defaults, write_params
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +16,7 @@ def model():
     import keras
 
     keras.utils.set_random_seed(0)
-    return build_model(Model(), 64)
+    return build_model(defaults("model"), 64)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +63,9 @@ def test_serving_scores_as_evaluate_did(model, images):
 def test_low_resolution_augmentation_is_drawn_per_image():
     from tasks.data import datasets
 
-    still = dataclasses.replace(config.Augment(), rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0, contrast=0.0)
-    t = dataclasses.replace(config.Train(), augment=dataclasses.replace(still, low_resolution=0.3))
+    still = defaults("train").augment.model_copy(update=dict(rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0,
+                                                             contrast=0.0))
+    t = defaults("train", augment=still.model_copy(update={"low_resolution": 0.3}))
     pattern = np.indices((64, 64)).sum(axis=0) % 2 * 255  # a checkerboard: any down-sampling blurs it
     x = np.repeat(pattern[None].astype(np.uint8), 16, axis=0)
     batch = next(iter(datasets((x, np.zeros(16, np.float32)), (x[:2], np.zeros(2, np.float32)), t, 16)[0]))
@@ -76,19 +75,18 @@ def test_low_resolution_augmentation_is_drawn_per_image():
 
 
 def test_bad_tta_is_rejected_before_any_work(workdir):
-    from tasks import evaluate
     from tasks.cli import StepError
 
-    p = write_params(workdir, {"evaluate": {"tta": inference.MAX_TTA + 1}})  # no model, no data: fails first
-    with pytest.raises(StepError, match="evaluate.tta must be between 0 and 5"):
-        evaluate.run(p)
+    with pytest.raises(StepError, match=r"`params.evaluate.tta`: input should be less than or equal to 5, got 6"):
+        write_params(workdir, {"evaluate": {"tta": inference.MAX_TTA + 1}})  # params fail at load, before any work
 
 
 def test_mixup_mixes_images_labels_and_class_weights_alike():
     from tasks.data import class_weights, datasets
 
-    still = dataclasses.replace(config.Augment(), rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0, contrast=0.0)
-    t = dataclasses.replace(config.Train(), augment=still, normalize="scale", mixup=0.4)
+    still = defaults("train").augment.model_copy(update=dict(rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0,
+                                                             contrast=0.0))
+    t = defaults("train", augment=still, normalize="scale", mixup=0.4)
     labels = np.array([0, 1] * 8 + [1] * 16, np.float32)  # 16 normal, 24 pneumonia: unequal class weights
     x = (labels[:, None, None] * 255).astype(np.uint8).repeat(8, 1).repeat(8, 2)  # pixel value = label
     batch_x, batch_y, batch_w = (a.numpy() for a in next(iter(datasets((x, labels), (x[:2], labels[:2]), t, 32)[0])))
@@ -96,6 +94,6 @@ def test_mixup_mixes_images_labels_and_class_weights_alike():
     assert ((batch_y > 0) & (batch_y < 1)).any()  # some labels are soft
     w = class_weights(labels, "balanced")
     assert np.allclose(batch_w, batch_y * w[1] + (1 - batch_y) * w[0], atol=1e-5)  # weights follow the mix
-    plain = dataclasses.replace(t, mixup=0.0)
+    plain = t.model_copy(update={"mixup": 0.0})
     _, y0, w0 = (a.numpy() for a in next(iter(datasets((x, labels), (x[:2], labels[:2]), plain, 32)[0])))
     assert set(np.unique(y0)) <= {0.0, 1.0} and np.allclose(w0, np.where(y0 == 1, w[1], w[0]))

@@ -15,9 +15,8 @@ from mlflow import MlflowClient
 
 from tasks import register, tracking
 from tasks.cli import execute
-from tasks.config import Register
 from tasks.registry import model_name
-from tests.helpers import TINY_TRAIN, deep_update, write_params
+from tests.helpers import TINY_TRAIN, deep_update, defaults, write_params
 from tests.mlflow_server import free_port, wait_http
 
 pytestmark = pytest.mark.slow
@@ -25,7 +24,7 @@ OPEN_GATE = deep_update(TINY_TRAIN, {"register": {"min_sensitivity": 0.0, "min_s
 
 
 def test_gate_decisions():
-    cfg = Register(metric="roc_auc", min_improvement=0.01, min_sensitivity=0.9, min_specificity=0.5)
+    cfg = defaults("register", metric="roc_auc", min_improvement=0.01, min_sensitivity=0.9, min_specificity=0.5)
     good = {"roc_auc": 0.95, "recall": 0.95, "specificity": 0.8}
     assert decide_ok(good, None, cfg)
     assert not decide_ok({**good, "recall": 0.8}, None, cfg)  # below the sensitivity floor

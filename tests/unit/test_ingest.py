@@ -133,6 +133,5 @@ def test_medmnist_bad_md5_is_refused_and_not_cached(workdir, http_dir):
 
 
 def test_unknown_source_is_a_clear_error(workdir):
-    p = write_params(workdir, {"ingest": {"source": "dicom"}})
-    with pytest.raises(ingest.StepError, match="demo, folder or medmnist"):
-        ingest.run(p)
+    with pytest.raises(ingest.StepError, match="`params.ingest.source`: input should be 'demo', 'folder' or 'medm"):
+        write_params(workdir, {"ingest": {"source": "dicom"}})

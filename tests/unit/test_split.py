@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from tasks import split
-from tasks.config import Split
+from tests.helpers import defaults
 
 
 def manifest(n_patients=200, source_splits=None, seed=0):
@@ -21,7 +21,7 @@ def manifest(n_patients=200, source_splits=None, seed=0):
 
 def test_patient_grouped_stratified_and_seeded():
     m = manifest()
-    cfg = Split(val=0.15, test=0.15, seed=3)
+    cfg = defaults("split", val=0.15, test=0.15, seed=3)
     s = split.assign(m, cfg)
     frame = m.assign(split=s)
     split.check_leakage(frame)  # no patient in two splits
@@ -31,12 +31,12 @@ def test_patient_grouped_stratified_and_seeded():
     balance = frame.groupby("split").label.mean()
     assert balance.max() - balance.min() < 0.08  # stratified
     assert s.equals(split.assign(m, cfg))  # seeded
-    assert not s.equals(split.assign(m, Split(val=0.15, test=0.15, seed=4)))
+    assert not s.equals(split.assign(m, defaults("split", val=0.15, test=0.15, seed=4)))
 
 
 def test_source_test_is_kept_and_small_source_val_folds_into_train():
     m = manifest(source_splits=lambda p: "test" if p < 40 else ("val" if p < 44 else "train"))
-    s = split.assign(m, Split(val=0.2, min_source_val=100))
+    s = split.assign(m, defaults("split", val=0.2, min_source_val=100))
     assert (s[m.source_split == "test"] == "test").all()
     assert (s[m.source_split != "test"] != "test").all()
     assert set(s[m.source_split == "val"]) <= {"train", "val"}  # Kaggle's 16 images are not a val set
@@ -44,7 +44,7 @@ def test_source_test_is_kept_and_small_source_val_folds_into_train():
 
 def test_large_source_val_is_kept():
     m = manifest(source_splits=lambda p: "test" if p < 40 else ("val" if p < 100 else "train"))
-    s = split.assign(m, Split(min_source_val=10))
+    s = split.assign(m, defaults("split", min_source_val=10))
     assert (s[m.source_split == "val"] == "val").all() and (s[m.source_split == "train"] == "train").all()
 
 
@@ -52,7 +52,7 @@ def test_patient_in_source_test_never_reaches_train():
     m = manifest(source_splits=lambda p: "test" if p < 40 else "train")
     extra = m[m.patient_id == "P0"].assign(source_split="train", path="x", sha256="x")
     m = pd.concat([m, extra], ignore_index=True)
-    s = split.assign(m, Split())
+    s = split.assign(m, defaults("split"))
     assert set(s[m.patient_id == "P0"]) == {"test", "excluded"}
     split.check_leakage(m.assign(split=s))
 
