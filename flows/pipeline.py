@@ -68,14 +68,15 @@ def summary() -> str:
 @flow(name="pneumonia-training", log_prints=True)
 def pneumonia_training(overrides: list[str] | None = None, experiment_name: str | None = None) -> str:
     """Run every DVC stage in order; with overrides, record the result as a DVC experiment."""
-    if overrides:
-        stages.set_params(overrides)
-    for stage in stages.stage_names():
-        run_stage.with_options(name=stage)(stage)  # raises, and so stops the flow, when a stage fails for good
-    markdown = summary()
-    if overrides:
-        name = ["-n", experiment_name] if experiment_name else []
-        subprocess.run(["dvc", "exp", "save", *name], env=stages.dvc_env(), check=True)
+    with stages.workspace_lock("pneumonia-training"):
+        if overrides:
+            stages.set_params(overrides)
+        for stage in stages.stage_names():
+            run_stage.with_options(name=stage)(stage)  # raises, and so stops the flow, when a stage fails for good
+        markdown = summary()
+        if overrides:
+            name = ["-n", experiment_name] if experiment_name else []
+            subprocess.run(["dvc", "exp", "save", *name], env=stages.dvc_env(), check=True)
     return markdown
 
 

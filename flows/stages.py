@@ -1,10 +1,14 @@
 """Run DVC stages as subprocesses and classify their failures (no Prefect, no ML)."""
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import re
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -52,11 +56,48 @@ def run_stage(stage: str, log: Callable[[str], None] = print, root: Path = Path(
     return output
 
 
+LOCK_FILE = ".pipeline.lock"
+
+
+@contextmanager
+def workspace_lock(what: str, root: Path = Path(".")):
+    """Hold the workspace for one flow: a second flow, sweep or scheduled run on the same checkout stops at
+    once with StageRejected naming the run that holds it (they would rewrite params.yaml under each other).
+    The lock is the OS's (flock): it is released when its holder exits, even by a crash."""
+    path = root / LOCK_FILE
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise StageRejected(f"the workspace {root.resolve()} is in use by {holder}; wait for it to finish "
+                            f"(or stop it) and run again") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(json.dumps({"flow": what, "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    fh.flush()
+    try:
+        yield
+    finally:
+        fh.seek(0)
+        fh.truncate()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
 def set_params(overrides: list[str], root: Path = Path(".")) -> None:
-    """Apply `key.sub=value` overrides to params.yaml in place, keeping its comments (as `dvc exp run -S` does)."""
+    """Apply `key.sub=value` overrides to params.yaml, keeping its comments (as `dvc exp run -S` does).
+
+    The new file is checked by tasks.config first and then replaces params.yaml in one rename: a bad
+    override (unknown key, wrong type, out of range) raises StageRejected and leaves the file as it was."""
     from ruamel.yaml import YAML
 
+    from tasks import config
+
     ry = YAML()
+    ry.width = 4096  # never fold a long value (a URL) onto a second line
     path = root / "params.yaml"
     data = ry.load(path.read_text())
     for item in overrides:
@@ -70,5 +111,12 @@ def set_params(overrides: list[str], root: Path = Path(".")) -> None:
                 raise StageRejected(f"override {item!r}: params.yaml has no section {part!r}")
             node = node[part]
         node[leaf] = yaml.safe_load(raw)
-    with open(path, "w") as fh:
+    tmp = path.with_name(path.name + ".new")
+    with open(tmp, "w") as fh:
         ry.dump(data, fh)
+    try:
+        config.load(tmp)
+    except config.ConfigError as err:
+        tmp.unlink()
+        raise StageRejected(f"override {' '.join(overrides)} rejected, params.yaml left as it was: {err}") from None
+    os.replace(tmp, path)

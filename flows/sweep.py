@@ -146,6 +146,11 @@ def experiment(name: str, overrides: dict, base_params: str) -> dict:
 
 @flow(name="pneumonia-sweep", log_prints=True)
 def pneumonia_sweep(grid: str = "sweep.yaml", only: list[str] | None = None) -> dict:
+    with stages.workspace_lock("pneumonia-sweep"):  # experiments rewrite params.yaml: one run per checkout
+        return sweep(grid, only)
+
+
+def sweep(grid: str, only: list[str] | None) -> dict:
     spec = yaml.safe_load(Path(grid).read_text())
     common, select = spec.get("common") or {}, spec.get("select", "val_roc_auc")
     if select not in ("val_roc_auc", "val_worst_balanced_accuracy"):

@@ -168,7 +168,7 @@ class Tracking(Section):
 class Register(Section):
     model_name: str
     metric: str  # register checks it names a test metric
-    min_improvement: float
+    min_improvement: Annotated[float, Field(ge=0)]  # a negative one would promote a worse model
     min_sensitivity: Share
     min_specificity: Share
 

@@ -17,6 +17,9 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+LOWER_IS_BETTER = frozenset({"brier", "ece", "ece_uncalibrated", "fp", "fn"})  # for the registry gate
+
+
 def at_threshold(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
     """Confusion matrix and the threshold metrics when `prob >= threshold` calls pneumonia.
 

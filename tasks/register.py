@@ -8,6 +8,7 @@ the last write, so a failure anywhere leaves the old champion in place. Writes `
 from __future__ import annotations
 
 import base64
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +17,28 @@ from tasks import registry
 from tasks.cli import StepError, main
 from tasks.config import Params, Register
 from tasks.files import read_json, write_json
+from tasks.metrics import LOWER_IS_BETTER
 
 
 def decide(candidate: dict, champion: dict | None, cfg: Register) -> tuple[bool, str]:
-    """(promote?, reason) from test metrics of the candidate and of the champion (None: no champion)."""
+    """(promote?, reason) from test metrics of the candidate and of the champion (None: no champion).
+
+    `register.metric` is compared in its own direction (Brier, ECE: lower is better); a metric that is not
+    a finite number on either side is a StepError, since NaN passes every comparison."""
     metric = cfg.metric
+    for who, values in (("candidate", candidate), ("champion", champion or {})):
+        bad = [k for k in {metric, "recall", "specificity"} & set(values) if not math.isfinite(values[k])]
+        if bad:
+            raise StepError(f"the {who}'s test {', '.join(sorted(bad))} is not a finite number; "
+                            f"check {'its evaluation' if who == 'candidate' else 'the champion'} before registering")
     floors = [("recall", cfg.min_sensitivity, "sensitivity"), ("specificity", cfg.min_specificity, "specificity")]
     for key, floor, label in floors:
         if candidate[key] < floor:
             return False, f"{label} {candidate[key]:.3f} is below the floor {floor} (register.min_{label})"
     if champion is None:
         return True, f"first model to clear the floors ({metric} {candidate[metric]:.4f})"
-    gain = candidate[metric] - champion[metric]
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    gain = sign * (candidate[metric] - champion[metric])  # > 0: the candidate is better
     if gain < cfg.min_improvement:
         return False, (f"{metric} {candidate[metric]:.4f} vs champion {champion[metric]:.4f}: gain {gain:+.4f} is "
                        f"below register.min_improvement {cfg.min_improvement}")
@@ -86,9 +97,10 @@ def run(p: Params) -> dict:
     promote, reason = decide(candidate, champ_metrics, p.register)
     version = registry.add_version(p, model_uri, tags={
         "test_md5": md5, "decision": "promoted" if promote else "rejected", "reason": reason,
+        "compared_with": f"v{champion.version}" if champion else "none",
         **{f"test/{k}": str(v) for k, v in candidate.items() if isinstance(v, (int, float))}})
-    if promote:
-        registry.promote(p, version)
+    if promote:  # a ChampionMoved here exits 1: the flow's retry decides again against the new champion
+        registry.promote(p, version, decided_against=champion)
     report = {"model_name": registry.model_name(p), "version": int(version.version), "promoted": promote,
               "reason": reason, "run_id": run_id, "model_uri": model_uri,
               "champion_before": int(champion.version) if champion else None, "champion_metrics_source": how,

@@ -39,18 +39,30 @@ def evaluated_model(p: Params) -> tuple[str, str]:
     return run.info.run_id, run.data.tags["servable_model_uri"]
 
 
+def absent(err) -> bool:
+    """Whether an MlflowException says the model or its alias does not exist (and nothing else: a timeout, a
+    5xx or a permission error is not 'no champion')."""
+    code = getattr(err, "error_code", "")
+    message = str(err).lower()
+    return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "alias" in message
+                                                  and "not found" in message)
+
+
 def champion(p: Params):
-    """The version the alias points at, or None when the model or the alias does not exist yet."""
+    """The version the alias points at, or None when the model or the alias does not exist yet. Any other
+    registry failure propagates (exit 1, which the flow retries): deciding against 'no champion' when
+    the registry could not be read would promote on the floors alone."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from tasks import tracking
 
-    tracking.configure(p)
     try:
-        return mlflow.MlflowClient().get_model_version_by_alias(model_name(p), ALIAS)
-    except MlflowException:
-        return None
+        return mlflow.MlflowClient(tracking.tracking_uri(p)).get_model_version_by_alias(model_name(p), ALIAS)
+    except MlflowException as err:
+        if absent(err):
+            return None
+        raise
 
 
 def champion_uri(p: Params) -> str:
@@ -68,8 +80,19 @@ def add_version(p: Params, model_uri: str, tags: dict[str, str]):
     return mlflow.register_model(model_uri, model_name(p), tags={**tags, **tracking.run_tags(p)})
 
 
-def promote(p: Params, version) -> None:
-    """Point the alias at `version`: the one write that changes the champion."""
+class ChampionMoved(RuntimeError):
+    """The alias moved between the decision and the promotion (another register ran meanwhile)."""
+
+
+def promote(p: Params, version, decided_against) -> None:
+    """Point the alias at `version`: the one write that changes the champion. The alias is read again
+    first: if it no longer points where it pointed when the decision was made (`decided_against`, a version
+    or None), another register moved it meanwhile and ChampionMoved is raised; the alias is left alone."""
     import mlflow
 
+    now = champion(p)
+    before = decided_against.version if decided_against else None
+    if (now.version if now else None) != before:
+        raise ChampionMoved(f"@{ALIAS} of {model_name(p)} moved from v{before} to v{now.version if now else None} "
+                            f"while version {version.version} was being decided: run register again")
     mlflow.MlflowClient().set_registered_model_alias(model_name(p), ALIAS, version.version)

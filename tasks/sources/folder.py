@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -41,32 +42,48 @@ def patient_id(filename: str) -> str:
 def extract_zip(archive: Path, dest: Path, max_bytes: int) -> Path:
     """Extract `archive` into `dest` safely and return `dest`.
 
-    Refuses members that would land outside `dest` (zip-slip), absolute paths, and
-    archives whose declared uncompressed size exceeds `max_bytes`. Skips macOS junk.
-    Extraction is skipped when `dest` already holds a complete extraction of this archive.
+    Refuses a file that is not a zip, members that would land outside `dest` (zip-slip), absolute paths,
+    and archives whose declared uncompressed size exceeds `max_bytes`. Skips macOS junk. Extraction is
+    skipped when `dest` already holds a complete extraction of this archive. The archive is unpacked into
+    a temporary folder beside `dest` and renamed into place, so a failure leaves no half folder; a `dest`
+    the pipeline did not extract (no marker) is never deleted.
     """
-    marker = dest / ".extracted-from"
+    marker_name = ".extracted-from"
     stamp = f"{archive.resolve()} {archive.stat().st_size} {archive.stat().st_mtime_ns}"
+    marker = dest / marker_name
     if marker.exists() and marker.read_text() == stamp:
         return dest
-    with zipfile.ZipFile(archive) as zf:
+    if dest.exists() and not marker.exists():
+        raise SourceError(f"{dest} exists and was not extracted by this pipeline: move it away (or point "
+                          f"paths.raw elsewhere) before ingesting {archive}")
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise SourceError(f"{archive} is not a readable zip archive ({err}); give a chest_xray folder or the "
+                          "Kaggle zip as ingest.input") from None
+    with zf:
         members = [m for m in zf.infolist() if not _JUNK.search(m.filename)]
         total = sum(m.file_size for m in members)
         if total > max_bytes:
             raise SourceError(f"{archive}: unpacks to {total:,} bytes, over ingest.max_archive_bytes="
                               f"{max_bytes:,}; raise the limit if the archive is trusted")
-        root = dest.resolve()
-        for m in members:
-            target = (root / m.filename).resolve()
-            if m.filename.startswith("/") or not target.is_relative_to(root):
-                raise SourceError(f"{archive}: member {m.filename!r} escapes the extraction folder "
-                                  "(zip-slip); refusing the archive")
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir(parents=True)
-        for m in members:
-            zf.extract(m, dest)
-    marker.write_text(stamp)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+        try:
+            root = partial.resolve()
+            for m in members:
+                target = (root / m.filename).resolve()
+                if m.filename.startswith("/") or not target.is_relative_to(root):
+                    raise SourceError(f"{archive}: member {m.filename!r} escapes the extraction folder "
+                                      "(zip-slip); refusing the archive")
+            for m in members:
+                zf.extract(m, partial)
+            (partial / marker_name).write_text(stamp)
+            if dest.exists():  # an extraction of another version of the archive (it has the marker)
+                shutil.rmtree(dest)
+            partial.rename(dest)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     return dest
 
 

@@ -25,11 +25,41 @@ def test_flow_runs_exactly_the_dvc_stages_in_order():
 
 
 def test_overrides_keep_comments_and_reject_unknown_sections(tmp_path):
-    (tmp_path / "params.yaml").write_text("train:\n  epochs: 15   # why\n")
-    stages.set_params(["train.epochs=3"], tmp_path)
-    assert (tmp_path / "params.yaml").read_text() == "train:\n  epochs: 3    # why\n"
+    original = (REPO / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(original)
+    stages.set_params(["train.learning_rate=0.001"], tmp_path)
+    expected = original.replace("  learning_rate: 0.002        # peak", "  learning_rate: 0.001        # peak")
+    assert expected != original and (tmp_path / "params.yaml").read_text() == expected
     with pytest.raises(stages.StageRejected, match="no section"):
         stages.set_params(["nope.x=1"], tmp_path)
+
+
+@pytest.mark.parametrize("override, match", [("train.epochs=many", "params.train.epochs"),
+                                             ("train.epoch=3", "unknown key `params.train.epoch`"),
+                                             ("train.class_weight=auto", "'balanced' or 'none'")])
+def test_a_bad_override_leaves_params_yaml_as_it_was(tmp_path, override, match):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    with pytest.raises(stages.StageRejected, match=match):
+        stages.set_params(["train.batch_size=16", override], tmp_path)
+    assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_a_second_run_on_the_workspace_stops_and_names_the_first(tmp_path):
+    code = ("import sys, time; from pathlib import Path; from flows import stages\n"
+            "with stages.workspace_lock('first-flow', Path(sys.argv[1])):\n"
+            "    print('held', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(stages.StageRejected, match=f"in use by .*first-flow.*{holder.pid}"):
+            with stages.workspace_lock("second-flow", tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with stages.workspace_lock("second-flow", tmp_path):  # the holder died: the OS released its lock
+        assert "second-flow" in (tmp_path / stages.LOCK_FILE).read_text()
 
 
 @contextmanager
@@ -79,6 +109,8 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         repo.run("prefect", "--no-prompt", "deploy", "--all")
         deployment = requests.get(f"{api}/deployments/name/pneumonia-training/nightly-retrain").json()
         assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["0 3 * * *"]
+        limit = deployment.get("concurrency_limit") or (deployment.get("global_concurrency_limit") or {}).get("limit")
+        assert limit == 1  # one run at a time per checkout
         repo.run("prefect", "deployment", "run", "pneumonia-training/nightly-retrain")
         repo.run("prefect", "worker", "start", "--pool", "pneumonia-pool", "--run-once", timeout=900)
         flow_runs = requests.post(f"{api}/flow_runs/filter",

@@ -38,6 +38,58 @@ def decide_ok(candidate, champion, cfg):
     return register.decide(candidate, champion, cfg)[0]
 
 
+def test_the_gate_compares_each_metric_in_its_direction_and_refuses_nan(workdir):
+    from tasks.cli import StepError
+    from tasks.config import ConfigError
+
+    cfg = defaults("register", metric="brier", min_improvement=0.01, min_sensitivity=0.0, min_specificity=0.0)
+    good = {"brier": 0.05, "recall": 0.95, "specificity": 0.8}
+    assert decide_ok(good, {"brier": 0.10}, cfg)  # lower Brier is better
+    assert not decide_ok(good, {"brier": 0.055}, cfg)  # better by 0.005 < 0.01
+    assert not decide_ok({**good, "brier": 0.2}, {"brier": 0.10}, cfg)  # worse
+    for candidate, champion in (({**good, "brier": float("nan")}, None), (good, {"brier": float("nan")}),
+                                ({**good, "recall": float("inf")}, None)):
+        with pytest.raises(StepError, match="not a finite number"):
+            register.decide(candidate, champion, cfg)
+    with pytest.raises(ConfigError, match="`params.register.min_improvement`: input should be greater than or equal"):
+        write_params(workdir, {"register": {"min_improvement": -0.5}})
+
+
+def weaken_champion(client, name):
+    """The champion's recorded test ROC-AUC set to 0, so any candidate beats it (as a better run would)."""
+    version = client.get_model_version_by_alias(name, "champion").version
+    client.set_model_version_tag(name, version, "test/roc_auc", "0.0")
+
+
+def test_a_registry_that_fails_is_not_no_champion(workdir, monkeypatch):
+    """A 5xx from the tracking server must fail the stage (exit 1, retried), never read as 'no champion yet'."""
+    import http.server
+    import threading
+
+    from mlflow.exceptions import MlflowException
+
+    from tasks import registry
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the handler's API
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(b"down for maintenance")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        with pytest.raises(MlflowException):
+            registry.champion(write_params(workdir))
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture(scope="module")
 def champion_dir(tiny_data, tmp_path_factory):
     """A tiny trained, evaluated and registered pipeline run (gate floors open), as the cwd's template."""
@@ -77,15 +129,28 @@ def test_a_run_that_does_not_beat_the_champion_leaves_it(registry):
 
 def test_a_better_run_moves_the_champion(registry):
     p, client, name = registry
-    p = write_params(Path.cwd(), deep_update(OPEN_GATE, {"register": {"min_improvement": -1.0}}))
+    before = champion_version(client, name)
+    weaken_champion(client, name)
     report = execute("register", p)
     assert report["promoted"] and champion_version(client, name) == report["version"]
+    assert client.get_model_version(name, str(report["version"])).tags["compared_with"] == f"v{before}"
+
+
+def test_an_alias_moved_since_the_decision_is_left_alone(registry):
+    from tasks import registry as reg
+
+    p, client, name = registry
+    before = champion_version(client, name)
+    version = client.get_model_version(name, str(before))
+    with pytest.raises(reg.ChampionMoved, match="moved from vNone"):
+        reg.promote(p, version, decided_against=None)  # decided as if there were no champion: another run was faster
+    assert champion_version(client, name) == before
 
 
 def test_a_crash_mid_register_keeps_the_old_champion(registry, monkeypatch):
     p, client, name = registry
     before = champion_version(client, name)
-    p = write_params(Path.cwd(), deep_update(OPEN_GATE, {"register": {"min_improvement": -1.0}}))
+    weaken_champion(client, name)
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed")
@@ -100,7 +165,7 @@ def test_a_reevaluation_with_other_params_gets_its_own_child_run(registry):
     p, client, name = registry
     train_run = tracking.train_run(p).info.run_id
     temperature, trained_tta = client.get_run(train_run).data.metrics["temperature"], p.evaluate.tta
-    other = {"evaluate": {"tta": (trained_tta + 1) % 6, "calibrate": "none"}, "register": {"min_improvement": -1.0}}
+    other = {"evaluate": {"tta": (trained_tta + 1) % 6, "calibrate": "none"}}
     p = write_params(Path.cwd(), deep_update(OPEN_GATE, other))
     execute("evaluate", p)
     child = tracking.evaluation_run(p)

@@ -75,6 +75,34 @@ def test_zip_slip_member_is_refused(tmp_path):
     assert not (tmp_path.parent / "escaped.jpeg").exists()
 
 
+def test_a_users_folder_in_the_way_is_never_deleted(tmp_path):
+    mine = tmp_path / "out"
+    (mine / "notes").mkdir(parents=True)
+    (mine / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(folder.SourceError, match="was not extracted by this pipeline"):
+        folder.extract_zip(_kaggle_zip(tmp_path), mine, max_bytes=10**9)
+    assert (mine / "notes" / "keep.txt").read_text() == "mine"
+
+
+def test_a_new_version_of_the_archive_replaces_its_own_extraction_whole(tmp_path):
+    archive = _kaggle_zip(tmp_path)
+    dest = folder.extract_zip(archive, tmp_path / "out", max_bytes=10**9)
+    (dest / "stale.txt").write_text("from the old version")
+    with zipfile.ZipFile(archive, "a") as zf:  # the archive changes: size and mtime differ
+        zf.writestr("chest_xray/train/NORMAL/IM-0099-0001.jpeg", image_bytes(9))
+    dest = folder.extract_zip(archive, tmp_path / "out", max_bytes=10**9)
+    assert not (dest / "stale.txt").exists() and (dest / "chest_xray/train/NORMAL/IM-0099-0001.jpeg").exists()
+    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name] == []  # no half folder left
+
+
+def test_a_file_that_is_not_a_zip_names_the_file_and_the_fix(tmp_path):
+    fake = tmp_path / "chest_xray.zip"
+    fake.write_text("this is not a zip")
+    with pytest.raises(folder.SourceError, match="chest_xray.zip is not a readable zip archive.*Kaggle zip"):
+        folder.extract_zip(fake, tmp_path / "out", max_bytes=10**9)
+    assert not (tmp_path / "out").exists()
+
+
 def test_absurd_uncompressed_size_is_refused(tmp_path):
     with pytest.raises(folder.SourceError, match="max_archive_bytes"):
         folder.extract_zip(_kaggle_zip(tmp_path), tmp_path / "out", max_bytes=100)
