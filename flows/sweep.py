@@ -5,13 +5,13 @@
 The grid file holds `experiments: {name: {param: value}}`, optional `common: {param: value}` applied
 to every set (the data source, say), optional `seeds: [42, 1, 2]` (each set runs once per
 `train.seed`, as experiments `<name>-s<seed>`, and is judged on its mean: seed-to-seed spread here is
-1 to 5 points) and optional `select:` (a key of `selection_scores`). Each set
-runs `dvc exp run -n NAME -S ... evaluate` on the params the sweep started with (a DVC experiment,
-an MLflow run). Experiments are chosen on validation only, never on test; the winner is applied with
-`dvc exp apply` and `register` runs on it. A results table (validation, stress test, internal test,
-training time) goes to `paths.sweep` and the flow's Prefect artifact. Runs are sequential: the
-workspace holds one experiment at a time, and on a 2-core machine parallel training only slows each
-run down.
+1 to 5 points) and optional `select:` (a key of `selection_scores`). Each set runs
+`dvc exp run -n NAME -S ... package` (up to the servable model, which the winner needs) on the params
+the sweep started with (a DVC experiment, an MLflow run). Experiments are chosen on validation only,
+never on test; the winner is applied with `dvc exp apply` and `register` runs on it. A results table
+(validation, stress test, internal test, training time) goes to `paths.sweep` and the flow's Prefect
+artifact. Runs are sequential: the workspace holds one experiment at a time, and on a 2-core machine
+parallel training only slows each run down.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def selection_scores(metrics: dict) -> dict[str, float]:
 
 def exp_args(name: str, overrides: dict) -> list[str]:
     sets = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={json.dumps(value)}")]
-    return ["dvc", "exp", "run", "-n", name, *sets, "evaluate"]
+    return ["dvc", "exp", "run", "-n", name, *sets, "package"]
 
 
 def result_row(name: str, overrides: dict, metrics: dict, train: dict) -> dict:
@@ -126,7 +126,7 @@ def write_results(out: Path, markdown: str, results: str) -> None:
 
 @task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient)
 def experiment(name: str, overrides: dict, base_params: str) -> dict:
-    """Run one parameter set on top of `base_params` (params.yaml's text) up to evaluate; return its row."""
+    """Run one parameter set on top of `base_params` (params.yaml's text) up to package; return its row."""
     logger = get_run_logger()
     # `dvc exp run` leaves the last experiment's params in the workspace and builds the next one on top:
     # start every set from the params the sweep started with, or one set's overrides leak into the next

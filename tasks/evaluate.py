@@ -3,10 +3,13 @@
 Writes `paths.metrics` (metrics only, declared under `metrics:` in dvc.yaml), `paths.predictions`,
 curve CSVs under `paths.curves` (for `dvc plots`), figures under `paths.figures`, and the serving
 config `<model_dir>/serving.json` (preprocessing, calibration, threshold) that the packaged model
-carries; tasks.tracking logs all of it with the servable pyfunc model.
+carries. `evaluation` measures (writes nothing), `write` writes the files, `report` prints; the
+package stage turns the model and its serving config into the servable pyfunc, and tasks.tracking logs
+all of it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -123,19 +126,25 @@ def figures(p: Params, model, x_test, y_test, prob_test, raw_test, test_m: dict,
     return out
 
 
-def run(p: Params) -> dict:
+@dataclass
+class Evaluation:
+    """What evaluate measured. `metrics` is the content of `paths.metrics`; the rest, per split ("val",
+    "test"), is what the predictions, curves and figures are drawn from."""
+    metrics: dict
+    y: dict
+    raw: dict
+    prob: dict
+    decided: dict  # the threshold each split's images were decided with (per image for cross-fitted tests)
+    op: dict  # calibration and the served threshold
+
+
+def evaluation(p: Params, model, splits: dict) -> Evaluation:
+    """Calibrate and choose the operating point on validation, score test once, stress-test validation.
+    Writes nothing."""
     import keras
 
-    from tasks.data import load_splits
     from tasks.inference import raw_scores
-    from tasks.preprocess import normalize
 
-    if p.evaluate.threshold == "site_prevalence" and not site.enabled(p):
-        raise StepError("evaluate.threshold: site_prevalence needs the site's images: set site.images to `test` "
-                        "or a folder of them")
-    model = keras.saving.load_model(model_path(p), compile=False, safe_mode=True)
-    splits = load_splits(p.paths)
-    x_test = normalize(splits["test"][0], p.train.normalize)  # for the figures
     y = {s: splits[s][1].astype(int) for s in ("val", "test")}
 
     def score_with(m, images):
@@ -157,8 +166,7 @@ def run(p: Params) -> dict:
         op["threshold"], test_threshold = site_thresholds(p, model, splits, by_fold, calibrate, score_with)
     else:
         test_threshold = op["threshold"]
-    threshold = op["threshold"]  # what the served model uses
-    decided = {"val": threshold, "test": test_threshold}
+    decided = {"val": op["threshold"], "test": test_threshold}  # the served model uses op["threshold"]
     result = {s: score(y[s], prob[s], decided[s], p.evaluate.prevalence) for s in ("val", "test")}
     result["test"]["ece_uncalibrated"] = M.ece(y["test"], raw["test"])
     if adapt.enabled(p):  # the same model before it was adapted to the site: what adaptation bought
@@ -166,31 +174,56 @@ def run(p: Params) -> dict:
         before = score_with(source, splits["test"][0])
         result["test"]["roc_auc_before_adaptation"] = float(skm.roc_auc_score(y["test"], before))
     result["stress"] = stress_test(model, splits["val"][0], y["val"], op, p, result["val"])
-    worst = max(result["stress"].items(), key=lambda kv: kv[1]["drop_balanced_accuracy"])
     result.update(op, threshold_method=p.evaluate.threshold, calibration=p.evaluate.calibrate)
-    write_json(p.paths.metrics, result)
-    frame = pd.read_csv(p.paths.split)
-    rows = [pd.DataFrame({"split": s, "path": frame.path[frame.split == s].to_numpy(), "label": y[s],
-                          "probability": prob[s], "prediction": (prob[s] >= decided[s]).astype(int)}) for s in prob]
-    pd.concat(rows).to_csv(out_path(p.paths.predictions), index=False)
-    write_curves(y["test"], prob["test"], p.paths.curves)
-    figures(p, model, x_test, y["test"], prob["test"], raw["test"], result["test"], (y["val"], prob["val"]),
-                    prob["test"] >= test_threshold)
+    return Evaluation(result, y, raw, prob, decided, op)
 
+
+def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
+    """The files of an evaluation: metrics, predictions, curves, figures and the serving config."""
+    from tasks.preprocess import normalize
+
+    write_json(p.paths.metrics, ev.metrics)
+    frame = pd.read_csv(p.paths.split)
+    rows = [pd.DataFrame({"split": s, "path": frame.path[frame.split == s].to_numpy(), "label": ev.y[s],
+                          "probability": ev.prob[s], "prediction": (ev.prob[s] >= ev.decided[s]).astype(int)})
+            for s in ev.prob]
+    pd.concat(rows).to_csv(out_path(p.paths.predictions), index=False)
+    write_curves(ev.y["test"], ev.prob["test"], p.paths.curves)
+    figures(p, model, normalize(splits["test"][0], p.train.normalize), ev.y["test"], ev.prob["test"],
+            ev.raw["test"], ev.metrics["test"], (ev.y["val"], ev.prob["val"]), ev.prob["test"] >= ev.decided["test"])
+    write_json(serving_config(p), {"image_size": p.data.image_size, "normalize": p.train.normalize,
+                                   "tta": p.evaluate.tta, **ev.op})
+
+
+def report(p: Params, ev: Evaluation) -> None:
+    """The printout: the reference article's block, the stress test's worst shift, the operating point."""
     history = pd.read_csv(p.paths.history) if Path(p.paths.history).exists() else None
     train_acc = float(history.accuracy.iloc[-1]) if history is not None else None
-    print(summary_block(result["test"], train_acc))
+    print(summary_block(ev.metrics["test"], train_acc))
+    worst = max(ev.metrics["stress"].items(), key=lambda kv: kv[1]["drop_balanced_accuracy"])
     print(f"evaluate: stress test: worst shift `{worst[0]}` costs {100 * worst[1]['drop_balanced_accuracy']:.1f} "
           "points of balanced accuracy on validation")
     op_site = p.evaluate.threshold == "site_prevalence"
     chosen = "from the site's unlabelled scores" if op_site else "chosen on validation"
-    print(f"evaluate: threshold {threshold:.3f} ({p.evaluate.threshold}, {chosen}), {p.evaluate.calibrate} "
-          f"calibration T={op['temperature']:.2f} b={op['bias']:+.2f}; metrics -> {p.paths.metrics}; "
+    print(f"evaluate: threshold {ev.op['threshold']:.3f} ({p.evaluate.threshold}, {chosen}), {p.evaluate.calibrate} "
+          f"calibration T={ev.op['temperature']:.2f} b={ev.op['bias']:+.2f}; metrics -> {p.paths.metrics}; "
           f"figures -> {p.paths.figures}")
 
-    write_json(serving_config(p), {"image_size": p.data.image_size, "normalize": p.train.normalize,
-                                   "tta": p.evaluate.tta, **op})
-    return result
+
+def run(p: Params) -> dict:
+    import keras
+
+    from tasks.data import load_splits
+
+    if p.evaluate.threshold == "site_prevalence" and not site.enabled(p):
+        raise StepError("evaluate.threshold: site_prevalence needs the site's images: set site.images to `test` "
+                        "or a folder of them")
+    model = keras.saving.load_model(model_path(p), compile=False, safe_mode=True)
+    splits = load_splits(p.paths)
+    ev = evaluation(p, model, splits)
+    write(p, model, splits, ev)
+    report(p, ev)
+    return ev.metrics
 
 
 if __name__ == "__main__":

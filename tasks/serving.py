@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from pathlib import Path
 
 import numpy as np
 
@@ -49,3 +50,18 @@ def predict_frame(model, config: dict, images: np.ndarray):
     return pd.DataFrame({"probability": prob.astype(float),
                          "label": np.where(prob >= threshold, "PNEUMONIA", "NORMAL"),
                          "threshold": float(threshold)})
+
+
+def pyfunc_spec(keras_path: str, config_path: str, example_image: bytes) -> dict:
+    """The arguments of `mlflow.pyfunc.save_model` / `log_model` for this model: the one description of the
+    package, whether it is saved to a folder (the package stage) or logged to a run (tasks.tracking)."""
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    tasks_dir = Path(__file__).resolve().parent
+    example = pd.DataFrame({"image": [base64.b64encode(example_image).decode()]})
+    output = pd.DataFrame({"probability": [0.5], "label": ["PNEUMONIA"], "threshold": [0.5]})
+    return {"python_model": str(tasks_dir / "pyfunc_model.py"),  # a model from code, not a pickle
+            "artifacts": {"keras_model": str(keras_path), "config": str(config_path)},
+            "signature": infer_signature(example, output), "input_example": example,
+            "code_paths": [str(tasks_dir)]}  # the model carries the decoder it was trained with

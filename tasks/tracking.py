@@ -4,7 +4,8 @@
 registry's reads and writes live in tasks/registry.py). The tracking URI is `MLFLOW_TRACKING_URI` when
 set, else `tracking.uri` (sqlite under mlruns/). One MLflow run per trained model: train's record starts
 it, evaluate's logs into it (or into a child run when the same model is re-evaluated with other
-`evaluate` params, so no configuration's metrics overwrite another's), register's tags it.
+`evaluate` params, so no configuration's metrics overwrite another's), package's logs the servable
+model there, register's tags it.
 
 Runs are found again by the content of the files the steps wrote, not by a file of run ids: train's
 run is tagged with the md5 of the model file, evaluate's with the md5 of `paths.metrics`. DVC restores
@@ -96,7 +97,8 @@ def logged_params(p: Params) -> dict[str, str]:
 def record(step: str, p: Params, result) -> None:
     """Log what `step` computed and wrote (its return value `result` and its declared files) to MLflow.
     Steps without a record (ingest, validate, split) log nothing."""
-    recorders = {"train": record_train, "evaluate": record_evaluate, "register": record_register}
+    recorders = {"train": record_train, "evaluate": record_evaluate, "package": record_package,
+                 "register": record_register}
     if step in recorders:
         recorders[step](p, result)
 
@@ -147,12 +149,8 @@ def _evaluation_run(p: Params):
 
 
 def record_evaluate(p: Params, result: dict) -> None:
-    """Metrics, figures, predictions and the servable pyfunc model (`<model_dir>/model.keras` with the
-    serving config evaluate wrote) on the training's run; tagged with the md5 of `paths.metrics`."""
+    """Metrics, figures and predictions on the training's run; tagged with the md5 of `paths.metrics`."""
     import mlflow
-    import numpy as np
-
-    from tasks.images import png_bytes
 
     with _evaluation_run(p):
         mlflow.log_metrics({f"{s}/{k}": float(v) for s in ("val", "test") for k, v in result[s].items()})
@@ -163,9 +161,24 @@ def record_evaluate(p: Params, result: dict) -> None:
             mlflow.log_artifact(str(path), "figures")
         mlflow.log_artifact(p.paths.metrics)
         mlflow.log_artifact(p.paths.predictions)
-        example = png_bytes(np.load(p.paths.pixels, mmap_mode="r")[0])
-        info = log_pyfunc(str(model_path(p)), str(serving_config(p)), example)
-        mlflow.set_tags({"metrics_md5": file_md5(p.paths.metrics), "servable_model_uri": info.model_uri})
+        mlflow.set_tag("metrics_md5", file_md5(p.paths.metrics))
+
+
+def record_package(p: Params, result: dict) -> None:
+    """The servable pyfunc (the package stage's model and serving config) logged to the evaluation's run,
+    its `models:/m-…` URI kept as the run's tag `servable_model_uri` (what register registers)."""
+    import mlflow
+
+    from tasks.package import example_image
+    from tasks.serving import pyfunc_spec
+
+    run = evaluation_run(p)
+    if run is None:
+        raise LookupError(f"no MLflow run recorded the evaluation in {p.paths.metrics}: rerun evaluate")
+    with mlflow.start_run(run_id=run.info.run_id):
+        info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model_path(p), serving_config(p),
+                                                                   example_image(p)))
+        mlflow.set_tag("servable_model_uri", info.model_uri)
 
 
 def record_register(p: Params, report: dict) -> None:
@@ -176,21 +189,3 @@ def record_register(p: Params, report: dict) -> None:
     with mlflow.start_run(run_id=report["run_id"]):
         mlflow.set_tags({"registry.version": report["version"], "registry.decision": report["promoted"],
                          "registry.reason": report["reason"]})
-
-
-def log_pyfunc(keras_path: str, config_path: str, example_image: bytes):
-    """Log the pyfunc (tasks/pyfunc_model.py) to the active run under name `model`; returns its ModelInfo."""
-    import base64
-
-    import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    example = pd.DataFrame({"image": [base64.b64encode(example_image).decode()]})
-    output = pd.DataFrame({"probability": [0.5], "label": ["PNEUMONIA"], "threshold": [0.5]})
-    tasks_dir = Path(__file__).resolve().parent
-    return mlflow.pyfunc.log_model(
-        name="model", python_model=str(tasks_dir / "pyfunc_model.py"),  # a model from code, not a pickle
-        artifacts={"keras_model": keras_path, "config": config_path},
-        signature=infer_signature(example, output), input_example=example,
-        code_paths=[str(tasks_dir)])  # the model carries the decoder it was trained with

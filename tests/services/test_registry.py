@@ -99,6 +99,7 @@ def champion_dir(tiny_data, tmp_path_factory):
         p = write_params(folder, OPEN_GATE)
         execute("train", p)
         execute("evaluate", p)
+        execute("package", p)
         first = execute("register", p)
     assert first["promoted"] and first["champion_before"] is None
     return folder
@@ -168,6 +169,7 @@ def test_a_reevaluation_with_other_params_gets_its_own_child_run(registry):
     other = {"evaluate": {"tta": (trained_tta + 1) % 6, "calibrate": "none"}}
     p = write_params(Path.cwd(), deep_update(OPEN_GATE, other))
     execute("evaluate", p)
+    execute("package", p)
     child = tracking.evaluation_run(p)
     assert child.info.run_id != train_run and child.data.tags["mlflow.parentRunId"] == train_run
     assert child.data.params["evaluate.tta"] == str(p.evaluate.tta) and child.data.metrics["temperature"] == 1.0
@@ -179,11 +181,28 @@ def test_a_reevaluation_with_other_params_gets_its_own_child_run(registry):
     assert report["run_id"] == child.info.run_id and report["model_uri"].startswith("models:/m-")
 
 
+def test_a_package_that_does_not_reproduce_evaluate_is_refused(registry):
+    import json
+
+    from tasks import package
+    from tasks.cli import StepError
+    from tasks.files import serving_config
+
+    p, _, _ = registry
+    config = json.loads(serving_config(p).read_text())
+    config["temperature"] *= 2  # a serving config that no longer matches evaluate's probabilities
+    serving_config(p).write_text(json.dumps(config))
+    with pytest.raises(StepError, match="would not be the measured one"):
+        package.run(p)
+    assert not package.package_dir(p).exists()
+
+
 def test_champion_is_rescored_when_the_test_data_changes(registry):
     p, client, name = registry
     p = write_params(Path.cwd(), deep_update(OPEN_GATE, {"split": {"seed": 99}}))
     execute("split", p)
     execute("evaluate", p)
+    execute("package", p)
     report = execute("register", p)
     assert report["champion_metrics_source"] == "re-scored on the new test data"
     assert report["champion"] is not None

@@ -77,6 +77,7 @@ def test_pipeline_registry_serving_and_ui_on_postgres(tiny_workdir, monkeypatch)
         p = write_params(tiny_workdir, OPEN_GATE)
         execute("train", p)
         execute("evaluate", p)
+        execute("package", p)
         report = execute("register", p)
         assert report["promoted"]
         name = report["model_name"]

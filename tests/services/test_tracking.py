@@ -27,8 +27,10 @@ def check_run(p, uri):
     assert tags["data_source"] == "demo" and len(tags["data_md5"]) == 32 and tags["image_size"] == "48"
     figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
     assert {"figures/confusion_matrix.png", "figures/roc.png", "figures/training_curves.png"} <= figures
-    assert client.list_artifacts(run.info.run_id, "model") or client.search_logged_models(
-        experiment_ids=[run.info.experiment_id])
+    model_uri = run.data.tags["servable_model_uri"]  # the package stage's model, logged to this run
+    assert model_uri.startswith("models:/m-")
+    logged = client.get_logged_model(model_uri.removeprefix("models:/"))
+    assert logged.source_run_id == run.info.run_id
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "pneumonia-classifier-demo"  # demo data never shares an experiment with real data
     return run
@@ -39,6 +41,7 @@ def test_sqlite_default_store(tiny_workdir, monkeypatch):
     p = write_params(tiny_workdir, TINY_TRAIN)
     execute("train", p)
     execute("evaluate", p)
+    execute("package", p)
     assert (tiny_workdir / "mlruns/mlflow.db").exists()
     check_run(p, "sqlite:///mlruns/mlflow.db")
 
@@ -49,5 +52,6 @@ def test_tracking_server_from_env(tiny_workdir, monkeypatch):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         execute("train", p)
         execute("evaluate", p)
+        execute("package", p)
         check_run(p, url)
     assert not (tiny_workdir / "mlruns/mlflow.db").exists()  # nothing went to the local default

@@ -11,6 +11,8 @@ PACKAGES = ("tasks", "flows")
 # tasks.tracking records a finished step in MLflow and writes no stage output: a change there must not
 # rerun (retrain) the stages, so the closure does not follow it
 EDGES = {"tasks.tracking"}
+# modules a module runs by file path rather than by import: serving packages pyfunc_model.py as the model's code
+BY_PATH = {"tasks.serving": {"tasks.pyfunc_model"}}
 
 
 def module_file(name: str) -> Path | None:
@@ -44,7 +46,7 @@ def closure(module: str) -> set[str]:
         if path is None or path in seen:
             continue
         seen.add(path)
-        todo.extend(imports(path))
+        todo.extend(imports(path) | BY_PATH.get(name, set()))
     # the root package's __init__ only holds a docstring; a change there reruns nothing
     return {str(p.relative_to(REPO)) for p in seen} - {f"{pkg}/__init__.py" for pkg in PACKAGES}
 

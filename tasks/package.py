@@ -1,0 +1,70 @@
+"""package: the servable model as an MLflow pyfunc folder, checked against what evaluate measured.
+
+Saves `<paths.model_dir>/package` from the trained model and the serving config evaluate chose
+(`<model_dir>/serving.json`: preprocessing, calibration, threshold). Before it is kept, the package is
+loaded back through MLflow and must give evaluate's validation probabilities (`paths.predictions`)
+for a sample of validation images sent as PNG files, to 1e-5: what is registered and served is what
+was measured. Serve it without a registry: `mlflow models serve -m models/package`. tasks.tracking
+logs the same package to the evaluation's MLflow run, and register registers that logged model.
+"""
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.cli import StepError, main
+from tasks.config import Params
+from tasks.files import model_path, serving_config
+from tasks.images import png_bytes
+
+CHECKED = 16  # validation images re-scored through the package
+
+
+def package_dir(p: Params) -> Path:
+    return Path(p.paths.model_dir) / "package"
+
+
+def example_image(p: Params) -> bytes:
+    """The signature's example input: the first prepared image, as a PNG file."""
+    return png_bytes(np.load(p.paths.pixels, mmap_mode="r")[0])
+
+
+def check(p: Params, folder: Path) -> float:
+    """Largest |package probability - evaluate's probability| over a sample of validation images."""
+    import mlflow
+
+    from tasks.data import load_splits
+
+    images = load_splits(p.paths)["val"][0][:CHECKED]
+    expected = pd.read_csv(p.paths.predictions).query("split == 'val'").probability.to_numpy()[:CHECKED]
+    frame = pd.DataFrame({"image": [base64.b64encode(png_bytes(img)).decode() for img in images]})
+    served = mlflow.pyfunc.load_model(str(folder)).predict(frame).probability.to_numpy()
+    return float(np.max(np.abs(served - expected)))
+
+
+def run(p: Params) -> dict:
+    import mlflow
+
+    from tasks.serving import pyfunc_spec
+
+    if not serving_config(p).exists() or not Path(p.paths.predictions).exists():
+        raise StepError(f"{serving_config(p)} or {p.paths.predictions} is missing: run evaluate first")
+    folder = package_dir(p)
+    shutil.rmtree(folder, ignore_errors=True)  # save_model refuses an existing folder
+    mlflow.pyfunc.save_model(str(folder), **pyfunc_spec(model_path(p), serving_config(p), example_image(p)))
+    gap = check(p, folder)
+    if not gap <= 1e-5:
+        shutil.rmtree(folder)
+        raise StepError(f"the package scores validation images {gap:.2e} away from evaluate's "
+                        f"{p.paths.predictions}: the served model would not be the measured one")
+    print(f"package: {folder} (an MLflow pyfunc; serve it with `mlflow models serve -m {folder}`): "
+          f"reproduces evaluate's validation probabilities to {gap:.1e}")
+    return {"folder": str(folder), "max_gap": gap}
+
+
+if __name__ == "__main__":
+    main("package", run)
