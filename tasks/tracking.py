@@ -121,6 +121,27 @@ def record_train(p: Params, report: dict) -> None:
         mlflow.log_metrics({"train_seconds": report["seconds"], "train_images_per_second": report["images_per_second"],
                             **({"adapt_seconds": report["adapt"]["seconds"]} if "adapt" in report else {})})
         mlflow.log_artifact(p.paths.history, "curves")
+        log_datasets(p)
+
+
+def log_datasets(p: Params) -> None:
+    """The train, val and test splits as the run's MLflow datasets (the UI's "Datasets" panel): their rows
+    of the split file, the source the images came from, and a digest of the DVC hashes of the pixel
+    store and the split file with the split's name, so equal digests mean the same images and labels."""
+    import hashlib
+
+    import mlflow
+    import pandas as pd
+
+    frame = pd.read_csv(p.paths.split)
+    source = str(Path(p.ingest.input).resolve())
+    hashes = f"{file_md5(p.paths.pixels)} {file_md5(p.paths.split)}"
+    for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
+        rows = frame[frame.split == split].reset_index(drop=True)
+        digest = hashlib.md5(f"{hashes} {split}".encode()).hexdigest()[:16]
+        dataset = mlflow.data.from_pandas(rows, source=source, targets="label", name=f"{p.ingest.source}-{split}",
+                                          digest=digest)
+        mlflow.log_input(dataset, context=context)
 
 
 @contextmanager

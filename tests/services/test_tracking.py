@@ -1,4 +1,6 @@
 """What train + evaluate log to MLflow, checked through MlflowClient: sqlite default and a real server."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -23,6 +25,13 @@ def check_run(p, uri):
         assert len(client.get_metric_history(run.info.run_id, metric)) == epochs, metric
     for metric in ("test/accuracy", "test/roc_auc", "test/specificity", "val/f1", "threshold"):
         assert metric in run.data.metrics
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}  # the UI's "Datasets" panel
+    assert set(inputs) == {"demo-train", "demo-val", "demo-test"}
+    contexts = {name: {t.key: t.value for t in d.tags}["mlflow.data.context"] for name, d in inputs.items()}
+    assert contexts == {"demo-train": "training", "demo-val": "validation", "demo-test": "test"}
+    assert len({d.dataset.digest for d in inputs.values()}) == 3  # three different splits
+    split = pd.read_csv(p.paths.split)
+    assert json.loads(inputs["demo-val"].dataset.profile)["num_rows"] == int((split.split == "val").sum())
     tags = run.data.tags
     assert tags["data_source"] == "demo" and len(tags["data_md5"]) == 32 and tags["image_size"] == "48"
     figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
