@@ -53,6 +53,9 @@ def decode(data: bytes, min_side: int = 1, max_pixels: int = 80_000_000) -> tupl
             width, height = img.size
             if width * height > max_pixels:
                 raise BadImage(f"{width}x{height} exceeds ingest.max_pixels={max_pixels} (decompression bomb?)")
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:  # which frame is the radiograph is not ours to guess
+                raise BadImage(f"multi-frame image ({frames} frames); export the frame to use as its own file")
             img.load()
             mode = img.mode
             img = ImageOps.exif_transpose(img)
@@ -67,7 +70,11 @@ def decode(data: bytes, min_side: int = 1, max_pixels: int = 80_000_000) -> tupl
     width, height = img.size
     if min(width, height) < min_side:
         raise BadImage(f"too small ({width}x{height}); ingest.min_side is {min_side}")
-    return _to_gray(img), {"width": width, "height": height, "mode": mode}
+    try:
+        gray = _to_gray(img)
+    except (ValueError, OSError) as err:  # a mode PIL reads but cannot convert
+        raise BadImage(f"cannot convert image mode {mode} to grayscale ({err})") from None
+    return gray, {"width": width, "height": height, "mode": mode}
 
 
 def resize(gray: np.ndarray, size: int) -> np.ndarray:

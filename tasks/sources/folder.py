@@ -39,6 +39,9 @@ def patient_id(filename: str) -> str:
     return stem
 
 
+MAX_RATIO = 100  # JPEG and PNG files barely compress; a member expanding more than this is not an X-ray
+
+
 def extract_zip(archive: Path, dest: Path, max_bytes: int) -> Path:
     """Extract `archive` into `dest` safely and return `dest`.
 
@@ -64,6 +67,10 @@ def extract_zip(archive: Path, dest: Path, max_bytes: int) -> Path:
     with zf:
         members = [m for m in zf.infolist() if not _JUNK.search(m.filename)]
         total = sum(m.file_size for m in members)
+        bomb = next((m for m in members if m.file_size > MAX_RATIO * max(m.compress_size, 1) + 2**20), None)
+        if bomb is not None:  # refused before a byte is written: a few kB can declare gigabytes
+            raise SourceError(f"{archive}: member {bomb.filename!r} expands {bomb.file_size:,} bytes from "
+                              f"{bomb.compress_size:,} (over {MAX_RATIO}x: a zip bomb?); refusing the archive")
         if total > max_bytes:
             raise SourceError(f"{archive}: unpacks to {total:,} bytes, over ingest.max_archive_bytes="
                               f"{max_bytes:,}; raise the limit if the archive is trusted")
@@ -120,7 +127,9 @@ def find_split_dirs(root: Path) -> dict[str, Path]:
 def candidates(root: Path) -> list[Candidate]:
     """Every file under the class folders of each split, with class, split and patient id.
 
-    Files in an unknown class folder and links that leave `root` come back with `problem` set.
+    Files in an unknown class folder and files that resolve outside `root` (a link to a file, or a class or
+    split folder that is a link) come back with `problem` set. Links to folders below a class folder are
+    not followed (os.walk's default), so a link loop cannot trap the walk.
     """
     root = root.resolve()
     out: list[Candidate] = []
@@ -138,7 +147,7 @@ def candidates(root: Path) -> list[Candidate]:
                     problem = None
                     if class_name not in CLASSES:
                         problem = f"unknown class folder {entry.name!r} (expected NORMAL or PNEUMONIA)"
-                    elif path.is_symlink() and not path.resolve().is_relative_to(root):
+                    elif not path.resolve().is_relative_to(root):  # a linked file, class or split folder
                         problem = "symbolic link that leaves the source folder"
                     out.append(Candidate(str(path), class_name, split, patient_id(name), problem))
     return out

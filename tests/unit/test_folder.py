@@ -1,4 +1,5 @@
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,20 @@ def test_unknown_class_folder_and_escaping_link_are_flagged(tmp_path):
     problems = {c.path.split("/")[-1]: c.problem for c in folder.candidates(root) if c.problem}
     assert "unknown class" in problems["x.jpeg"]
     assert "leaves the source folder" in problems["IM-9999-0001.jpeg"]
+
+
+def test_a_linked_class_folder_outside_and_a_link_loop_are_handled(tmp_path):
+    root = kaggle_tree(tmp_path / "src", patients=1, per_patient=1)
+    elsewhere = tmp_path / "elsewhere" / "PNEUMONIA"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "IM-7777-0001.jpeg").write_bytes(image_bytes(7))
+    (root / "test").mkdir()
+    (root / "test" / "NORMAL").mkdir()
+    (root / "test" / "PNEUMONIA").symlink_to(elsewhere, target_is_directory=True)  # a class folder that leaves
+    (root / "train" / "NORMAL" / "loop").symlink_to(root / "train", target_is_directory=True)  # a cycle
+    found = {Path(c.path).name: c for c in folder.candidates(root)}
+    assert "leaves the source folder" in found["IM-7777-0001.jpeg"].problem
+    assert sum(c.problem is None for c in found.values()) == 2  # the two real images, each once
 
 
 def _kaggle_zip(tmp_path):
@@ -101,6 +116,16 @@ def test_a_file_that_is_not_a_zip_names_the_file_and_the_fix(tmp_path):
     with pytest.raises(folder.SourceError, match="chest_xray.zip is not a readable zip archive.*Kaggle zip"):
         folder.extract_zip(fake, tmp_path / "out", max_bytes=10**9)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_member_that_expands_like_a_zip_bomb_is_refused_before_writing(tmp_path):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("chest_xray/train/NORMAL/ok.jpeg", image_bytes(1))
+        zf.writestr("chest_xray/train/NORMAL/zeros.jpeg", bytes(20 * 2**20))  # 20 MiB of zeros, ~20 kB packed
+    with pytest.raises(folder.SourceError, match="zeros.jpeg.*zip bomb"):
+        folder.extract_zip(archive, tmp_path / "out", max_bytes=10**12)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.zip"]  # nothing was written
 
 
 def test_absurd_uncompressed_size_is_refused(tmp_path):

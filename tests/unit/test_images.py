@@ -64,3 +64,23 @@ def test_decompression_bomb_is_refused_before_decoding():
 def test_load_gray_resizes_to_square():
     out = images.load_gray(image_bytes(3, size=100), 48)
     assert out.shape == (48, 48) and out.dtype == np.uint8
+
+
+def test_a_multi_frame_image_is_refused_not_cut_to_its_first_frame():
+    frames = [Image.fromarray(np.full((64, 64), v, np.uint8)) for v in (40, 200)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    with pytest.raises(images.BadImage, match="multi-frame image \\(2 frames\\)"):
+        images.decode(buf.getvalue())
+    gray, _ = images.decode(_save(frames[1], "GIF"))  # one frame is fine
+    assert gray.mean() > 150
+
+
+def test_a_mode_that_cannot_become_gray_is_a_bad_image(monkeypatch):
+    # no file at hand has such a mode (PIL converts every mode it writes): the conversion is made to fail
+    def unsupported(img):
+        raise ValueError("conversion from XYZ to RGB not supported")
+
+    monkeypatch.setattr(images, "_to_gray", unsupported)
+    with pytest.raises(images.BadImage, match="cannot convert image mode L to grayscale"):
+        images.decode(image_bytes(1, size=64))

@@ -84,3 +84,33 @@ def test_every_stage_declares_the_modules_it_runs():
             extra[name] = sorted(code - runs)
     assert not missing, f"dvc.yaml stages miss deps on the code they run: {missing}"
     assert not extra, f"dvc.yaml stages declare code they do not run: {extra}"
+
+
+# paths a stage's code names without reading them as data: ingest's scratch folder for the images it
+# generates or extracts (its real input is `${ingest.input}`), and the model folder, which tasks/files.py
+# (imported by every stage) names; the model files themselves are declared one by one
+NOT_DATA = {"raw", "model_dir"}
+
+
+def declared_paths(stage: dict, params: dict) -> set[str]:
+    out = set()
+    for key in ("deps", "outs", "metrics", "plots"):
+        for entry in stage.get(key, []):
+            out.add(resolve(entry if isinstance(entry, str) else next(iter(entry)), params))
+    return out
+
+
+def test_every_stage_declares_the_files_it_reads_or_writes():
+    """Each `paths.<key>` the stage's code names is a declared dep or output (or inside / around one)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    missing = {}
+    for name, stage in stages.items():
+        module = stage["cmd"].split("python -m ", 1)[1].split()[0]
+        keys = {k for f in closure(module) for k in re.findall(r"paths\.(\w+)", (REPO / f).read_text())}
+        declared = declared_paths(stage, params)
+        for key in sorted(keys & set(params["paths"]) - NOT_DATA):
+            path = params["paths"][key]
+            if not any(path == d or path.startswith(d + "/") or d.startswith(path + "/") for d in declared):
+                missing.setdefault(name, []).append(f"{key}: {path}")
+    assert not missing, f"dvc.yaml stages use files they do not declare: {missing}"
