@@ -7,6 +7,8 @@ moves the training augmentation also makes, so each view is an image the model h
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from tasks.preprocess import normalize
@@ -41,9 +43,28 @@ def views(x: np.ndarray, tta: int) -> list[np.ndarray]:
     return [x] + [make() for make in extra[:tta]]
 
 
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def forward(model):
+    """The model's inference pass compiled once (a tf.function over any batch size), cached per model.
+
+    `keras.Model.predict` builds a data adapter and a step loop at every call: about 90 ms of a served
+    one-image request, for a network that needs a few milliseconds (benchmarks/serve_latency.py)."""
+    fn = _FORWARD.get(model)
+    if fn is None:
+        import tensorflow as tf
+
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+        fn = _FORWARD[model] = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    return fn
+
+
 def raw_scores(model, images: np.ndarray, mode: str, tta: int = 0, batch_size: int = 64) -> np.ndarray:
     """uint8 (N, S, S) -> float64 (N,) uncalibrated model scores, averaged over the TTA views."""
     x = normalize(images, mode)
-    # one predict call over all views: a single served image then costs one batch, not 1 + tta calls
-    scores = model.predict(np.concatenate(views(x, tta)), batch_size=batch_size, verbose=0)[:, 0]
+    # all views in one batch: a single served image costs one forward pass, not 1 + tta
+    batch = np.concatenate(views(x, tta)).astype(np.float32)
+    fn = forward(model)
+    scores = np.concatenate([fn(batch[i:i + batch_size]).numpy()[:, 0] for i in range(0, len(batch), batch_size)])
     return scores.reshape(tta + 1, len(x)).mean(axis=0).astype(np.float64)

@@ -52,6 +52,18 @@ def test_raw_scores_average_the_model_over_the_views(model, images):
     assert np.allclose(inference.raw_scores(model, images, "equalize", tta=3), manual, atol=1e-6)
 
 
+def test_the_compiled_pass_is_keras_predict_for_any_batch_and_each_model(model):
+    many = np.random.default_rng(2).integers(0, 256, (37, 64, 64)).astype(np.uint8)  # 37 x 2 views: 3 chunks
+    x = normalize(many, "scale")
+    expected = np.mean([model.predict(v, verbose=0)[:, 0] for v in inference.views(x, 1)], axis=0)
+    assert np.allclose(inference.raw_scores(model, many, "scale", tta=1, batch_size=32), expected, atol=1e-6)
+    other = build_model(defaults("model", filters=(8,)), 48)  # another model, another input size
+    small = many[:3, :48, :48]
+    assert np.allclose(inference.raw_scores(other, small, "scale"),
+                       other.predict(normalize(small, "scale"), verbose=0)[:, 0], atol=1e-6)
+    assert inference.forward(model) is inference.forward(model)  # compiled once per model
+
+
 def test_serving_scores_as_evaluate_did(model, images):
     served_config = {"normalize": "equalize", "tta": 2, "temperature": 0.7, "bias": 0.3, "threshold": 0.4}
     served = predict_frame(model, served_config, images)
