@@ -26,7 +26,7 @@ def _to_gray(img: Image.Image) -> np.ndarray:
     since X-ray PNGs often use only 10 to 12 of their 16 bits.
     """
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)  # float32: a large 16-bit film would double in float64
         lo, hi = float(arr.min()), float(arr.max())
         scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
         return np.round(scaled).astype(np.uint8)
@@ -52,7 +52,7 @@ def decode(data: bytes, min_side: int = 1, max_pixels: int = 80_000_000) -> tupl
             img = Image.open(io.BytesIO(data))
             width, height = img.size
             if width * height > max_pixels:
-                raise BadImage(f"{width}x{height} exceeds ingest.max_pixels={max_pixels} (decompression bomb?)")
+                raise BadImage(f"{width}x{height} exceeds the {max_pixels:,}-pixel limit (decompression bomb?)")
             frames = getattr(img, "n_frames", 1)
             if frames > 1:  # which frame is the radiograph is not ours to guess
                 raise BadImage(f"multi-frame image ({frames} frames); export the frame to use as its own file")

@@ -13,14 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_IMAGE_BYTES = 20 * 2**20
+# limits a client cannot get around; each refusal is a 400 that names the row and the limit
+MAX_ROWS = 64  # images per request
+MAX_IMAGE_BYTES = 20 * 2**20  # one encoded image
+MAX_REQUEST_BYTES = 64 * 2**20  # all encoded images of a request
+MAX_IMAGE_PIXELS = 50_000_000  # declared width x height, checked before the pixels are decoded
 
 
 def decode_images(column, size: int) -> np.ndarray:
-    """base64 strings -> uint8 (N, size, size); a bad entry raises ValueError naming its row."""
+    """base64 strings -> uint8 (N, size, size); a bad entry raises ValueError naming its row and the limit."""
     from tasks.images import BadImage, load_gray
 
-    out = []
+    column = list(column)
+    if len(column) > MAX_ROWS:
+        raise ValueError(f"{len(column)} rows in one request, over the {MAX_ROWS}-row limit: split the request")
+    out, total = [], 0
     for i, value in enumerate(column):
         if not isinstance(value, (str, bytes)) or not value:
             raise ValueError(f"row {i}: `image` is empty; send a base64-encoded image file")
@@ -30,8 +37,12 @@ def decode_images(column, size: int) -> np.ndarray:
             raise ValueError(f"row {i}: `image` is not valid base64") from None
         if len(data) > MAX_IMAGE_BYTES:
             raise ValueError(f"row {i}: image is {len(data):,} bytes, over the {MAX_IMAGE_BYTES:,}-byte limit")
+        total += len(data)
+        if total > MAX_REQUEST_BYTES:
+            raise ValueError(f"row {i}: the request's images pass {MAX_REQUEST_BYTES:,} bytes in all: split the "
+                             "request")
         try:
-            out.append(load_gray(data, size, max_pixels=50_000_000))
+            out.append(load_gray(data, size, max_pixels=MAX_IMAGE_PIXELS))
         except BadImage as err:
             raise ValueError(f"row {i}: {err}") from None
     return np.stack(out)

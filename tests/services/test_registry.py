@@ -1,6 +1,7 @@
 """The registry gate on a real MLflow registry, the pulled champion, and `mlflow models serve`."""
 import base64
 import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 import requests
 from mlflow import MlflowClient
+from PIL import Image
 
 from tasks import register, tracking
 from tasks.cli import execute
@@ -248,6 +250,12 @@ def test_predict_and_serve_the_champion(registry, capsys):
             reply = post([value])
             assert 400 <= reply.status_code < 500, (what, reply.status_code, reply.text[:200])
             assert "row 0" in reply.text or "image" in reply.text, what
+        huge = io.BytesIO()  # a few kB that declare 60 megapixels
+        Image.new("1", (10_000, 6_000)).save(huge, format="PNG")
+        reply = post([good, base64.b64encode(huge.getvalue()).decode()])
+        assert 400 <= reply.status_code < 500 and "row 1" in reply.text and "50,000,000-pixel limit" in reply.text, reply.text
+        reply = post([good] * 65)
+        assert 400 <= reply.status_code < 500 and "64-row limit" in reply.text, reply.text[:300]
         broken = requests.post(f"{url}/invocations", data="{not json", timeout=30,
                                headers={"Content-Type": "application/json"})
         assert 400 <= broken.status_code < 500
