@@ -1,7 +1,7 @@
 """The edge to the MLflow Model Registry: the registered name and alias, the champion, new versions.
 
 register decides (tasks/register.py: `decide` is pure); this module reads and writes the registry.
-predict and serving load models through `load`. Nothing happens at import time.
+predict and register's re-scoring load models through `load`. Nothing happens at import time.
 """
 from __future__ import annotations
 
