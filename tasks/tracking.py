@@ -1,11 +1,11 @@
 """The edge where runs are recorded in MLflow: steps compute and write their files, `record` logs them.
 
-`tasks.cli` calls `record(step, params, result)` after a step succeeded; no step logs to a run (package
-writes an MLflow model folder, a file format; the registry's reads and writes live in
-tasks/registry.py). The tracking URI is `MLFLOW_TRACKING_URI` when set, else `tracking.uri` (sqlite
-under mlruns/). One MLflow run per trained model: train's record starts it, evaluate's logs into it (or into a child run when the same model is re-evaluated with other
-`evaluate` params, so no configuration's metrics overwrite another's), package's logs the servable
-model there, register's tags it.
+`tasks.cli` calls `record(step, params, result)` after a step succeeded; no step logs to a run (package writes
+an MLflow model folder, a file format; the registry's reads and writes live in tasks/registry.py). The
+tracking URI is `MLFLOW_TRACKING_URI` when set, else `tracking.uri` (sqlite under mlruns/). One MLflow run per
+trained model: train's record starts it, evaluate's logs into it (or into a child run when the same model is
+re-evaluated with other `evaluate` params, so no configuration's metrics overwrite another's), package's logs
+the servable model there, register's tags it.
 
 Runs are found again by the content of the files the steps wrote, not by a file of run ids: train's
 run is tagged with the md5 of the model file, evaluate's with the md5 of `paths.metrics`. DVC restores
