@@ -29,13 +29,17 @@ def load(uri: str):
 def evaluated_model(p: Params) -> tuple[str, str]:
     """(run id, model URI) of the servable model logged with the workspace's `paths.metrics`.
 
-    LookupError when no run recorded these metrics (evaluate ran without its tracking record)."""
+    LookupError when no run recorded these metrics, or none logged their package (a step ran without its
+    tracking record)."""
     from tasks import tracking
 
     run = tracking.evaluation_run(p)
-    if run is None or "servable_model_uri" not in run.data.tags:
-        raise LookupError(f"no MLflow run in {tracking.tracking_uri(p)} logged the model evaluated in "
-                          f"{p.paths.metrics}: rerun evaluate (`dvc repro -f evaluate`)")
+    if run is None:
+        raise LookupError(f"no MLflow run in {tracking.tracking_uri(p)} recorded the evaluation in "
+                          f"{p.paths.metrics}: rerun it (`dvc repro -f -s evaluate`, then `dvc repro`)")
+    if "servable_model_uri" not in run.data.tags:
+        raise LookupError(f"MLflow run {run.info.run_id} holds no packaged model: rerun the package stage "
+                          "(`dvc repro -f -s package`, then `dvc repro`)")
     return run.info.run_id, run.data.tags["servable_model_uri"]
 
 

@@ -201,6 +201,17 @@ def test_a_package_that_does_not_reproduce_evaluate_is_refused(registry):
     assert not package.package_dir(p).exists()
 
 
+def test_register_names_the_stage_to_rerun_when_the_package_was_not_logged(registry):
+    from tasks.cli import StepError
+
+    p, client, name = registry
+    before = champion_version(client, name)
+    client.delete_tag(tracking.evaluation_run(p).info.run_id, "servable_model_uri")  # package's record was lost
+    with pytest.raises(StepError, match="holds no packaged model: rerun the package stage"):
+        register.run(p)
+    assert champion_version(client, name) == before
+
+
 def test_champion_is_rescored_when_the_test_data_changes(registry):
     p, client, name = registry
     p = write_params(Path.cwd(), deep_update(OPEN_GATE, {"split": {"seed": 99}}))
