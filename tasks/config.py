@@ -2,7 +2,7 @@
 
 `load()` checks the whole file once (pydantic v2) into frozen sections: an unknown, missing, mistyped
 or out-of-range key is a `ConfigError` that names the key, raised before any work starts. There are no
-defaults here, so a value can never disagree with params.yaml. Steps receive their own section.
+defaults here, so a value can never disagree with params.yaml.
 """
 from __future__ import annotations
 

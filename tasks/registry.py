@@ -94,9 +94,11 @@ def promote(p: Params, version, decided_against) -> None:
     or None), another register moved it meanwhile and ChampionMoved is raised; the alias is left alone."""
     import mlflow
 
+    from tasks import tracking
+
     now = champion(p)
     before = decided_against.version if decided_against else None
     if (now.version if now else None) != before:
         raise ChampionMoved(f"@{ALIAS} of {model_name(p)} moved from v{before} to v{now.version if now else None} "
                             f"while version {version.version} was being decided: run register again")
-    mlflow.MlflowClient().set_registered_model_alias(model_name(p), ALIAS, version.version)
+    mlflow.MlflowClient(tracking.tracking_uri(p)).set_registered_model_alias(model_name(p), ALIAS, version.version)

@@ -112,8 +112,7 @@ def record_train(p: Params, report: dict) -> None:
     experiment_id = configure(p)
     # named after the DVC experiment when `dvc exp run` runs the stage (MLflow's random name otherwise)
     with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME")):
-        mlflow.log_params(logged_params(p))
-        mlflow.set_tags({**run_tags(p), "model_md5": file_md5(model_path(p))})
+        tags = describe_model_run(p)
         history = pd.read_csv(p.paths.history)
         for row in history.to_dict("records"):
             epoch = int(row.pop("epoch"))
@@ -121,10 +120,21 @@ def record_train(p: Params, report: dict) -> None:
         mlflow.log_metrics({"train_seconds": report["seconds"], "train_images_per_second": report["images_per_second"],
                             **({"adapt_seconds": report["adapt"]["seconds"]} if "adapt" in report else {})})
         mlflow.log_artifact(p.paths.history, "curves")
-        log_datasets(p)
+        log_datasets(p, tags)
 
 
-def log_datasets(p: Params) -> None:
+def describe_model_run(p: Params) -> dict[str, str]:
+    """Params and tags of a new run of the workspace's model, the model file's md5 among them (how the run is
+    found again); returns the tags."""
+    import mlflow
+
+    tags = {**run_tags(p), "model_md5": file_md5(model_path(p))}
+    mlflow.log_params(logged_params(p))
+    mlflow.set_tags(tags)
+    return tags
+
+
+def log_datasets(p: Params, tags: dict[str, str]) -> None:
     """The train, val and test splits as the run's MLflow datasets (the UI's "Datasets" panel): their rows
     of the split file, the source the images came from, and a digest of the DVC hashes of the pixel
     store and the split file with the split's name, so equal digests mean the same images and labels."""
@@ -135,7 +145,7 @@ def log_datasets(p: Params) -> None:
 
     frame = pd.read_csv(p.paths.split)
     source = str(Path(p.ingest.input).resolve())
-    hashes = f"{file_md5(p.paths.pixels)} {file_md5(p.paths.split)}"
+    hashes = f"{tags['data_md5']} {tags['split_md5']}"  # run_tags' DVC hashes, not read again
     for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
         rows = frame[frame.split == split].reset_index(drop=True)
         digest = hashlib.md5(f"{hashes} {split}".encode()).hexdigest()[:16]
@@ -154,8 +164,7 @@ def _evaluation_run(p: Params):
     parent, params = train_run(p), logged_params(p)
     if parent is None:
         with mlflow.start_run(experiment_id=experiment_id):
-            mlflow.log_params(params)
-            mlflow.set_tags({**run_tags(p), "model_md5": file_md5(model_path(p))})
+            describe_model_run(p)
             yield
         return
     if all(parent.data.params.get(k) == v for k, v in params.items() if k.startswith("evaluate.")):
