@@ -149,6 +149,12 @@ class Adapt(Section):
     repeat: Positive
 
 
+class Ood(Section):
+    pass_rate: Annotated[float, Field(gt=0.5, le=1)]  # of validation images under the threshold
+    generated: Annotated[int, Field(ge=1)]  # images per generated kind (tasks.ood.KINDS)
+    seed: int
+
+
 class Evaluate(Section):
     threshold: Literal["target_sensitivity", "youden", "site_prevalence"]
     target_sensitivity: Share
@@ -157,6 +163,7 @@ class Evaluate(Section):
     tta: Annotated[int, Field(ge=0, le=5)]  # tasks.inference.MAX_TTA fixed views
     gradcam: Count
     stress: dict[str, float]
+    ood: Ood
 
 
 class Tracking(Section):

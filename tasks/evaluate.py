@@ -2,8 +2,9 @@
 
 Writes `paths.metrics` (metrics only, declared under `metrics:` in dvc.yaml), `paths.predictions`,
 curve CSVs under `paths.curves` (for `dvc plots`), figures under `paths.figures`, and the serving
-config `<model_dir>/serving.json` (preprocessing, calibration, threshold) that the packaged model
-carries. `evaluation` measures (writes nothing), `write` writes the files, `report` prints; the
+config `<model_dir>/serving.json` (preprocessing, calibration, threshold) and the out-of-distribution
+detector `<model_dir>/ood.npz` (tasks.ood, fitted on train, thresholded on validation) that the packaged
+model carries. `evaluation` measures (writes nothing), `write` writes the files, `report` prints; the
 package stage turns the model and its serving config into the servable pyfunc, and tasks.tracking logs
 all of it.
 """
@@ -16,11 +17,11 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from tasks import adapt, plots, site
+from tasks import adapt, ood, plots, site
 from tasks import metrics as M
 from tasks.cli import StepError, main
 from tasks.config import Evaluate, Params
-from tasks.files import model_path, out_path, serving_config, write_json
+from tasks.files import model_path, ood_path, out_path, serving_config, write_json
 
 
 def operating_point(y_val, raw_val, cfg: Evaluate) -> dict:
@@ -136,6 +137,8 @@ class Evaluation:
     prob: dict
     decided: dict  # the threshold each split's images were decided with (per image for cross-fitted tests)
     op: dict  # calibration and the served threshold
+    ood: dict  # the fitted out-of-distribution detector (tasks.ood)
+    ood_scores: dict  # its score per image of val, test and each generated kind
 
 
 def evaluation(p: Params, model, splits: dict) -> Evaluation:
@@ -174,8 +177,10 @@ def evaluation(p: Params, model, splits: dict) -> Evaluation:
         before = score_with(source, splits["test"][0])
         result["test"]["roc_auc_before_adaptation"] = float(skm.roc_auc_score(y["test"], before))
     result["stress"] = stress_test(model, splits["val"][0], y["val"], op, p, result["val"])
+    o = p.evaluate.ood
+    fitted, ood_scores, result["ood"] = ood.measure(model, splits, p.train.normalize, o.pass_rate, o.generated, o.seed)
     result.update(op, threshold_method=p.evaluate.threshold, calibration=p.evaluate.calibrate)
-    return Evaluation(result, y, raw, prob, decided, op)
+    return Evaluation(result, y, raw, prob, decided, op, fitted, ood_scores)
 
 
 def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
@@ -185,14 +190,17 @@ def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
     write_json(p.paths.metrics, ev.metrics)
     frame = pd.read_csv(p.paths.split)
     rows = [pd.DataFrame({"split": s, "path": frame.path[frame.split == s].to_numpy(), "label": ev.y[s],
-                          "probability": ev.prob[s], "prediction": (ev.prob[s] >= ev.decided[s]).astype(int)})
+                          "probability": ev.prob[s], "prediction": (ev.prob[s] >= ev.decided[s]).astype(int),
+                          "ood_score": ev.ood_scores[s]})
             for s in ev.prob]
     pd.concat(rows).to_csv(out_path(p.paths.predictions), index=False)
     write_curves(ev.y["test"], ev.prob["test"], p.paths.curves)
     figures(p, model, normalize(splits["test"][0], p.train.normalize), ev.y["test"], ev.prob["test"],
             ev.raw["test"], ev.metrics["test"], (ev.y["val"], ev.prob["val"]), ev.prob["test"] >= ev.decided["test"])
+    plots.ood_scores(ev.ood_scores, p.evaluate.ood.pass_rate, Path(p.paths.figures) / "ood_scores.png")
     write_json(serving_config(p), {"image_size": p.data.image_size, "normalize": p.train.normalize,
                                    "tta": p.evaluate.tta, **ev.op})
+    ood.save(ood_path(p), ev.ood)
 
 
 def report(p: Params, ev: Evaluation) -> None:
@@ -205,6 +213,10 @@ def report(p: Params, ev: Evaluation) -> None:
           "points of balanced accuracy on validation")
     op_site = p.evaluate.threshold == "site_prevalence"
     chosen = "from the site's unlabelled scores" if op_site else "chosen on validation"
+    o = ev.metrics["ood"]
+    flagged = ", ".join(f"{k} {100 * o[f'flagged_{k}']:.0f} %" for k in ood.KINDS)
+    print(f"evaluate: out-of-distribution flag passes {100 * o['val_pass']:.1f} % of validation and "
+          f"{100 * o['test_pass']:.1f} % of test X-rays; flags {flagged}")
     print(f"evaluate: threshold {ev.op['threshold']:.3f} ({p.evaluate.threshold}, {chosen}), {p.evaluate.calibrate} "
           f"calibration T={ev.op['temperature']:.2f} b={ev.op['bias']:+.2f}; metrics -> {p.paths.metrics}; "
           f"figures -> {p.paths.figures}")

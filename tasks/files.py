@@ -33,6 +33,12 @@ def serving_config(p) -> Path:
     return Path(p.paths.model_dir) / "serving.json"
 
 
+def ood_path(p) -> Path:
+    """The out-of-distribution detector's means, precision and threshold: `<paths.model_dir>/ood.npz` (evaluate
+    fits it, the packaged pyfunc carries it)."""
+    return Path(p.paths.model_dir) / "ood.npz"
+
+
 def file_md5(path: str | Path) -> str:
     """The md5 of a file's bytes (DVC's hash of a file)."""
     import hashlib

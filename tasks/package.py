@@ -2,8 +2,8 @@
 
 Saves `<paths.model_dir>/package` from the trained model and the serving config evaluate chose
 (`<model_dir>/serving.json`: preprocessing, calibration, threshold). Before it is kept, the package is
-loaded back through MLflow and must give evaluate's validation probabilities (`paths.predictions`)
-for a sample of validation images sent as PNG files, to 1e-5: what is registered and served is what
+loaded back through MLflow and must give evaluate's validation probabilities and out-of-distribution
+scores (`paths.predictions`) for a sample of validation images sent as PNG files, to 1e-5: what is registered and served is what
 was measured. Serve it without a registry: `mlflow models serve -m models/package`. tasks.tracking
 logs the same package to the evaluation's MLflow run, and register registers that logged model.
 """
@@ -18,7 +18,7 @@ import pandas as pd
 
 from tasks.cli import StepError, main
 from tasks.config import Params
-from tasks.files import model_path, serving_config
+from tasks.files import model_path, ood_path, serving_config
 from tasks.images import png_bytes
 
 CHECKED = 16  # validation images re-scored through the package
@@ -34,15 +34,17 @@ def example_image(p: Params) -> bytes:
 
 
 def check(p: Params, folder: Path) -> float:
-    """Largest |package probability - evaluate's probability| over a sample of validation images."""
+    """Largest |package - evaluate| over a sample of validation images, of the probability and of the
+    out-of-distribution score."""
     import mlflow
 
     from tasks.data import load_splits
 
     images = load_splits(p.paths)["val"][0][:CHECKED]
-    expected = pd.read_csv(p.paths.predictions).query("split == 'val'").probability.to_numpy()[:CHECKED]
+    columns = ["probability", "ood_score"]
+    expected = pd.read_csv(p.paths.predictions).query("split == 'val'")[columns].to_numpy()[:CHECKED]
     frame = pd.DataFrame({"image": [base64.b64encode(png_bytes(img)).decode() for img in images]})
-    served = mlflow.pyfunc.load_model(str(folder)).predict(frame).probability.to_numpy()
+    served = mlflow.pyfunc.load_model(str(folder)).predict(frame)[columns].to_numpy()
     return float(np.max(np.abs(served - expected)))
 
 
@@ -51,18 +53,20 @@ def run(p: Params) -> dict:
 
     from tasks.serving import pyfunc_spec
 
-    if not serving_config(p).exists() or not Path(p.paths.predictions).exists():
-        raise StepError(f"{serving_config(p)} or {p.paths.predictions} is missing: run evaluate first")
+    needed = [serving_config(p), ood_path(p), Path(p.paths.predictions)]
+    if not all(path.exists() for path in needed):
+        raise StepError(f"{', '.join(map(str, needed))}: one is missing; run evaluate first")
     folder = package_dir(p)
     shutil.rmtree(folder, ignore_errors=True)  # save_model refuses an existing folder
-    mlflow.pyfunc.save_model(str(folder), **pyfunc_spec(model_path(p), serving_config(p), example_image(p)))
+    spec = pyfunc_spec(model_path(p), serving_config(p), ood_path(p), example_image(p))
+    mlflow.pyfunc.save_model(str(folder), **spec)
     gap = check(p, folder)
     if not gap <= 1e-5:
         shutil.rmtree(folder)
         raise StepError(f"the package scores validation images {gap:.2e} away from evaluate's "
                         f"{p.paths.predictions}: the served model would not be the measured one")
     print(f"package: {folder} (an MLflow pyfunc; serve it with `mlflow models serve -m {folder}`): "
-          f"reproduces evaluate's validation probabilities to {gap:.1e}")
+          f"reproduces evaluate's validation probabilities and ood scores to {gap:.1e}")
     return {"folder": str(folder), "max_gap": gap}
 
 

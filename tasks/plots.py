@@ -103,3 +103,18 @@ def score_shift(y_val, prob_val, y_test, prob_test, threshold: float, path) -> s
         ax.set_title(f"true {name}"), ax.set_xlabel("calibrated P(pneumonia)"), ax.legend()
     axes[0].set_ylabel("share of the class")
     return _save(fig, path)
+
+
+def ood_scores(named: dict, pass_rate: float, path) -> str:
+    """The out-of-distribution score of each set on a log axis, with the threshold at 1: X-rays (validation,
+    test) to its left, the generated non-X-rays to its right."""
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    values = {k: np.log10(np.maximum(np.asarray(v, float), 1e-3)) for k, v in named.items() if len(v)}
+    bins = np.linspace(min(v.min() for v in values.values()), max(v.max() for v in values.values()), 50)
+    for name, v in values.items():
+        ax.hist(v, bins=bins, weights=np.full(len(v), 1 / len(v)), alpha=0.5, label=name,
+                histtype="stepfilled" if name in ("val", "test") else "step", linewidth=1.5)
+    ax.axvline(0, color="k", linestyle="--", label=f"threshold ({100 * pass_rate:g} % of validation passes)")
+    ax.set_xlabel("log10 ood_score (Mahalanobis distance / threshold)"), ax.set_ylabel("share of the set")
+    ax.set_title("Is it a chest X-ray like the training images?"), ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)

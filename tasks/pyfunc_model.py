@@ -13,14 +13,18 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 
 class PneumoniaModel(mlflow.pyfunc.PythonModel):
-    """Input: DataFrame with an `image` column of base64 image files. Output: probability, label, threshold."""
+    """Input: DataFrame with an `image` column of base64 image files. Output: probability, label, threshold,
+    ood_score, in_distribution (tasks.serving)."""
 
     def load_context(self, context):
         import keras
 
+        from tasks import ood
+
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
         with open(context.artifacts["config"]) as fh:
             self.config = json.load(fh)
+        self.detector = ood.load(context.artifacts["ood"])  # plain arrays, allow_pickle=False
 
     def predict(self, context, model_input, params=None):
         from tasks.serving import decode_images, predict_frame
@@ -32,7 +36,7 @@ class PneumoniaModel(mlflow.pyfunc.PythonModel):
             images = decode_images(list(model_input["image"]), self.config["image_size"])
         except ValueError as err:
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
-        return predict_frame(self.model, self.config, images)
+        return predict_frame(self.model, self.config, self.detector, images)
 
 
 mlflow.models.set_model(PneumoniaModel())

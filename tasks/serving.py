@@ -2,8 +2,11 @@
 
 Input: a DataFrame with an `image` column of base64-encoded image files (any format
 tasks.images decodes). Output: `probability` (calibrated P(pneumonia)), `label`
-(NORMAL/PNEUMONIA) and the `threshold` used. Preprocessing is tasks.images.load_gray +
-tasks.inference.raw_scores (tasks.preprocess.normalize): the very functions training used.
+(NORMAL/PNEUMONIA), the `threshold` used, `ood_score` (tasks.ood: distance to the training
+X-rays over the threshold) and `in_distribution` (ood_score <= 1; when false the input does not
+look like the frontal chest X-rays the model learned, and its label means nothing). Preprocessing is
+tasks.images.load_gray + tasks.inference.scores_and_features (tasks.preprocess.normalize): the very
+functions training and evaluation used.
 """
 from __future__ import annotations
 
@@ -48,22 +51,26 @@ def decode_images(column, size: int) -> np.ndarray:
     return np.stack(out)
 
 
-def predict_frame(model, config: dict, images: np.ndarray):
-    """uint8 images -> DataFrame(probability, label, threshold) with the calibration in `config`."""
+def predict_frame(model, config: dict, detector: dict, images: np.ndarray):
+    """uint8 images -> DataFrame(probability, label, threshold, ood_score, in_distribution) with the
+    calibration in `config` and the out-of-distribution `detector` (tasks.ood)."""
     import pandas as pd
 
-    from tasks.inference import raw_scores
+    from tasks import ood
+    from tasks.inference import scores_and_features
     from tasks.metrics import apply_temperature
 
-    raw = raw_scores(model, images, config["normalize"], config.get("tta", 0))
+    raw, features = scores_and_features(model, images, config["normalize"], config.get("tta", 0))
     prob = apply_temperature(raw, config["temperature"], config.get("bias", 0.0))
     threshold = config["threshold"]
+    ood_score = ood.scores(features, detector)
     return pd.DataFrame({"probability": prob.astype(float),
                          "label": np.where(prob >= threshold, "PNEUMONIA", "NORMAL"),
-                         "threshold": float(threshold)})
+                         "threshold": float(threshold), "ood_score": ood_score.astype(float),
+                         "in_distribution": ood_score <= 1.0})
 
 
-def pyfunc_spec(keras_path: str, config_path: str, example_image: bytes) -> dict:
+def pyfunc_spec(keras_path: str, config_path: str, ood_path: str, example_image: bytes) -> dict:
     """The arguments of `mlflow.pyfunc.save_model` / `log_model` for this model: the one description of the
     package, whether it is saved to a folder (the package stage) or logged to a run (tasks.tracking)."""
     import pandas as pd
@@ -71,8 +78,9 @@ def pyfunc_spec(keras_path: str, config_path: str, example_image: bytes) -> dict
 
     tasks_dir = Path(__file__).resolve().parent
     example = pd.DataFrame({"image": [base64.b64encode(example_image).decode()]})
-    output = pd.DataFrame({"probability": [0.5], "label": ["PNEUMONIA"], "threshold": [0.5]})
+    output = pd.DataFrame({"probability": [0.5], "label": ["PNEUMONIA"], "threshold": [0.5], "ood_score": [0.5],
+                           "in_distribution": [True]})
     return {"python_model": str(tasks_dir / "pyfunc_model.py"),  # a model from code, not a pickle
-            "artifacts": {"keras_model": str(keras_path), "config": str(config_path)},
+            "artifacts": {"keras_model": str(keras_path), "config": str(config_path), "ood": str(ood_path)},
             "signature": infer_signature(example, output), "input_example": example,
             "code_paths": [str(tasks_dir)]}  # the model carries the decoder it was trained with

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.config import Params, flat_params
-from tasks.files import file_md5, model_path, serving_config
+from tasks.files import file_md5, model_path, ood_path, serving_config
 
 
 def experiment_name(p: Params) -> str:
@@ -187,6 +187,7 @@ def record_evaluate(p: Params, result: dict) -> None:
         mlflow.log_metrics({k: float(result[k]) for k in ("temperature", "bias", "threshold")})
         mlflow.log_metrics({f"stress/{name}/{k}": float(v) for name, m in result["stress"].items()
                             for k, v in m.items()})
+        mlflow.log_metrics({f"ood/{k}": float(v) for k, v in result["ood"].items()})
         for path in sorted(Path(p.paths.figures).glob("*.png")):
             mlflow.log_artifact(str(path), "figures")
         mlflow.log_artifact(p.paths.metrics)
@@ -206,7 +207,7 @@ def record_package(p: Params, result: dict) -> None:
     if run is None:
         raise LookupError(f"no MLflow run recorded the evaluation in {p.paths.metrics}: rerun evaluate")
     with mlflow.start_run(run_id=run.info.run_id):
-        info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model_path(p), serving_config(p),
+        info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model_path(p), serving_config(p), ood_path(p),
                                                                    example_image(p)))
         mlflow.set_tag("servable_model_uri", info.model_uri)
 

@@ -64,12 +64,30 @@ def test_the_compiled_pass_is_keras_predict_for_any_batch_and_each_model(model):
     assert inference.forward(model) is inference.forward(model)  # compiled once per model
 
 
+def test_features_are_the_last_layers_input_of_the_image_itself(model, images):
+    import keras
+
+    x = normalize(images, "equalize")
+    penultimate = keras.Model(model.inputs, model.layers[-1].input).predict(x, verbose=0)
+    scores, features = inference.scores_and_features(model, images, "equalize", tta=3, batch_size=4)
+    assert features.shape == (len(images), model.layers[-1].input.shape[-1])
+    assert np.allclose(features, penultimate, atol=1e-5)  # the first view, not an average of the views
+    assert np.allclose(scores, inference.raw_scores(model, images, "equalize", 3), atol=1e-6)
+
+
 def test_serving_scores_as_evaluate_did(model, images):
+    from tasks import ood
+
     served_config = {"normalize": "equalize", "tta": 2, "temperature": 0.7, "bias": 0.3, "threshold": 0.4}
-    served = predict_frame(model, served_config, images)
-    evaluated = apply_temperature(inference.raw_scores(model, images, "equalize", 2), 0.7, 0.3)
+    raw, features = inference.scores_and_features(model, images, "equalize", 2)
+    detector = ood.fit(np.concatenate([features] * 4), np.arange(4 * len(images)) % 2)
+    detector["threshold"] = float(np.median(ood.distance(features, detector)))
+    served = predict_frame(model, served_config, detector, images)
+    evaluated = apply_temperature(raw, 0.7, 0.3)
     assert np.allclose(served.probability, evaluated, atol=1e-6)
     assert (served.label == np.where(evaluated >= 0.4, "PNEUMONIA", "NORMAL")).all()
+    assert np.allclose(served.ood_score, ood.scores(features, detector), atol=1e-6)
+    assert (served.in_distribution == (served.ood_score <= 1)).all() and 0 < served.in_distribution.sum() < len(images)
 
 
 def test_low_resolution_augmentation_is_drawn_per_image():
