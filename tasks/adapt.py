@@ -55,7 +55,7 @@ def fine_tune(model, train: tuple, val: tuple, images: np.ndarray, cfg: Adapt, t
                   loss=keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing))
     log(f"adapt: {len(images)} site images, {int(labels.sum())} taken as pneumonia and {int((labels == 0).sum())} "
         f"as normal; {cfg.epochs} epochs at {cfg.learning_rate}")
-    model.fit(train_ds, epochs=cfg.epochs, verbose=2)
+    model.fit(train_ds, epochs=cfg.epochs, verbose=2, shuffle=False)  # train_ds shuffles itself
     return model
 
 

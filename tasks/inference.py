@@ -56,9 +56,8 @@ def forward(model):
     a one-image request took p50 124.9 ms with it and 18.3 ms with this (benchmarks/serve_latency.py, README)."""
     fn = _FORWARD.get(model)
     if fn is None:
-        import tensorflow as tf
-
         import keras
+        import tensorflow as tf
 
         both = keras.Model(model.inputs, [model.outputs[0], model.layers[-1].input])
         spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)

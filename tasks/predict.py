@@ -2,7 +2,9 @@
 
     pneumonia-predict IMAGE_OR_FOLDER... [--model-uri models:/pneumonia-classifier@champion] [--gradcam DIR]
 
-Prints one row per image: probability, label and the threshold the model uses.
+Prints one row per image: probability, label, the threshold the model uses, and `ood_score` /
+`in_distribution`: whether the image looks like the frontal chest X-rays the model was trained on
+(tasks.ood). A label of an image that is not in distribution means nothing, and the printout says so.
 """
 from __future__ import annotations
 
@@ -81,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"model: {uri}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    outside = table.file[~table.in_distribution.astype(bool)].tolist()
+    if outside:
+        print(f"warning: {len(outside)} image(s) do not look like the frontal chest X-rays the model learned "
+              f"(in_distribution false), so their labels mean nothing: {', '.join(outside)}", file=sys.stderr)
     if args.gradcam:
         for path in write_gradcam(model, files, args.gradcam):
             print(f"Grad-CAM: {path}")

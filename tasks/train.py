@@ -116,7 +116,8 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     replicas = strat.num_replicas_in_sync
     train_ds, val_ds = datasets(splits["train"], splits["val"], t, t.batch_size * replicas, replicas)
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, verbose=2,  # class weights ride in train_ds
+    # class weights ride in train_ds, which also shuffles itself (Keras ignores `shuffle` for a tf.data.Dataset)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, verbose=2, shuffle=False,
                         callbacks=callbacks(p, list(extra_callbacks)))
     return model, history, time.perf_counter() - start
 
