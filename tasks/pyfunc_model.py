@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import mlflow
+import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
@@ -20,11 +21,15 @@ class PneumoniaModel(mlflow.pyfunc.PythonModel):
         import keras
 
         from tasks import ood
+        from tasks.serving import predict_frame
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
         with open(context.artifacts["config"]) as fh:
             self.config = json.load(fh)
         self.detector = ood.load(context.artifacts["ood"])  # plain arrays, allow_pickle=False
+        # warm-up: trace the compiled forward pass now (it accepts any batch size), not on the first request
+        size = self.config["image_size"]
+        predict_frame(self.model, self.config, self.detector, np.zeros((1, size, size), np.uint8))
 
     def predict(self, context, model_input, params=None):
         from tasks.serving import decode_images, predict_frame
