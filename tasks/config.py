@@ -117,6 +117,7 @@ class Augment(Section):
     contrast: Amount
     low_resolution: Annotated[float, Field(gt=0, le=1)]
     noise: Amount
+    markers: Share  # share of training images stamped with a laterality marker (tasks.markers)
     horizontal_flip: bool
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tasks import markers
 from tasks.config import Augment, Paths, Train
 from tasks.preprocess import normalize
 
@@ -86,6 +87,7 @@ def datasets(train: tuple, val: tuple, p: Train, global_batch: int, replicas: in
     keep = len(val[0]) - len(val[0]) % replicas
     x_val, y_val = normalize(val[0][:keep], p.normalize), val[1][:keep]
     aug = augmenter(p.augment, p.seed)
+    stamps = markers.bank(x_train.shape[1]) if p.augment.markers > 0 else None
 
     def low_resolution(image):
         # one draw per image: a batch-wide factor would leave whole batches sharp and teach nothing
@@ -95,6 +97,8 @@ def datasets(train: tuple, val: tuple, p: Train, global_batch: int, replicas: in
         return tf.image.resize(tf.image.resize(image, small, "bilinear"), size, "bilinear")
 
     def augment(x, y, w):
+        if stamps is not None:  # before the affine steps: a marker moves with its film
+            x = markers.stamp(x, stamps, p.augment.markers, p.seed + 10)
         x = aug(x, training=True)
         # optional acquisition shift (the stress test's worst cases), drawn per image
         if p.augment.low_resolution < 1.0:
