@@ -1,6 +1,6 @@
 """The `pneumonia-training` flow: one Prefect task per DVC stage, in dvc.yaml order.
 
-    python -m flows.pipeline [key=value ...]      # e.g. train.epochs=3
+    pneumonia-pipeline [key=value ...]      # or python -m flows.pipeline; e.g. train.epochs=3
 
 Each stage runs through `dvc repro --single-item`, so a rerun after a failure skips what
 already finished, and `dvc status` is clean after a successful run. Transient failures are
@@ -80,5 +80,16 @@ def pneumonia_training(overrides: list[str] | None = None, experiment_name: str 
     return markdown
 
 
+def main(argv: list[str] | None = None) -> None:
+    """`pneumonia-pipeline`: the flow, run in this folder (a checkout with params.yaml and dvc.yaml)."""
+    ap = stages.parser("pneumonia-pipeline", __doc__)
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="params.yaml values for this run")
+    ap.add_argument("--name", help="name of the DVC experiment that records a run with overrides")
+    args = ap.parse_args(argv)
+    if bad := [o for o in args.overrides if "=" not in o]:
+        ap.error(f"overrides are key=value, got {' '.join(bad)}")
+    pneumonia_training(overrides=args.overrides or None, experiment_name=args.name)
+
+
 if __name__ == "__main__":
-    pneumonia_training(overrides=sys.argv[1:] or None)
+    main(sys.argv[1:])

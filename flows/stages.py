@@ -120,3 +120,13 @@ def set_params(overrides: list[str], root: Path = Path(".")) -> None:
         tmp.unlink()
         raise StageRejected(f"override {' '.join(overrides)} rejected, params.yaml left as it was: {err}") from None
     os.replace(tmp, path)
+
+
+def parser(prog: str, doc: str):
+    """A command's argument parser: the docstring's first paragraph as description, the rest (usage line
+    excepted) as epilog, line breaks kept."""
+    import argparse
+
+    head, _, rest = doc.split("\n\n", 2)
+    return argparse.ArgumentParser(prog=prog, description=head, epilog=rest,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,6 +1,6 @@
 """The `pneumonia-sweep` flow: several parameter sets as DVC experiments, the best one to the registry gate.
 
-    python -m flows.sweep [sweep.yaml] [--only NAME ...]
+    pneumonia-sweep [sweep.yaml] [--only NAME ...]      # or python -m flows.sweep
 
 The grid file holds `experiments: {name: {param: value}}`, optional `common: {param: value}` applied
 to every set (the data source, say), optional `seeds: [42, 1, 2]` (each set runs once per
@@ -179,8 +179,16 @@ def sweep(grid: str, only: list[str] | None) -> dict:
     return {"results": rows, "best": best}
 
 
+def main(argv: list[str] | None = None) -> None:
+    """`pneumonia-sweep`: the sweep flow on a grid file, run in this folder."""
+    ap = stages.parser("pneumonia-sweep", __doc__)
+    ap.add_argument("grid", nargs="?", default="sweep.yaml", help="the grid file (default: sweep.yaml)")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these sets of the grid")
+    args = ap.parse_args(argv)
+    if not Path(args.grid).is_file():
+        ap.error(f"{args.grid} does not exist: pass a grid file such as benchmarks/generalization.yaml")
+    pneumonia_sweep(args.grid, args.only)
+
+
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    only = args[args.index("--only") + 1:] if "--only" in args else None
-    grid = args[0] if args and not args[0].startswith("--") else "sweep.yaml"
-    pneumonia_sweep(grid, only)
+    main(sys.argv[1:])

@@ -31,9 +31,23 @@ def execute(step: str, p, run: Callable | None = None):
     return result
 
 
-def main(step: str, run: Callable) -> None:
+def usage(step: str, run: Callable, argv: list[str]) -> None:
+    """`python -m tasks.<step> --help` prints the step's docstring and exits; the stage takes no arguments
+    (its inputs are params.yaml and the files dvc.yaml declares), so any other argument is an error."""
+    import argparse
+
+    doc = sys.modules[run.__module__].__doc__ or ""
+    ap = argparse.ArgumentParser(prog=f"python -m tasks.{step}", description=doc,
+                                 epilog="Reads params.yaml in the current folder; DVC runs it as the stage "
+                                        f"`{step}` (dvc repro {step}).",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.parse_args(argv)
+
+
+def main(step: str, run: Callable, argv: list[str] | None = None) -> None:
     from tasks import config
 
+    usage(step, run, sys.argv[1:] if argv is None else argv)
     try:
         execute(step, config.load(), run)
     except StepError as err:
