@@ -91,11 +91,15 @@ def summary_block(test: dict, train_acc: float | None) -> str:
     return "\n".join(lines)
 
 
-def write_curves(y, prob, folder: str) -> None:
+def write_curves(y, prob, predicted, folder: str) -> None:
+    """The test split's ROC and PR curves and its (actual, predicted) classes, as small CSVs for `dvc plots`."""
     fpr, tpr, _ = skm.roc_curve(y, prob)
     pd.DataFrame({"fpr": fpr, "tpr": tpr}).to_csv(out_path(Path(folder) / "roc.csv"), index=False)
     precision, recall, _ = skm.precision_recall_curve(y, prob)
     pd.DataFrame({"recall": recall, "precision": precision}).to_csv(Path(folder) / "pr.csv", index=False)
+    names = np.array(["NORMAL", "PNEUMONIA"])
+    pd.DataFrame({"actual": names[np.asarray(y, int)], "predicted": names[np.asarray(predicted, int)]}).to_csv(
+        Path(folder) / "confusion.csv", index=False)
 
 
 def figures(p: Params, model, x_test, y_test, prob_test, raw_test, test_m: dict, val: tuple, pred) -> list[str]:
@@ -194,7 +198,7 @@ def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
                           "ood_score": ev.ood_scores[s]})
             for s in ev.prob]
     pd.concat(rows).to_csv(out_path(p.paths.predictions), index=False)
-    write_curves(ev.y["test"], ev.prob["test"], p.paths.curves)
+    write_curves(ev.y["test"], ev.prob["test"], ev.prob["test"] >= ev.decided["test"], p.paths.curves)
     figures(p, model, normalize(splits["test"][0], p.train.normalize), ev.y["test"], ev.prob["test"],
             ev.raw["test"], ev.metrics["test"], (ev.y["val"], ev.prob["val"]), ev.prob["test"] >= ev.decided["test"])
     plots.ood_scores(ev.ood_scores, p.evaluate.ood.pass_rate, Path(p.paths.figures) / "ood_scores.png")
