@@ -6,6 +6,9 @@ Each stage runs through `dvc repro --single-item`, so a rerun after a failure sk
 already finished, and `dvc status` is clean after a successful run. Transient failures are
 retried with backoff; a rejected input or parameter (exit 2) stops the flow at once.
 Overrides are applied as `dvc exp run -S` would and the result is saved as a DVC experiment.
+After the last stage, `dvc push` sends data, model and package to the checkout's default DVC remote
+(when none is set, a local folder outside the checkout: `paths.dvc_remote`), so a fresh clone gets
+them back with `dvc pull`.
 """
 from __future__ import annotations
 
@@ -43,6 +46,14 @@ def _read(path: str) -> dict:
     return json.loads(Path(path).read_text()) if Path(path).exists() else {}
 
 
+@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5))
+def push() -> str:
+    """Data, model and package to the DVC remote, so a fresh clone restores them with `dvc pull`."""
+    from tasks import config
+
+    return stages.push(config.load().paths.dvc_remote, get_run_logger().info)
+
+
 @task
 def summary() -> str:
     """A markdown report of this run: data version, key metrics, registry decision, MLflow run id."""
@@ -73,6 +84,7 @@ def pneumonia_training(overrides: list[str] | None = None, experiment_name: str 
             stages.set_params(overrides)
         for stage in stages.stage_names():
             run_stage.with_options(name=stage)(stage)  # raises, and so stops the flow, when a stage fails for good
+        push()
         markdown = summary()
         if overrides:
             name = ["-n", experiment_name] if experiment_name else []

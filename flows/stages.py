@@ -56,6 +56,34 @@ def run_stage(stage: str, log: Callable[[str], None] = print, root: Path = Path(
     return output
 
 
+def _dvc(*args, root: Path = Path("."), check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["dvc", *args], cwd=root, env=dvc_env(), capture_output=True, text=True, check=check)
+
+
+def ensure_remote(default: str, root: Path = Path(".")) -> str:
+    """The name of the checkout's default DVC remote. When it has none, a local folder `default` (outside the
+    checkout; `~` expanded) becomes the default remote `local`, written to .dvc/config.local so nothing
+    committed changes: pushing works offline on a fresh machine, and a remote set by the user is kept."""
+    current = _dvc("remote", "default", root=root, check=False)
+    if current.returncode == 0 and current.stdout.strip():
+        return current.stdout.strip()
+    folder = Path(default).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    _dvc("remote", "add", "--local", "--force", "--default", "local", str(folder), root=root)
+    return "local"
+
+
+def push(default_remote: str, log: Callable[[str], None] = print, root: Path = Path(".")) -> str:
+    """`dvc push` of every output of dvc.yaml (data, model, package) to the default remote, set up first when
+    there is none; a failure raises StageFailed (worth a retry: a remote may be briefly unreachable)."""
+    remote = ensure_remote(default_remote, root)
+    proc = _dvc("push", root=root, check=False)
+    if proc.returncode:
+        raise StageFailed(f"dvc push to remote `{remote}` failed: {(proc.stderr or proc.stdout)[-2000:]}")
+    log(f"dvc push -> remote `{remote}`: {proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else 'done'}")
+    return remote
+
+
 LOCK_FILE = ".pipeline.lock"
 
 

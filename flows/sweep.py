@@ -176,6 +176,7 @@ def sweep(grid: str, only: list[str] | None) -> dict:
     subprocess.run(["dvc", "exp", "apply", best], env=stages.dvc_env(), check=True)
     write_results(out, markdown, results)  # the apply may clear files Git does not track
     stages.run_stage("register", print)
+    stages.push(config.load().paths.dvc_remote)  # the winner's data, model and package, as the pipeline does
     return {"results": rows, "best": best}
 
 

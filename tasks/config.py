@@ -53,6 +53,7 @@ class Paths(Section):
     curves: str
     predictions: str
     registry: str
+    dvc_remote: str  # the local DVC remote flows set up when the checkout has none (`~` is the home folder)
 
 
 class Data(Section):

@@ -104,7 +104,8 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         ingested_at = manifest.stat().st_mtime_ns
 
         # the scheduled deployment, triggered through the API and run by a worker
-        repo.params(TINY_FLOW)
+        store = tmp_path / "dvc-store"  # the checkout has no DVC remote: the flow sets this one up and pushes
+        repo.params(deep_update(TINY_FLOW, {"paths": {"dvc_remote": str(store)}}))
         repo.run("prefect", "work-pool", "create", "--type", "process", "pneumonia-pool")
         repo.run("prefect", "--no-prompt", "deploy", "--all")
         deployment = requests.get(f"{api}/deployments/name/pneumonia-training/nightly-retrain").json()
@@ -120,7 +121,7 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         runs = task_runs(api, done[0]["id"])
         for stage in stages.stage_names(repo.path):
             assert runs[stage]["state_type"] == "COMPLETED", stage
-        assert runs["summary"]["state_type"] == "COMPLETED"
+        assert runs["summary"]["state_type"] == "COMPLETED" and runs["push"]["state_type"] == "COMPLETED"
         assert manifest.stat().st_mtime_ns == ingested_at  # the rerun skipped the stage that had finished
         status = repo.run("dvc", "status")
         assert "changed" not in status.stdout  # DVC is clean after the flow
@@ -131,3 +132,18 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         assert client.get_run(run_id).info.status == "FINISHED"
         artifacts = requests.post(f"{api}/artifacts/filter", json={}).json()
         assert any(a["key"] == "pneumonia-training-summary" for a in artifacts)
+
+    # a fresh clone elsewhere gets data, model and package back from the remote, and has nothing to rerun
+    repo.run("git", "add", "-A")
+    repo.run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "trained")
+    clone = tmp_path / "clone"
+    repo.run("git", "clone", "-q", str(repo.path), str(clone))
+    assert stages.ensure_remote(str(store), clone) == "local"
+    env = {**repo.env, "PYTHONPATH": str(clone)}
+    pulled = subprocess.run(["dvc", "pull"], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert pulled.returncode == 0, pulled.stderr[-2000:]
+    assert (clone / "models/model.keras").exists() and (clone / "models/package/MLmodel").exists()
+    status = subprocess.run(["dvc", "status"], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert "up to date" in status.stdout, status.stdout
+    again = subprocess.run(["dvc", "repro"], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout[-2000:]
