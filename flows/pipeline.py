@@ -76,7 +76,29 @@ def summary() -> str:
     return markdown
 
 
-@flow(name="pneumonia-training", log_prints=True)
+def report_failure(flow, flow_run, state) -> None:
+    """Prefect's on_failure hook: a markdown artifact `pneumonia-training-failure` saying what failed, and,
+    when `PNEUMONIA_FAILURE_WEBHOOK` is set, the same as JSON POSTed to that URL (Slack, Teams or any
+    incident hook). A webhook that fails is logged, never raised: the run has already failed."""
+    import os
+    import urllib.request
+
+    message = str(state.message or state.name)
+    markdown = (f"# pneumonia-training failed\n\n- flow run: `{flow_run.name}` (`{flow_run.id}`)\n"
+                f"- state: {state.name}\n\n```\n{message[-3000:]}\n```\n")
+    create_markdown_artifact(markdown, key="pneumonia-training-failure", description="why the run failed")
+    url = os.environ.get("PNEUMONIA_FAILURE_WEBHOOK")
+    if url:
+        body = json.dumps({"text": f"pneumonia-training run {flow_run.name} failed: {message[-1000:]}",
+                           "flow_run_id": str(flow_run.id), "state": state.name}).encode()
+        request = urllib.request.Request(url, body, {"Content-Type": "application/json"}, method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=10).close()
+        except OSError as err:
+            print(f"failure webhook {url} did not answer: {err}")
+
+
+@flow(name="pneumonia-training", log_prints=True, on_failure=[report_failure])
 def pneumonia_training(overrides: list[str] | None = None, experiment_name: str | None = None) -> str:
     """Run every DVC stage in order; with overrides, record the result as a DVC experiment."""
     with stages.workspace_lock("pneumonia-training"):

@@ -79,6 +79,16 @@ def test_md5(images: np.ndarray, labels: np.ndarray) -> str:
     return hashlib.md5(images.tobytes() + labels.astype(np.int8).tobytes()).hexdigest()
 
 
+def describe(candidate: dict, promoted: bool, reason: str, champion, n_test: int) -> str:
+    """The registry version's description: its test metrics and the gate's decision."""
+    shown = ", ".join(f"{name} {candidate[key]:.4f}" for key, name in (
+        ("roc_auc", "ROC-AUC"), ("accuracy", "accuracy"), ("recall", "sensitivity"), ("specificity", "specificity"))
+        if key in candidate)
+    against = f"champion v{champion.version}" if champion else "no champion"
+    return (f"{'Promoted to @champion' if promoted else 'Not promoted'} against {against}: {reason}.\n\n"
+            f"Test split ({n_test} images): {shown}.")
+
+
 def run(p: Params) -> dict:
     from tasks.data import load_splits
 
@@ -98,7 +108,8 @@ def run(p: Params) -> dict:
     version = registry.add_version(p, model_uri, tags={
         "test_md5": md5, "decision": "promoted" if promote else "rejected", "reason": reason,
         "compared_with": f"v{champion.version}" if champion else "none",
-        **{f"test/{k}": str(v) for k, v in candidate.items() if isinstance(v, (int, float))}})
+        **{f"test/{k}": str(v) for k, v in candidate.items() if isinstance(v, (int, float))}},
+        description=describe(candidate, promote, reason, champion, len(test[1])))
     if promote:  # a ChampionMoved here exits 1: the flow's retry decides again against the new champion
         registry.promote(p, version, decided_against=champion)
     report = {"model_name": registry.model_name(p), "version": int(version.version), "promoted": promote,

@@ -73,15 +73,21 @@ def champion_uri(p: Params) -> str:
     return f"models:/{model_name(p)}@{ALIAS}"
 
 
-def add_version(p: Params, model_uri: str, tags: dict[str, str]):
+def add_version(p: Params, model_uri: str, tags: dict[str, str], description: str):
     """Register the logged model at `model_uri` (`models:/m-…`) as a new version of the project's model, tagged
-    with `tags` and the data it was trained on (tracking.run_tags)."""
+    with `tags` and the data it was trained on (tracking.run_tags), with `description` followed by that data
+    version as the version's description (what the registry UI shows first)."""
     import mlflow
 
     from tasks import tracking
 
     tracking.configure(p)
-    return mlflow.register_model(model_uri, model_name(p), tags={**tags, **tracking.run_tags(p)})
+    data = tracking.run_tags(p)
+    version = mlflow.register_model(model_uri, model_name(p), tags={**tags, **data})
+    text = (f"{description}\n\nData: {data['data_source']} images at {data['image_size']} px, pixels md5 "
+            f"{data['data_md5']}, split md5 {data['split_md5']}; code {data['git_commit']}; model {data['model']}.")
+    mlflow.MlflowClient().update_model_version(model_name(p), version.version, description=text)
+    return version
 
 
 class ChampionMoved(RuntimeError):

@@ -84,12 +84,38 @@ def task_runs(api: str, flow_run_id: str) -> dict[str, dict]:
 
 
 @pytest.mark.slow
+@contextmanager
+def webhook():
+    """A local HTTP endpoint on 127.0.0.1 that records the JSON bodies POSTed to it; yields (url, bodies)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    bodies = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", bodies
+    finally:
+        server.shutdown()
+
+
 def test_flow_on_a_real_prefect_server(tmp_path):
     home = tmp_path / "prefect-home"
     home.mkdir()
-    with prefect_server(home) as api:
+    with prefect_server(home) as api, webhook() as (hook_url, alerts):
         repo = RepoCopy(tmp_path / "repo", env={"PREFECT_API_URL": api, "PREFECT_HOME": str(home),
-                                                "PNEUMONIA_REPO": str(tmp_path / "repo")})
+                                                "PNEUMONIA_REPO": str(tmp_path / "repo"),
+                                                "PNEUMONIA_FAILURE_WEBHOOK": hook_url})
         # a failing data validation stops the flow at once: no retries, nothing downstream
         repo.params(deep_update(TINY_FLOW, {"validate": {"min_per_class": 100_000}}))
         failed = repo.run(sys.executable, "-m", "flows.pipeline", check=False)
@@ -100,6 +126,11 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         assert runs["ingest"]["state_type"] == "COMPLETED"
         assert runs["validate"]["state_type"] == "FAILED" and runs["validate"]["run_count"] == 1
         assert "split" not in runs
+        # the failure hook left an artifact and called the webhook, naming the stage
+        failures = [a for a in requests.post(f"{api}/artifacts/filter", json={}).json()
+                    if a["key"] == "pneumonia-training-failure"]
+        assert len(failures) == 1 and "validate" in failures[0]["data"]
+        assert len(alerts) == 1 and "validate" in alerts[0]["text"] and alerts[0]["state"] == "Failed"
         manifest = repo / "data/prepared/manifest.csv"
         ingested_at = manifest.stat().st_mtime_ns
 
@@ -132,6 +163,7 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         assert client.get_run(run_id).info.status == "FINISHED"
         artifacts = requests.post(f"{api}/artifacts/filter", json={}).json()
         assert any(a["key"] == "pneumonia-training-summary" for a in artifacts)
+        assert len(alerts) == 1  # a successful run calls no webhook
 
     # a fresh clone elsewhere gets data, model and package back from the remote, and has nothing to rerun
     repo.run("git", "add", "-A")

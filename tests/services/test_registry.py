@@ -130,6 +130,7 @@ def test_a_run_that_does_not_beat_the_champion_leaves_it(registry):
     assert champion_version(client, name) == before
     version = client.get_model_version(name, str(report["version"]))
     assert version.tags["decision"] == "rejected" and version.tags["test_md5"]
+    assert version.description.startswith("Not promoted") and "below register.min_improvement" in version.description
 
 
 def test_a_better_run_moves_the_champion(registry):
@@ -138,7 +139,12 @@ def test_a_better_run_moves_the_champion(registry):
     weaken_champion(client, name)
     report = execute("register", p)
     assert report["promoted"] and champion_version(client, name) == report["version"]
-    assert client.get_model_version(name, str(report["version"])).tags["compared_with"] == f"v{before}"
+    version = client.get_model_version(name, str(report["version"]))
+    assert version.tags["compared_with"] == f"v{before}"
+    # the description a registry user reads first: decision, test metrics, data version
+    assert version.description.startswith(f"Promoted to @champion against champion v{before}")
+    assert f"ROC-AUC {report['candidate']:.4f}" in version.description
+    assert version.tags["data_md5"] in version.description
 
 
 def test_an_alias_moved_since_the_decision_is_left_alone(registry):
