@@ -146,8 +146,20 @@ def experiment(name: str, overrides: dict, base_params: str) -> dict:
 
 @flow(name="pneumonia-sweep", log_prints=True)
 def pneumonia_sweep(grid: str = "sweep.yaml", only: list[str] | None = None) -> dict:
+    """The grid's experiments under one MLflow parent run (their training runs are its children)."""
+    import os
+
     with stages.workspace_lock("pneumonia-sweep"):  # experiments rewrite params.yaml: one run per checkout
-        return sweep(grid, only)
+        p = config.load()
+        parent = tracking.start_sweep(p, f"sweep-{Path(grid).stem}")
+        os.environ[tracking.SWEEP_RUN_ENV] = parent  # `dvc exp run` passes it on to train's record
+        results = None
+        try:
+            results = sweep(grid, only)
+        finally:
+            os.environ.pop(tracking.SWEEP_RUN_ENV, None)
+            tracking.finish_sweep(config.load(), parent, results)
+        return {**results, "run_id": parent}
 
 
 def sweep(grid: str, only: list[str] | None) -> dict:
@@ -177,7 +189,7 @@ def sweep(grid: str, only: list[str] | None) -> dict:
     write_results(out, markdown, results)  # the apply may clear files Git does not track
     stages.run_stage("register", print)
     stages.push(config.load().paths.dvc_remote)  # the winner's data, model and package, as the pipeline does
-    return {"results": rows, "best": best}
+    return {"results": rows, "best": best, "select": select}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.config import Params, flat_params
-from tasks.files import file_md5, model_path, ood_path, serving_config
+from tasks.files import file_md5, model_path, ood_path, read_json, serving_config
 
 
 def experiment_name(p: Params) -> str:
@@ -103,15 +103,22 @@ def record(step: str, p: Params, result) -> None:
         recorders[step](p, result)
 
 
+LINKED_METRICS = ("roc_auc", "accuracy", "recall", "specificity", "f1", "balanced_accuracy")
+SWEEP_RUN_ENV = "PNEUMONIA_SWEEP_RUN"  # set by the sweep flow: its parent run's id
+
+
 def record_train(p: Params, report: dict) -> None:
     """A new run: params, data tags, the md5 of the model file (how evaluate finds the run again), one
-    point per epoch for every curve of `paths.history`, and the training time."""
+    point per epoch for every curve of `paths.history`, and the training time. Under a sweep it is a child
+    of the sweep's run."""
     import mlflow
     import pandas as pd
 
     experiment_id = configure(p)
+    parent = os.environ.get(SWEEP_RUN_ENV)
     # named after the DVC experiment when `dvc exp run` runs the stage (MLflow's random name otherwise)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME")):
+    with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"),
+                          tags={"mlflow.parentRunId": parent} if parent else None):
         tags = describe_model_run(p)
         history = pd.read_csv(p.paths.history)
         for row in history.to_dict("records"):
@@ -138,20 +145,25 @@ def log_datasets(p: Params, tags: dict[str, str]) -> None:
     """The train, val and test splits as the run's MLflow datasets (the UI's "Datasets" panel): their rows
     of the split file, the source the images came from, and a digest of the DVC hashes of the pixel
     store and the split file with the split's name, so equal digests mean the same images and labels."""
-    import hashlib
-
     import mlflow
     import pandas as pd
 
     frame = pd.read_csv(p.paths.split)
-    source = str(Path(p.ingest.input).resolve())
-    hashes = f"{tags['data_md5']} {tags['split_md5']}"  # run_tags' DVC hashes, not read again
     for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
-        rows = frame[frame.split == split].reset_index(drop=True)
-        digest = hashlib.md5(f"{hashes} {split}".encode()).hexdigest()[:16]
-        dataset = mlflow.data.from_pandas(rows, source=source, targets="label", name=f"{p.ingest.source}-{split}",
-                                          digest=digest)
-        mlflow.log_input(dataset, context=context)
+        mlflow.log_input(split_dataset(p, frame, split, tags), context=context)
+
+
+def split_dataset(p: Params, frame, split: str, tags: dict[str, str]):
+    """One split of `frame` (the split file) as an MLflow dataset; its digest comes from run_tags' DVC hashes
+    (not read again) and the split's name."""
+    import hashlib
+
+    import mlflow
+
+    rows = frame[frame.split == split].reset_index(drop=True)
+    digest = hashlib.md5(f"{tags['data_md5']} {tags['split_md5']} {split}".encode()).hexdigest()[:16]
+    return mlflow.data.from_pandas(rows, source=str(Path(p.ingest.input).resolve()), targets="label",
+                                   name=f"{p.ingest.source}-{split}", digest=digest)
 
 
 @contextmanager
@@ -199,6 +211,7 @@ def record_package(p: Params, result: dict) -> None:
     """The servable pyfunc (the package stage's model and serving config) logged to the evaluation's run,
     its `models:/m-…` URI kept as the run's tag `servable_model_uri` (what register registers)."""
     import mlflow
+    import pandas as pd
 
     from tasks.package import example_image
     from tasks.serving import pyfunc_spec
@@ -210,6 +223,39 @@ def record_package(p: Params, result: dict) -> None:
         info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model_path(p), serving_config(p), ood_path(p),
                                                                    example_image(p)))
         mlflow.set_tag("servable_model_uri", info.model_uri)
+        # the test metrics again, linked to the logged model and the test dataset: the model's own page shows them
+        test = read_json(p.paths.metrics)["test"]
+        mlflow.log_metrics({f"test/{k}": float(test[k]) for k in LINKED_METRICS if k in test}, model_id=info.model_id,
+                           dataset=split_dataset(p, pd.read_csv(p.paths.split), "test", run_tags(p)))
+
+
+def start_sweep(p: Params, name: str) -> str:
+    """A parent run for a sweep (its experiments' training runs become its children); returns its id."""
+    import mlflow
+
+    experiment_id = configure(p)
+    return mlflow.MlflowClient().create_run(experiment_id, run_name=name, tags={"sweep": name}).info.run_id
+
+
+def finish_sweep(p: Params, run_id: str, results: dict | None) -> None:
+    """Close the sweep's run: its results table and rows as artifacts, the chosen experiment as tags and
+    its validation score as a metric; FAILED when the sweep stopped before it had results."""
+    import mlflow
+
+    configure(p)
+    client = mlflow.MlflowClient()
+    if results is None:
+        client.set_terminated(run_id, "FAILED")
+        return
+    best = next(r for r in results["results"] if r["name"] == results["best"])
+    client.set_tag(run_id, "best_experiment", results["best"])
+    client.set_tag(run_id, "best_run_id", best["run_id"])
+    client.log_metric(run_id, f"best_{results['select']}", best[results["select"]])
+    sweep_md = Path(p.paths.sweep)
+    for path in (sweep_md, sweep_md.with_suffix(".json")):
+        if path.exists():
+            client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, "FINISHED")
 
 
 def record_register(p: Params, report: dict) -> None:

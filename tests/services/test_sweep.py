@@ -16,7 +16,8 @@ def test_sweep_runs_experiments_and_registers_the_best_on_validation(tmp_path):
     # more patients than the tiny default: a validation split large enough to tell a trained model from an
     # untrained one
     repo.params(deep_update(TINY_TRAIN, {"register": {"min_sensitivity": 0.0, "min_specificity": 0.0},
-                                         "ingest": {"demo": {"patients": 150}}}))
+                                         "ingest": {"demo": {"patients": 150}},
+                                         "paths": {"dvc_remote": str(tmp_path / "dvc-store")}}))
     repo.run("git", "commit", "-qam", "tiny params")
     # the winner runs first: the last experiment's files are what the workspace holds before `dvc exp apply`
     grid = {"common": {"evaluate.target_sensitivity": 0.9}, "select": "val_roc_auc",
@@ -62,5 +63,14 @@ def test_sweep_runs_experiments_and_registers_the_best_on_validation(tmp_path):
     client = MlflowClient(f"sqlite:///{repo / 'mlruns/mlflow.db'}")
     assert client.get_model_version(registry["model_name"], "1").run_id == rows["good"]["run_id"]
     assert client.get_run(rows["good"]["run_id"]).info.run_name == "good"  # named after the DVC experiment
+    # one parent run for the sweep, each experiment's training run its child
+    [sweep_run] = client.search_runs([client.get_experiment_by_name("pneumonia-classifier-demo").experiment_id],
+                                     "tags.sweep = 'sweep-grid'")
+    assert sweep_run.info.status == "FINISHED" and sweep_run.data.tags["best_experiment"] == "good"
+    assert sweep_run.data.tags["best_run_id"] == rows["good"]["run_id"]
+    for row in rows.values():
+        assert client.get_run(row["run_id"]).data.tags["mlflow.parentRunId"] == sweep_run.info.run_id
+    assert {a.path for a in client.list_artifacts(sweep_run.info.run_id)} >= {"sweep.md", "sweep.json"}
+    assert any((tmp_path / "dvc-store").rglob("*"))  # the winner's outputs were pushed to the DVC remote
     table = (repo / "reports/sweep.md").read_text()
     assert f"**{winner}**" in table and "`train.learning_rate=1e-05`" in table and "target_sensitivity" not in table

@@ -40,6 +40,9 @@ def check_run(p, uri):
     assert model_uri.startswith("models:/m-")
     logged = client.get_logged_model(model_uri.removeprefix("models:/"))
     assert logged.source_run_id == run.info.run_id
+    linked = {m.key: m for m in logged.metrics}  # the test metrics, linked to the model and the test dataset
+    assert linked["test/roc_auc"].value == pytest.approx(run.data.metrics["test/roc_auc"])
+    assert linked["test/roc_auc"].dataset_digest == inputs["demo-test"].dataset.digest
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "pneumonia-classifier-demo"  # demo data never shares an experiment with real data
     return run
