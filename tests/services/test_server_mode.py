@@ -127,6 +127,7 @@ def test_pipeline_registry_serving_and_ui_on_postgres(tiny_workdir, monkeypatch)
         shots.mkdir()
         run_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}", shots / "run.png")
         assert "train.epochs" in run_dom or "Parameters" in run_dom, run_dom[:500]
+        assert all(f"demo-{split}" in run_dom for split in ("train", "val", "test")), "Datasets panel"
         model_dom = chromium(f"{url}/#/models/{name}", shots / "model.png")
         assert "champion" in model_dom and name in model_dom
         runs_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/runs", shots / "runs.png")
