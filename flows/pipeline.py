@@ -13,6 +13,7 @@ them back with `dvc pull`.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -95,7 +96,7 @@ def report_failure(flow, flow_run, state) -> None:
         try:
             urllib.request.urlopen(request, timeout=10).close()
         except OSError as err:
-            print(f"failure webhook {url} did not answer: {err}")
+            logging.getLogger(__name__).warning(f"failure webhook {url} did not answer: {err}")
 
 
 @flow(name="pneumonia-training", log_prints=True, on_failure=[report_failure])

@@ -183,11 +183,11 @@ def sweep(grid: str, only: list[str] | None) -> dict:
         write_results(out, markdown, results)
     if not rows:
         raise ValueError(f"{grid}: no experiment to run (--only {only} matches none of {list(spec['experiments'])})")
-    print(f"best on validation: {best} ({select}, set {best_set})")
+    get_run_logger().info(f"best on validation: {best} ({select}, set {best_set})")
     create_markdown_artifact(markdown, key="sweep-results", description="pneumonia-sweep results")
     subprocess.run(["dvc", "exp", "apply", best], env=stages.dvc_env(), check=True)
     write_results(out, markdown, results)  # the apply may clear files Git does not track
-    stages.run_stage("register", print)
+    stages.run_stage("register", get_run_logger().info)
     stages.push(config.load().paths.dvc_remote)  # the winner's data, model and package, as the pipeline does
     return {"results": rows, "best": best, "select": select}
 

@@ -3,10 +3,10 @@
 A step computes and writes its files; then tasks.tracking records the result in MLflow (the one edge
 that logs runs), so a step's `run(params)` can be called, and tested, without a tracking store.
 
-A `StepError` (bad input, bad params, a failed check) prints one clear message and exits
-with `EXIT_REJECTED` (2) without a traceback: retrying cannot help. Anything else (a bug,
-a network or tracking-server failure) keeps its traceback and exits 1, which the Prefect
-flow treats as worth a retry.
+Steps report through `logging` (configured once, here). A `StepError` (bad input, bad params, a failed
+check) prints one clear message and exits with `EXIT_REJECTED` (2) without a traceback: retrying
+cannot help. Anything else (a bug, a network or tracking-server failure) keeps its traceback and
+exits 1, which the Prefect flow treats as worth a retry.
 """
 from __future__ import annotations
 
@@ -44,10 +44,21 @@ def usage(step: str, run: Callable, argv: list[str]) -> None:
     ap.parse_args(argv)
 
 
+def configure_logging() -> None:
+    """The one logging set-up of a step's process: the steps' `logging` records to stdout as plain lines (each
+    already names its step), which DVC shows and the Prefect flow relays to its own log."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
+    for noisy in ("mlflow", "alembic", "urllib3", "git", "matplotlib", "PIL", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def main(step: str, run: Callable, argv: list[str] | None = None) -> None:
     from tasks import config
 
     usage(step, run, sys.argv[1:] if argv is None else argv)
+    configure_logging()
     try:
         execute(step, config.load(), run)
     except StepError as err:

@@ -10,6 +10,7 @@ all of it.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from tasks import metrics as M
 from tasks.cli import StepError, main
 from tasks.config import Evaluate, Params
 from tasks.files import model_path, ood_path, out_path, serving_config, write_json
+
+log = logging.getLogger(__name__)
 
 
 def operating_point(y_val, raw_val, cfg: Evaluate) -> dict:
@@ -211,17 +214,17 @@ def report(p: Params, ev: Evaluation) -> None:
     """The printout: the reference article's block, the stress test's worst shift, the operating point."""
     history = pd.read_csv(p.paths.history) if Path(p.paths.history).exists() else None
     train_acc = float(history.accuracy.iloc[-1]) if history is not None else None
-    print(summary_block(ev.metrics["test"], train_acc))
+    log.info(summary_block(ev.metrics["test"], train_acc))
     worst = max(ev.metrics["stress"].items(), key=lambda kv: kv[1]["drop_balanced_accuracy"])
-    print(f"evaluate: stress test: worst shift `{worst[0]}` costs {100 * worst[1]['drop_balanced_accuracy']:.1f} "
+    log.info(f"evaluate: stress test: worst shift `{worst[0]}` costs {100 * worst[1]['drop_balanced_accuracy']:.1f} "
           "points of balanced accuracy on validation")
     op_site = p.evaluate.threshold == "site_prevalence"
     chosen = "from the site's unlabelled scores" if op_site else "chosen on validation"
     o = ev.metrics["ood"]
     flagged = ", ".join(f"{k} {100 * o[f'flagged_{k}']:.0f} %" for k in ood.KINDS)
-    print(f"evaluate: out-of-distribution flag passes {100 * o['val_pass']:.1f} % of validation and "
+    log.info(f"evaluate: out-of-distribution flag passes {100 * o['val_pass']:.1f} % of validation and "
           f"{100 * o['test_pass']:.1f} % of test X-rays; flags {flagged}")
-    print(f"evaluate: threshold {ev.op['threshold']:.3f} ({p.evaluate.threshold}, {chosen}), {p.evaluate.calibrate} "
+    log.info(f"evaluate: threshold {ev.op['threshold']:.3f} ({p.evaluate.threshold}, {chosen}), {p.evaluate.calibrate} "
           f"calibration T={ev.op['temperature']:.2f} b={ev.op['bias']:+.2f}; metrics -> {p.paths.metrics}; "
           f"figures -> {p.paths.figures}")
 

@@ -7,6 +7,7 @@ skipped under `on_bad_image: skip`) and `paths.ingest_report`. The source is onl
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +23,8 @@ from tasks.cli import StepError, main
 from tasks.config import Ingest, Params
 from tasks.files import out_path, write_json
 from tasks.sources import CLASSES, COLUMNS, Candidate, demo, folder, medmnist
+
+log = logging.getLogger(__name__)
 
 
 class BadImages(StepError):
@@ -120,7 +123,7 @@ def run(p: Params) -> pd.DataFrame:
               "images_per_second": round(rate, 1), "source": p.ingest.source,
               "per_class": manifest["class"].value_counts().to_dict()}
     write_json(p.paths.ingest_report, report)
-    print(f"ingest: {len(manifest)} images ({report['per_class']}) in {seconds:.1f} s = {rate:.0f} img/s; "
+    log.info(f"ingest: {len(manifest)} images ({report['per_class']}) in {seconds:.1f} s = {rate:.0f} img/s; "
           f"{len(bad)} quarantined" + (f" -> {p.paths.quarantine}" if len(bad) else ""))
     return manifest
 

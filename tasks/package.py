@@ -11,6 +11,7 @@ registers that logged model.
 from __future__ import annotations
 
 import base64
+import logging
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from tasks.cli import StepError, main
 from tasks.config import Params
 from tasks.files import model_path, ood_path, serving_config
 from tasks.images import png_bytes
+
+log = logging.getLogger(__name__)
 
 CHECKED = 16  # validation images re-scored through the package
 
@@ -66,7 +69,7 @@ def run(p: Params) -> dict:
         shutil.rmtree(folder)
         raise StepError(f"the package scores validation images {gap:.2e} away from evaluate's "
                         f"{p.paths.predictions}: the served model would not be the measured one")
-    print(f"package: {folder} (an MLflow pyfunc; serve it with `mlflow models serve -m {folder}`): "
+    log.info(f"package: {folder} (an MLflow pyfunc; serve it with `mlflow models serve -m {folder}`): "
           f"reproduces evaluate's validation probabilities and ood scores to {gap:.1e}")
     return {"folder": str(folder), "max_gap": gap}
 

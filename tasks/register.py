@@ -8,6 +8,7 @@ the last write, so a failure anywhere leaves the old champion in place. Writes `
 from __future__ import annotations
 
 import base64
+import logging
 import math
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from tasks.cli import StepError, main
 from tasks.config import Params, Register
 from tasks.files import read_json, write_json
 from tasks.metrics import LOWER_IS_BETTER
+
+log = logging.getLogger(__name__)
 
 
 def decide(candidate: dict, champion: dict | None, cfg: Register) -> tuple[bool, str]:
@@ -119,7 +122,7 @@ def run(p: Params) -> dict:
               "metric": p.register.metric, "candidate": candidate.get(p.register.metric),
               "champion": champ_metrics.get(p.register.metric) if champ_metrics else None}
     write_json(p.paths.registry, report)
-    print(f"register: {report['model_name']} v{version.version} "
+    log.info(f"register: {report['model_name']} v{version.version} "
           f"{'PROMOTED to @champion' if promote else 'not promoted'}: {reason}")
     return report
 

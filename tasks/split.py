@@ -7,12 +7,16 @@ rows in order, with a `split` column) and `paths.split_report`.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from tasks.cli import StepError, main
 from tasks.config import Params, Split
 from tasks.files import out_path, write_json
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -91,7 +95,7 @@ def run(p: Params) -> pd.DataFrame:
     report = summary(frame)
     write_json(p.paths.split_report, report)
     for name, s in report.items():
-        print(f"split: {name:>8}: {s['images']:5d} images, {s['patients']:5d} patients, "
+        log.info(f"split: {name:>8}: {s['images']:5d} images, {s['patients']:5d} patients, "
               f"{s['normal']} normal / {s['pneumonia']} pneumonia ({s['pneumonia_fraction']:.1%})")
     return frame
 

@@ -6,6 +6,7 @@ mid-run resumes from its last finished epoch when rerun (BackupAndRestore).
 """
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import time
@@ -15,6 +16,8 @@ from tasks import adapt
 from tasks.cli import StepError, main
 from tasks.config import Params, Train, flat_params
 from tasks.files import file_md5, model_path, out_path, read_json, write_json
+
+log = logging.getLogger(__name__)
 
 METRICS = ["accuracy", "auc", "precision", "recall"]
 
@@ -147,7 +150,7 @@ def run(p: Params) -> dict:
         report["adapt"] = adapt.adapt(p, model_path(p), splits)
         report["adapt"]["seconds"] = round(time.perf_counter() - start, 1)
     write_json(p.paths.train_report, report)
-    print(f"train: {epochs} epochs in {seconds:.0f} s ({report['images_per_second']} img/s), "
+    log.info(f"train: {epochs} epochs in {seconds:.0f} s ({report['images_per_second']} img/s), "
           f"best val AUC {report['best_val_auc']} -> {model_path(p)}")
     return report
 

@@ -6,6 +6,7 @@ step exits 1, so nothing downstream runs.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from tasks.config import Params, Validate
 from tasks.files import write_json
 from tasks.preview import data_preview
 from tasks.sources import CLASSES, COLUMNS
+
+log = logging.getLogger(__name__)
 
 REQUIRED = ["path", "label", "class", "patient_id", "source_split", "width", "height", "sha256"]
 
@@ -99,11 +102,11 @@ def run(p: Params) -> None:
     success, failures, results = run_suite(manifest, p.validate, p.paths.data_docs)
     write_json(p.paths.validation, {"success": success, "failures": failures, "results": results})
     index = Path(p.paths.data_docs) / "index.html"
-    print(f"validate: Data Docs at {index}; data preview at {p.paths.data_preview}")
+    log.info(f"validate: Data Docs at {index}; data preview at {p.paths.data_preview}")
     if not success:
         raise SuiteFailed(f"{len(failures)} expectation(s) failed on {p.paths.manifest}:\n  " + "\n  ".join(failures)
                           + f"\nsee {index} for details; fix the data or the bounds in params.yaml `validate:`")
-    print(f"validate: {len(manifest)} rows passed all expectations")
+    log.info(f"validate: {len(manifest)} rows passed all expectations")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ def test_repro_noop_and_param_change(repo_copy):
     repo_copy.params(TINY_DEMO)
     first = repo_copy.run("dvc", "repro", *DATA_STAGES)
     assert ran(first.stdout) == DATA_STAGES
+    # each step reports through logging, configured once by tasks.cli, and DVC shows it
+    assert any(line.startswith("split:") and "patients" in line for line in first.stdout.splitlines())
+    assert "validate: " in first.stdout and "rows passed all expectations" in first.stdout
     frame = pd.read_csv(repo_copy / "data/prepared/split.csv")
     assert set(frame.split) == {"train", "val", "test"}
     assert frame.groupby("patient_id").split.nunique().max() == 1
