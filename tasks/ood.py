@@ -112,8 +112,9 @@ def measure(model, splits: dict, mode: str, pass_rate: float, n: int, seed: int)
         return scores_and_features(model, images, mode)[1]
 
     fitted = fit(features(splits["train"][0]), splits["train"][1])
-    fitted["threshold"] = threshold(distance(features(splits["val"][0]), fitted), pass_rate)
-    named = {s: scores(features(splits[s][0]), fitted) for s in ("val", "test")}
+    val = distance(features(splits["val"][0]), fitted)
+    fitted["threshold"] = threshold(val, pass_rate)
+    named = {"val": val / fitted["threshold"], "test": scores(features(splits["test"][0]), fitted)}
     named.update({kind: scores(features(images), fitted)
                   for kind, images in generated(splits["val"][0], n, seed).items()})
     metrics = {"threshold": fitted["threshold"], "val_pass": float(np.mean(named["val"] <= 1)),

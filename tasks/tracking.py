@@ -224,9 +224,10 @@ def record_package(p: Params, result: dict) -> None:
                                                                    example_image(p)))
         mlflow.set_tag("servable_model_uri", info.model_uri)
         # the test metrics again, linked to the logged model and the test dataset: the model's own page shows them
+        # (the dataset's digest from the run's own data tags, not from hashing the pixel store again)
         test = read_json(p.paths.metrics)["test"]
         mlflow.log_metrics({f"test/{k}": float(test[k]) for k in LINKED_METRICS if k in test}, model_id=info.model_id,
-                           dataset=split_dataset(p, pd.read_csv(p.paths.split), "test", run_tags(p)))
+                           dataset=split_dataset(p, pd.read_csv(p.paths.split), "test", run.data.tags))
 
 
 def start_sweep(p: Params, name: str) -> str:
