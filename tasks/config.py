@@ -108,6 +108,7 @@ class Model(Section):
     convs_per_block: Positive
     dropout: Below1
     crop: Annotated[float, Field(ge=0, lt=0.25)]
+    pretrained: bool  # efficientnet_lite0: start from the ImageNet weights (tasks.pretrained)
 
 
 class Augment(Section):
