@@ -1,6 +1,6 @@
 """The `pneumonia-sweep` flow: several parameter sets as DVC experiments, the best one to the registry gate.
 
-    pneumonia-sweep [sweep.yaml] [--only NAME ...]      # or python -m flows.sweep
+    pneumonia-sweep [sweep.yaml] [--only NAME ...] [--jobs N]     # or python -m flows.sweep
 
 The grid file holds `experiments: {name: {param: value}}`, optional `common: {param: value}` applied
 to every set (the data source, say), optional `seeds: [42, 1, 2]` (each set runs once per
@@ -10,8 +10,9 @@ to every set (the data source, say), optional `seeds: [42, 1, 2]` (each set runs
 the sweep started with (a DVC experiment, an MLflow run). Experiments are chosen on validation only,
 never on test; the winner is applied with `dvc exp apply` and `register` runs on it. A results table
 (validation, stress test, internal test, training time) goes to `paths.sweep` and the flow's Prefect
-artifact. Runs are sequential: the workspace holds one experiment at a time, and on a 2-core machine
-parallel training only slows each run down.
+artifact. By default runs are sequential in the workspace (on a 2-core machine parallel training only
+slows each run down); `--jobs N` runs N at a time in DVC's queue (flows/queue.py), for machines with
+the cores for it. Either way the winner is chosen on validation only and registered from its own files.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows import stages
+from flows import queue, stages
 from flows.pipeline import transient
 from tasks import config, tracking
 
@@ -124,6 +125,15 @@ def write_results(out: Path, markdown: str, results: str) -> None:
     out.with_suffix(".json").write_text(results)
 
 
+def measured_row(name: str, overrides: dict, metrics: bytes, train: bytes) -> dict:
+    """An experiment's row from its metrics and train report, with the MLflow run that logged its model
+    (found by the metrics file's md5)."""
+    row = result_row(name, overrides, json.loads(metrics), json.loads(train))
+    run = tracking.find_run(config.load(), "metrics_md5", queue.md5(metrics))
+    row["run_id"] = run.info.run_id if run else None
+    return row
+
+
 @task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient)
 def experiment(name: str, overrides: dict, base_params: str) -> dict:
     """Run one parameter set on top of `base_params` (params.yaml's text) up to package; return its row."""
@@ -136,17 +146,50 @@ def experiment(name: str, overrides: dict, base_params: str) -> dict:
         error = stages.StageRejected if f"exited with {stages.EXIT_REJECTED}" in proc.stderr else stages.StageFailed
         raise error(f"experiment {name} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
     p = config.load()
-    row = result_row(name, overrides, json.loads(Path(p.paths.metrics).read_text()),
-                     json.loads(Path(p.paths.train_report).read_text()))
-    row["run_id"] = tracking.evaluation_run(p).info.run_id  # the MLflow run that logged this experiment's model
+    row = measured_row(name, overrides, Path(p.paths.metrics).read_bytes(), Path(p.paths.train_report).read_bytes())
     logger.info(f"{name}: val ROC-AUC {row['val_roc_auc']:.4f}, worst-shift balanced accuracy "
                 f"{row['val_worst_balanced_accuracy']:.3f}, trained in {row['train_seconds']:.0f} s")
     return row
 
 
+@task
+def queued_experiments(runs: list[tuple[str, str, dict]], base_params: str, jobs: int) -> list[dict]:
+    """Run the experiments `jobs` at a time in DVC's queue (temporary copies of the repository); their rows
+    in grid order. Any failure raises StageFailed with the end of its log, after all have finished."""
+    import os
+
+    logger = get_run_logger()
+    Path(config.PARAMS_FILE).write_text(base_params)
+    p = config.load()
+    base = config.flat_params({"ingest": p.ingest, "site": p.site})
+    names = [name for _, name, _ in runs]
+    subprocess.run(["dvc", "queue", "remove", *names], env=stages.dvc_env(), capture_output=True)  # a past try's
+    for _, name, overrides in runs:
+        Path(config.PARAMS_FILE).write_text(base_params)  # each experiment starts from the sweep's params
+        queue.enqueue(name, queue.portable(overrides, base))
+    Path(config.PARAMS_FILE).write_text(base_params)
+    env = {**stages.dvc_env(), "MLFLOW_TRACKING_URI": tracking.tracking_uri(p)}  # one store for every copy
+    # N trainings share the cores: without this each would start a thread per core and they would thrash
+    env.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    logger.info(f"{len(names)} experiments queued; starting {jobs} DVC queue workers")
+    queue.start(jobs, env)
+    states = queue.wait(names, logger.info)
+    failed = [name for name in names if states[name] != "Success"]
+    if failed:
+        raise stages.StageFailed(f"experiments {', '.join(failed)} failed; `dvc queue logs {failed[0]}` ends:\n"
+                                 + queue.logs(failed[0])[-2000:])
+    rows = []
+    for _, name, overrides in runs:
+        rev = queue.commit(name)
+        rows.append(measured_row(name, overrides, queue.read(rev, p.paths.metrics),
+                                 queue.read(rev, p.paths.train_report)))
+    return rows
+
+
 @flow(name="pneumonia-sweep", log_prints=True)
-def pneumonia_sweep(grid: str = "sweep.yaml", only: list[str] | None = None) -> dict:
-    """The grid's experiments under one MLflow parent run (their training runs are its children)."""
+def pneumonia_sweep(grid: str = "sweep.yaml", only: list[str] | None = None, jobs: int = 1) -> dict:
+    """The grid's experiments under one MLflow parent run (their training runs are its children); `jobs` > 1
+    runs them that many at a time in DVC's queue."""
     import os
 
     with stages.workspace_lock("pneumonia-sweep"):  # experiments rewrite params.yaml: one run per checkout
@@ -155,38 +198,47 @@ def pneumonia_sweep(grid: str = "sweep.yaml", only: list[str] | None = None) -> 
         os.environ[tracking.SWEEP_RUN_ENV] = parent  # `dvc exp run` passes it on to train's record
         results = None
         try:
-            results = sweep(grid, only)
+            results = sweep(grid, only, jobs)
         finally:
             os.environ.pop(tracking.SWEEP_RUN_ENV, None)
             tracking.finish_sweep(config.load(), parent, results)
         return {**results, "run_id": parent}
 
 
-def sweep(grid: str, only: list[str] | None) -> dict:
+def sweep(grid: str, only: list[str] | None, jobs: int = 1) -> dict:
     spec = yaml.safe_load(Path(grid).read_text())
     common, select = spec.get("common") or {}, spec.get("select", "val_roc_auc")
     if select not in ("val_roc_auc", "val_worst_balanced_accuracy"):
         raise ValueError(f"{grid}: `select` must be val_roc_auc or val_worst_balanced_accuracy, got {select!r}")
+    runs = [run for run in expand(spec) if not only or run[0] in only]
+    if not runs:
+        raise ValueError(f"{grid}: no experiment to run (--only {only} matches none of {list(spec['experiments'])})")
     out = Path(config.load().paths.sweep)
     base_params = Path(config.PARAMS_FILE).read_text()
-    rows, best = [], None
-    for set_name, name, overrides in expand(spec):
-        if only and set_name not in only:
-            continue
-        row = experiment.with_options(name=f"exp-{name}")(name, overrides, base_params)
+    rows: list[dict] = []
+
+    def add(set_name: str, row: dict) -> tuple[str, str, str]:
         row["set"] = set_name
         row["overrides"] = {k: v for k, v in row["overrides"].items() if k not in common}  # what differs
         rows.append(row)
         best_set, best = choose(rows, select)  # selected on validation, never on test
-        markdown = table(rows, select, best_set)  # rewritten after each experiment: a long sweep shows progress
+        markdown = table(rows, select, best_set)
         results = json.dumps({"select": select, "best_set": best_set, "best": best, "results": rows}, indent=2)
-        write_results(out, markdown, results)
-    if not rows:
-        raise ValueError(f"{grid}: no experiment to run (--only {only} matches none of {list(spec['experiments'])})")
+        write_results(out, markdown, results)  # rewritten after each experiment: a long sweep shows progress
+        return best_set, best, markdown
+
+    if jobs > 1:
+        for (set_name, *_), row in zip(runs, queued_experiments(runs, base_params, jobs)):
+            best_set, best, markdown = add(set_name, row)
+    else:
+        for set_name, name, overrides in runs:
+            best_set, best, markdown = add(set_name, experiment.with_options(name=f"exp-{name}")(
+                name, overrides, base_params))
     get_run_logger().info(f"best on validation: {best} ({select}, set {best_set})")
     create_markdown_artifact(markdown, key="sweep-results", description="pneumonia-sweep results")
     subprocess.run(["dvc", "exp", "apply", best], env=stages.dvc_env(), check=True)
-    write_results(out, markdown, results)  # the apply may clear files Git does not track
+    write_results(out, markdown, json.dumps({"select": select, "best_set": best_set, "best": best,
+                                             "results": rows}, indent=2))  # the apply may clear untracked files
     stages.run_stage("register", get_run_logger().info)
     stages.push(config.load().paths.dvc_remote)  # the winner's data, model and package, as the pipeline does
     return {"results": rows, "best": best, "select": select}
@@ -197,10 +249,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = stages.parser("pneumonia-sweep", __doc__)
     ap.add_argument("grid", nargs="?", default="sweep.yaml", help="the grid file (default: sweep.yaml)")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these sets of the grid")
+    ap.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                    help="experiments run at once in DVC's queue (default 1: one after another in the workspace)")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
     if not Path(args.grid).is_file():
         ap.error(f"{args.grid} does not exist: pass a grid file such as benchmarks/generalization.yaml")
-    pneumonia_sweep(args.grid, args.only)
+    pneumonia_sweep(args.grid, args.only, args.jobs)
 
 
 if __name__ == "__main__":

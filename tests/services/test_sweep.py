@@ -11,7 +11,8 @@ from tests.pipeline.conftest import RepoCopy
 pytestmark = pytest.mark.slow
 
 
-def test_sweep_runs_experiments_and_registers_the_best_on_validation(tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2], ids=["in-workspace", "dvc-queue-2-workers"])
+def test_sweep_runs_experiments_and_registers_the_best_on_validation(tmp_path, jobs):
     repo = RepoCopy(tmp_path / "repo")
     # more patients than the tiny default: a validation split large enough to tell a trained model from an
     # untrained one
@@ -24,7 +25,7 @@ def test_sweep_runs_experiments_and_registers_the_best_on_validation(tmp_path):
             "experiments": {"good": {"train.epochs": 6},
                             "bad": {"train.epochs": 1, "train.learning_rate": 0.00001, "evaluate.threshold": "youden"}}}
     (repo / "grid.yaml").write_text(yaml.safe_dump(grid))
-    proc = repo.run(sys.executable, "-m", "flows.sweep", "grid.yaml")
+    proc = repo.run(sys.executable, "-m", "flows.sweep", "grid.yaml", "--jobs", str(jobs))
     shown = json.loads(repo.run("dvc", "exp", "show", "--json").stdout)
     names = {e["name"] for commit in shown for e in (commit.get("experiments") or [])}
     assert {"good", "bad"} <= names, names
