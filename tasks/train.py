@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tasks import adapt
+from tasks import adapt, system
 from tasks.cli import StepError, main
 from tasks.config import Params, Train, flat_params
 from tasks.files import file_md5, model_path, out_path, read_json, write_json
@@ -94,6 +94,7 @@ def callbacks(p: Params, extra: list):
         keras.callbacks.ModelCheckpoint(str(model_path(p)), monitor="val_auc", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=t.patience, restore_best_weights=True),
         keras.callbacks.LearningRateScheduler(cosine(t)),
+        system.callback(),  # before the CSV logger, which writes what the epoch's logs hold
         keras.callbacks.CSVLogger(str(out_path(p.paths.history)), append=True),
         *extra,
     ]

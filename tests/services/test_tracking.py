@@ -23,6 +23,11 @@ def check_run(p, uri):
     epochs = len(pd.read_csv(p.paths.history))
     for metric in ("loss", "val_loss", "accuracy", "val_auc", "val_precision", "val_recall"):
         assert len(client.get_metric_history(run.info.run_id, metric)) == epochs, metric
+    # system metrics sampled by the train step, one per epoch, under the names the UI's System metrics tab reads
+    cpu = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert len(cpu) == epochs and all(0 <= m.value <= 100 for m in cpu)
+    rss = client.get_metric_history(run.info.run_id, "system/train_process_rss_megabytes")
+    assert len(rss) == epochs and all(m.value > 100 for m in rss)  # TensorFlow alone takes more
     for metric in ("test/accuracy", "test/roc_auc", "test/specificity", "val/f1", "threshold"):
         assert metric in run.data.metrics
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}  # the UI's "Datasets" panel
