@@ -217,7 +217,7 @@ def sweep(grid: str, only: list[str] | None, jobs: int = 1) -> dict:
     base_params = Path(config.PARAMS_FILE).read_text()
     rows: list[dict] = []
 
-    def add(set_name: str, row: dict) -> tuple[str, str, str]:
+    def add(set_name: str, row: dict) -> tuple[str, str, str, str]:
         row["set"] = set_name
         row["overrides"] = {k: v for k, v in row["overrides"].items() if k not in common}  # what differs
         rows.append(row)
@@ -225,20 +225,19 @@ def sweep(grid: str, only: list[str] | None, jobs: int = 1) -> dict:
         markdown = table(rows, select, best_set)
         results = json.dumps({"select": select, "best_set": best_set, "best": best, "results": rows}, indent=2)
         write_results(out, markdown, results)  # rewritten after each experiment: a long sweep shows progress
-        return best_set, best, markdown
+        return best_set, best, markdown, results
 
     if jobs > 1:
         for (set_name, *_), row in zip(runs, queued_experiments(runs, base_params, jobs)):
-            best_set, best, markdown = add(set_name, row)
+            best_set, best, markdown, results = add(set_name, row)
     else:
         for set_name, name, overrides in runs:
-            best_set, best, markdown = add(set_name, experiment.with_options(name=f"exp-{name}")(
+            best_set, best, markdown, results = add(set_name, experiment.with_options(name=f"exp-{name}")(
                 name, overrides, base_params))
     get_run_logger().info(f"best on validation: {best} ({select}, set {best_set})")
     create_markdown_artifact(markdown, key="sweep-results", description="pneumonia-sweep results")
     subprocess.run(["dvc", "exp", "apply", best], env=stages.dvc_env(), check=True)
-    write_results(out, markdown, json.dumps({"select": select, "best_set": best_set, "best": best,
-                                             "results": rows}, indent=2))  # the apply may clear untracked files
+    write_results(out, markdown, results)  # the apply may clear files Git does not track
     stages.run_stage("register", get_run_logger().info)
     stages.push(config.load().paths.dvc_remote)  # the winner's data, model and package, as the pipeline does
     return {"results": rows, "best": best, "select": select}
