@@ -43,15 +43,15 @@ def portable(overrides: dict, base: dict, root: Path = Path(".")) -> dict:
 
 def enqueue(name: str, overrides: dict) -> None:
     """Queue experiment `name` (up to `package`) on the workspace as it is now."""
-    proc = subprocess.run(["dvc", "exp", "run", "--queue", *_sets(name, overrides)], env=stages.dvc_env(),
-                          capture_output=True, text=True)
+    proc = subprocess.run(exp_args(name, overrides, queue=True), env=stages.dvc_env(), capture_output=True, text=True)
     if proc.returncode:
         raise stages.StageRejected(f"could not queue experiment {name}: {(proc.stderr or proc.stdout)[-1000:]}")
 
 
-def _sets(name: str, overrides: dict) -> list[str]:
+def exp_args(name: str, overrides: dict, queue: bool = False) -> list[str]:
+    """`dvc exp run` of experiment `name` up to `package` with `overrides` set; queued instead of run with `queue`."""
     sets = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={json.dumps(value)}")]
-    return ["-n", name, *sets, "package"]
+    return ["dvc", "exp", "run", *(["--queue"] if queue else []), "-n", name, *sets, "package"]
 
 
 def start(jobs: int, env: dict) -> None:

@@ -41,11 +41,6 @@ def selection_scores(metrics: dict) -> dict[str, float]:
     return {"val_roc_auc": metrics["val"]["roc_auc"], "val_worst_balanced_accuracy": worst}
 
 
-def exp_args(name: str, overrides: dict) -> list[str]:
-    sets = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={json.dumps(value)}")]
-    return ["dvc", "exp", "run", "-n", name, *sets, "package"]
-
-
 def result_row(name: str, overrides: dict, metrics: dict, train: dict) -> dict:
     val, test = metrics["val"], metrics["test"]
     worst = max(metrics["stress"].items(), key=lambda kv: kv[1]["drop_balanced_accuracy"])
@@ -141,7 +136,7 @@ def experiment(name: str, overrides: dict, base_params: str) -> dict:
     # `dvc exp run` leaves the last experiment's params in the workspace and builds the next one on top:
     # start every set from the params the sweep started with, or one set's overrides leak into the next
     Path(config.PARAMS_FILE).write_text(base_params)
-    proc = subprocess.run(exp_args(name, overrides), env=stages.dvc_env(), capture_output=True, text=True)
+    proc = subprocess.run(queue.exp_args(name, overrides), env=stages.dvc_env(), capture_output=True, text=True)
     if proc.returncode:
         error = stages.StageRejected if f"exited with {stages.EXIT_REJECTED}" in proc.stderr else stages.StageFailed
         raise error(f"experiment {name} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
