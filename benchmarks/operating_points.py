@@ -5,9 +5,11 @@
 For each predictions file (evaluate's, calibrated probabilities): accuracy, sensitivity and specificity
 on the test split at the threshold evaluate chose on validation, at `site_prevalence` (cross-fitted
 over the patient folds of `site.folds`, as evaluate computes it when `site.images: test`) for each
-prevalence given, and at the best threshold (a bound that needs the test labels). Fold and
-threshold code are the pipeline's own (tasks/site.py). Models adapted on the test split need their
-cross-fit models: for those, read `reports/metrics.json` instead.
+prevalence given, at the valley of the site's scores (Otsu's split of the other folds' logits: needs
+no prevalence; a probe, not a pipeline option, see the README), and at the best threshold (a bound
+that needs the test labels). Fold and prevalence-threshold code are the pipeline's own (tasks/site.py).
+Models adapted on the test split need their cross-fit models: for those, read `reports/metrics.json`
+instead. `--ensemble` adds the test AUC of the files' mean logit.
 """
 from __future__ import annotations
 
@@ -29,11 +31,30 @@ def rates(y: np.ndarray, decided: np.ndarray) -> str:
     return f"acc {100 * (decided == y).mean():5.1f}  sens {100 * sens:5.1f}  spec {100 * spec:5.1f}"
 
 
+def valley_threshold(prob: np.ndarray) -> float:
+    """Otsu's threshold on the logits: the split of these unlabelled scores into two groups with the
+    largest between-group variance (exact, over every gap between sorted values), as a probability."""
+    p = np.clip(np.asarray(prob, float), 1e-6, 1 - 1e-6)
+    v = np.sort(np.log(p / (1 - p)))
+    n, i = len(v), np.arange(1, len(v))
+    total = np.cumsum(v)
+    low, high = total[:-1] / i, (total[-1] - total[:-1]) / (n - i)
+    k = int(np.argmax(i * (n - i) * (low - high) ** 2))
+    return float(1 / (1 + np.exp(-(v[k] + v[k + 1]) / 2)))
+
+
+def crossfit_valley(prob: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Per image, the valley threshold of the other folds' scores."""
+    by_fold = {k: valley_threshold(prob[folds != k]) for k in np.unique(folds)}
+    return np.array([by_fold[k] for k in folds])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("predictions", nargs="*", type=Path, default=[Path("reports/predictions.csv")])
     ap.add_argument("--prevalence", nargs="+", type=float, default=None)
     ap.add_argument("--params", default=config.PARAMS_FILE)
+    ap.add_argument("--ensemble", action="store_true", help="also print the test AUC of the files' mean logit")
     args = ap.parse_args()
     p = config.load(args.params)
     folds = site.test_folds(p)
@@ -48,7 +69,14 @@ def main() -> None:
         for prevalence in args.prevalence or [p.evaluate.prevalence]:
             decided = (prob >= site.crossfit_thresholds(prob, folds, prevalence)).astype(int)
             print(f"  site_prevalence {prevalence:.2f}        {rates(y, decided)}")
+        print(f"  site valley (Otsu, probe)   {rates(y, (prob >= crossfit_valley(prob, folds)).astype(int))}")
         print(f"  best threshold (test labels) acc {100 * M.best_threshold_accuracy(y, prob):5.1f}")
+    if args.ensemble:
+        tests = [pd.read_csv(path).query("split == 'test'").sort_values("path") for path in args.predictions]
+        logits = [np.log(np.clip(t.probability, 1e-6, 1 - 1e-6) / np.clip(1 - t.probability, 1e-6, 1)) for t in tests]
+        mean = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
+        auc = M.threshold_free(tests[0].label.to_numpy(), mean)["roc_auc"]
+        print(f"ensemble of {len(tests)} (mean logit): test AUC {auc:.4f}")
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ class Augment(Section):
     low_resolution: Annotated[float, Field(gt=0, le=1)]
     noise: Amount
     markers: Share  # share of training images stamped with a laterality marker (tasks.markers)
+    normal_blur: Amount  # > 0: half the NORMAL training images blurred, Gaussian sigma up to x pixels
     horizontal_flip: bool
 
 

@@ -104,6 +104,26 @@ def test_low_resolution_augmentation_is_drawn_per_image():
     assert detail.max() - detail.min() > 0.02  # by factors that differ within one batch
 
 
+def test_normal_blur_blurs_some_normal_images_and_no_pneumonia_image():
+    from tasks.data import datasets
+
+    still = defaults("train").augment.model_copy(update=dict(rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0,
+                                                             contrast=0.0))
+    t = defaults("train", normalize="scale", augment=still.model_copy(update={"normal_blur": 1.5}))
+    pattern = (np.indices((32, 32)) // 2).sum(axis=0) % 2 * 255  # 2-pixel checks: more blur, less left
+    x = np.repeat(pattern[None].astype(np.uint8), 64, axis=0)
+    labels = np.arange(64) % 2 == 1
+    batch_x, batch_y, _ = (a.numpy() for a in next(iter(datasets((x, labels.astype(np.float32)),
+                                                                 (x[:2], np.zeros(2, np.float32)), t, 64)[0])))
+    detail = batch_x.std(axis=(1, 2, 3))
+    sharp = normalize(x[:1], "scale").std()
+    pneumonia, normal = detail[batch_y == 1], detail[batch_y == 0]
+    assert np.allclose(pneumonia, sharp, atol=1e-5)  # pneumonia films are never blurred
+    blurred = normal < sharp - 0.01
+    assert 0.2 < blurred.mean() < 0.8  # about half of the normal films
+    assert np.ptp(normal[blurred]) > 0.02  # each by its own sigma
+
+
 def test_bad_tta_is_rejected_before_any_work(workdir):
     from tasks.cli import StepError
 
