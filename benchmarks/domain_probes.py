@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tasks import config, site  # noqa: E402
+from tasks import metrics as M  # noqa: E402
 from tasks.data import augmenter, class_weights, load_splits  # noqa: E402
 from tasks.preprocess import normalize  # noqa: E402
 
@@ -105,8 +106,7 @@ def sharpness(p, model, splits) -> None:
     normals = splits["val"][0][splits["val"][1] == 0]
 
     def logit(images):
-        s = np.clip(raw_scores(model, images, p.train.normalize), 1e-6, 1 - 1e-6)
-        return np.log(s / (1 - s))
+        return M.logit(raw_scores(model, images, p.train.normalize))
 
     before = logit(normals)
     for sigma in (0.5, 0.8, 1.2):

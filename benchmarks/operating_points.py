@@ -31,20 +31,15 @@ def rates(y: np.ndarray, decided: np.ndarray) -> str:
     return f"acc {100 * (decided == y).mean():5.1f}  sens {100 * sens:5.1f}  spec {100 * spec:5.1f}"
 
 
-def logit(prob) -> np.ndarray:
-    p = np.clip(np.asarray(prob, float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def valley_threshold(prob: np.ndarray) -> float:
     """Otsu's threshold on the logits: the split of these unlabelled scores into two groups with the
     largest between-group variance (exact, over every gap between sorted values), as a probability."""
-    v = np.sort(logit(prob))
+    v = np.sort(M.logit(prob))
     n, i = len(v), np.arange(1, len(v))
     total = np.cumsum(v)
     low, high = total[:-1] / i, (total[-1] - total[:-1]) / (n - i)
     k = int(np.argmax(i * (n - i) * (low - high) ** 2))
-    return float(1 / (1 + np.exp(-(v[k] + v[k + 1]) / 2)))
+    return float(M.sigmoid((v[k] + v[k + 1]) / 2))
 
 
 def crossfit_valley(prob: np.ndarray, folds: np.ndarray) -> np.ndarray:
@@ -77,7 +72,7 @@ def main() -> None:
         print(f"  best threshold (test labels) acc {100 * M.best_threshold_accuracy(y, prob):5.1f}")
     if args.ensemble:
         tests = [pd.read_csv(path).query("split == 'test'").sort_values("path") for path in args.predictions]
-        mean = 1 / (1 + np.exp(-np.mean([logit(t.probability) for t in tests], axis=0)))
+        mean = M.sigmoid(np.mean([M.logit(t.probability) for t in tests], axis=0))
         auc = M.threshold_free(tests[0].label.to_numpy(), mean)["roc_auc"]
         print(f"ensemble of {len(tests)} (mean logit): test AUC {auc:.4f}")
 
