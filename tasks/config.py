@@ -53,6 +53,7 @@ class Paths(Section):
     curves: str
     predictions: str
     registry: str
+    sites: str  # one folder per onboarded site (tasks.sites)
     dvc_remote: str  # the local DVC remote flows set up when the checkout has none (`~` is the home folder)
 
 
@@ -153,6 +154,21 @@ class Adapt(Section):
     repeat: Positive
 
 
+class Sites(Section):
+    query: Literal["random", "typiclust", "badge", "ood"]  # tasks.sites.query.STRATEGIES
+    budget: Positive
+    folds: Annotated[int, Field(ge=2, le=10)]
+    steps: Positive
+    learning_rate: Rate
+    site_share: Annotated[float, Field(gt=0, lt=1)]
+    tune: Literal["all", "first", "head"]
+    target_sensitivity: Share
+    metric: Literal["roc_auc", "accuracy", "balanced_accuracy", "specificity"]
+    min_improvement: Annotated[float, Field(ge=0)]
+    bootstrap: Positive
+    seed: int
+
+
 class Ood(Section):
     pass_rate: Annotated[float, Field(gt=0.5, le=1)]  # of validation images under the threshold
     generated: Annotated[int, Field(ge=1)]  # images per generated kind (tasks.ood.KINDS)
@@ -194,6 +210,7 @@ class Params(Section):
     train: Train
     site: Site
     adapt: Adapt
+    sites: Sites
     evaluate: Evaluate
     tracking: Tracking
     register_: Register = Field(alias="register")  # `register` too (BaseModel's ABC metaclass)

@@ -1,0 +1,177 @@
+"""pneumonia-site: onboard a hospital: pick the films worth labelling, adapt on the labels, report.
+
+    pneumonia-site query  --site NAME --images DIR [--budget N] [--strategy S] [--exclude CSV] [--model-uri URI]
+    pneumonia-site adapt  --site NAME --labels labels.csv [--images DIR]
+    pneumonia-site report --site NAME
+
+`query` scores the site's films with the source model (default: the current `@champion`, pinned by version in
+the site's `site.yaml`) and writes `worklist.csv` and `contact_sheet.png` under `<paths.sites>/NAME/`: the films
+to label, none already labelled and none of `--exclude` (films kept to measure the site on). A reviewer writes
+labels.csv (`path,label` with NORMAL or PNEUMONIA; a `patient_id` column is optional). `adapt` checks it
+against the site's films, copies it into the site folder and runs the site's DVC stages (`adapt`, `register`):
+`models:/<model>@site-NAME` moves only on a win. Errors are one line and exit 2; a refused labels file
+writes nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks import config, registry, tracking
+from tasks.cli import EXIT_REJECTED, StepError
+from tasks.config import Params
+from tasks.sites import films, stage
+
+
+def held_out(f: dict) -> set[str]:
+    path = f["config"].parent / "held_out.csv"
+    return set(pd.read_csv(path).path.astype(str)) if path.exists() else set()
+
+
+def source_uri(p: Params, given: str | None) -> str:
+    """A registry URI pinned to a version: `given` (resolved if it is an alias), else the current champion."""
+    import mlflow
+
+    uri = given or registry.champion_uri(p)
+    if "@" in uri:
+        name, alias = uri.removeprefix("models:/").split("@", 1)
+        try:
+            version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
+        except mlflow.exceptions.MlflowException as err:
+            if registry.absent(err):
+                raise StepError(f"{uri} does not exist: run the pipeline first (`pneumonia-pipeline`) or pass "
+                                "--model-uri") from None
+            raise
+        uri = f"models:/{name}/{version}"
+    return uri
+
+
+def query(p: Params, args) -> int:
+    from tasks import ood, plots
+    from tasks.inference import scores_and_features
+    from tasks.metrics import apply_temperature
+    from tasks.sites import query as strategies
+    from tasks.sites.adapt import source
+
+    name = stage.check_name(args.site)
+    f = stage.files(p, name)
+    paths = films.listing(args.images)
+    exclude = set(films.relative(str(x), Path(args.images)) for x in pd.read_csv(args.exclude).path) \
+        if args.exclude else held_out(f)
+    labelled = set(pd.read_csv(f["labels"]).path.astype(str)) if f["labels"].exists() else set()
+    excluded_patients = set(films.patients(sorted(exclude)))
+    pool = [x for x in paths if x not in exclude and films.patients([x])[0] not in excluded_patients]
+    if not pool:
+        raise StepError(f"{args.images}: every film is excluded; nothing to query")
+    uri = source_uri(p, args.model_uri)
+    model, serving, pyfunc = source(uri)
+    x = films.load(args.images, pool, serving["image_size"], progress=True)
+    raw, features = scores_and_features(model, x, serving["normalize"], serving.get("tta", 0))
+    prob = apply_temperature(raw, serving["temperature"], serving["bias"])
+    ood_score = ood.scores(features, pyfunc.unwrap_python_model().detector)
+    done = np.array([i for i, path in enumerate(pool) if path in labelled], int)
+    strategy = args.strategy or p.sites.query
+    idx, reasons = strategies.select(strategy, features, prob, ood_score, done, args.budget or p.sites.budget,
+                                     p.sites.seed)
+    cfg = stage.write(p, name, args.images, uri)
+    if args.exclude:
+        pd.DataFrame({"path": sorted(exclude)}).to_csv(f["config"].parent / "held_out.csv", index=False)
+    worklist = pd.DataFrame({"rank": np.arange(1, len(idx) + 1), "path": [pool[i] for i in idx],
+                             "strategy": strategy, "reason": reasons, "probability": prob[idx].round(4),
+                             "ood_score": ood_score[idx].round(3)})
+    worklist.to_csv(f["worklist"], index=False)
+    plots.image_grid(x[idx], [f"#{r} {Path(pool[i]).name[:22]}" for r, i in zip(worklist["rank"], idx)], f["sheet"],
+                     f"site {name}: {len(idx)} films to label ({strategy})", cols=10)
+    print(f"site {name}: {len(pool)} films scored with {uri}; {len(idx)} to label ({strategy}), "
+          f"{len(done)} already labelled")
+    print(f"worklist: {f['worklist']}   contact sheet: {f['sheet']}   images: {cfg['images']}")
+    print(f"next: write labels.csv (path,label: NORMAL|PNEUMONIA), then `pneumonia-site adapt --site {name} "
+          "--labels labels.csv`")
+    return 0
+
+
+def adapt(p: Params, args) -> int:
+    name = stage.check_name(args.site)
+    f = stage.files(p, name)
+    cfg = stage.read(p, name)
+    if args.images and Path(args.images).resolve() != Path(cfg["images"]):
+        cfg = stage.write(p, name, args.images, cfg["source_model"])
+    labels = films.read_labels(args.labels, cfg["images"], held_out(f))  # refused: nothing written
+    out = pd.DataFrame({"path": labels.path, "label": np.where(labels.label == 1, "PNEUMONIA", "NORMAL"),
+                        "patient_id": labels.patient_id})
+    tmp = f["labels"].with_suffix(".tmp")
+    out.to_csv(tmp, index=False)
+    tmp.replace(f["labels"])
+    print(f"site {name}: {len(out)} labels checked and versioned as {f['labels']} "
+          f"({int((labels.label == 0).sum())} NORMAL, {int(labels.label.sum())} PNEUMONIA)")
+    if not Path(".dvc").is_dir():
+        raise StepError("run pneumonia-site inside the project's checkout (a DVC repository): the site's "
+                        "stages are DVC stages")
+    done = subprocess.run(["dvc", "repro", str(f["config"].parent / "dvc.yaml")])
+    if done.returncode:
+        return EXIT_REJECTED if done.returncode == EXIT_REJECTED else done.returncode
+    return report(p, args)
+
+
+def report(p: Params, args) -> int:
+    from tasks.files import read_json
+    from tasks.sites import measure
+
+    name = stage.check_name(args.site)
+    f = stage.files(p, name)
+    if not f["report"].exists():
+        raise StepError(f"site {name} has no report yet ({f['report']}): run `pneumonia-site adapt --site {name} "
+                        "--labels labels.csv`")
+    r = read_json(f["report"])
+    print(f"site {name}: {r['labels']} labelled films ({r['normal']} NORMAL, {r['pneumonia']} PNEUMONIA, query "
+          f"{r['query']}), source {r['source_model']}; {r['folds']}-fold patient-grouped cross-fitting, "
+          "95 % intervals over patients")
+    print(measure.table({"source model": r["before"], "adapted (cross-fitted)": r["after"]}))
+    if f["registry"].exists():
+        g = read_json(f["registry"])
+        print(f"registry: v{g['version']} {'is now' if g['promoted'] else 'not promoted to'} @{g['alias']}: "
+              f"{g['reason']}")
+        print(f"serve it: pneumonia-predict FILES --model-uri models:/{registry.model_name(p)}@{g['alias']}")
+    print(f"figure: {f['figure']}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pneumonia-site", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("query", help="pick the site's films worth labelling")
+    q.add_argument("--site", required=True)
+    q.add_argument("--images", required=True, help="folder of the site's films")
+    q.add_argument("--budget", type=int, help="films to label (default: params.yaml sites.budget)")
+    q.add_argument("--strategy", choices=("random", "typiclust", "badge", "ood"),
+                   help="default: params.yaml sites.query")
+    q.add_argument("--exclude", help="CSV with a `path` column: films kept apart to measure the site on")
+    q.add_argument("--model-uri", help="source model (default: the current @champion)")
+    a = sub.add_parser("adapt", help="adapt on the reviewer's labels and register @site-NAME on a win")
+    a.add_argument("--site", required=True)
+    a.add_argument("--labels", required=True, help="CSV: path,label (NORMAL|PNEUMONIA)[,patient_id]")
+    a.add_argument("--images", help="the site's films (default: the folder given to query)")
+    r = sub.add_parser("report", help="the site's metrics before and after adaptation, with 95 %% intervals")
+    r.add_argument("--site", required=True)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        p = config.load()
+        tracking.configure(p)
+        return {"query": query, "adapt": adapt, "report": report}[args.command](p, args)
+    except StepError as err:
+        print(f"pneumonia-site {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_REJECTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

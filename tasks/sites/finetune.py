@@ -1,0 +1,121 @@
+"""Adapt the source model to a site from a few labelled films, and measure it on films it never used.
+
+`fine_tune` continues training the source model for `sites.steps` batches at a low rate; each batch is
+`sites.site_share` labelled site films (class-balanced, drawn with replacement, so a few dozen films weigh
+as much as the thousands of source films) and the rest source training films (class-balanced, so the model
+keeps what it knew), with the training augmentation. `sites.tune` says which weights move: `all`, `first`
+(the stem and first block: surgical fine-tuning for an input-level shift, Lee et al. 2023) or `head` (the last
+layer only).
+
+`crossfit` gives every labelled film a score from a model adapted without its patient's films
+(`sites.folds` patient-grouped folds); `operating_point` fits calibration and threshold on those
+out-of-fold scores, and `nested` decides each fold with the calibration and threshold of the other folds
+only, so no film ever sets its own threshold. The served model is adapted on every labelled film and
+served with the operating point of all the out-of-fold scores.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tasks import metrics as M
+from tasks.config import Train
+
+
+def balanced_draw(labels: np.ndarray, n: int, rng) -> np.ndarray:
+    """n indices drawn with replacement, half from each class present (all from one if only one is)."""
+    classes = [np.flatnonzero(labels == c) for c in (0, 1) if (labels == c).any()]
+    per = [n // len(classes) + (i < n % len(classes)) for i in range(len(classes))]
+    return np.concatenate([rng.choice(idx, size=k) for idx, k in zip(classes, per)])
+
+
+def set_trainable(model, tune: str) -> None:
+    """`all`, `first` (layers before the second max-pool: stem and first block) or `head` (the last layer)."""
+    if tune == "all":
+        return
+    if tune == "head":
+        for layer in model.layers[:-1]:
+            layer.trainable = False
+        return
+    pools = 0
+    for layer in model.layers:
+        pools += type(layer).__name__ == "MaxPooling2D"
+        layer.trainable = pools < 2 and tune == "first"
+
+
+def fine_tune(model, site: tuple, source: tuple, cfg, t: Train, normalize_mode: str, seed: int):
+    """Fine-tune `model` in place on labelled site films (uint8 images, 0/1 labels) mixed with source training
+    films; returns it."""
+    import keras
+    import tensorflow as tf
+
+    from tasks.data import augmenter
+    from tasks.preprocess import normalize
+
+    rng = np.random.default_rng(seed)
+    batch = t.batch_size
+    n_site = max(1, round(cfg.site_share * batch))
+    site_idx = balanced_draw(site[1], cfg.steps * n_site, rng).reshape(cfg.steps, n_site)
+    src_idx = balanced_draw(source[1], cfg.steps * (batch - n_site), rng).reshape(cfg.steps, batch - n_site)
+    used = np.unique(src_idx)  # normalise only the source films drawn
+    src_x = normalize(np.asarray(source[0][used]), normalize_mode)
+    where = np.searchsorted(used, src_idx)
+    site_x = normalize(site[0], normalize_mode)
+    x = np.concatenate([site_x[site_idx], src_x[where]], axis=1).reshape(-1, *site_x.shape[1:])
+    y = np.concatenate([site[1][site_idx], source[1][src_idx]], axis=1).reshape(-1).astype(np.float32)
+    aug = augmenter(t.augment, seed)
+    ds = (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+          .map(lambda a, b: (tf.clip_by_value(aug(a, training=True), 0.0, 1.0), b),
+               num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+    keras.utils.set_random_seed(seed)
+    set_trainable(model, cfg.tune)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                  loss=keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing))
+    model.fit(ds, epochs=1, verbose=0, shuffle=False)
+    for layer in model.layers:
+        layer.trainable = True  # saved as a whole model, as the source was
+    return model
+
+
+def patient_folds(patients: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """A fold per film, whole patients per fold, patients dealt at random (`seed`)."""
+    unique = np.array(sorted(set(map(str, patients))))
+    np.random.default_rng(seed).shuffle(unique)
+    fold_of = {pid: i % folds for i, pid in enumerate(unique)}
+    return np.array([fold_of[str(pid)] for pid in patients], dtype=np.int64)
+
+
+def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg, t: Train, serving: dict,
+             seed: int, log=print) -> tuple[np.ndarray, np.ndarray]:
+    """(out-of-fold raw scores, fold) of the labelled films: fold k scored by a model adapted without it."""
+    from tasks.inference import raw_scores
+
+    folds = patient_folds(patients, min(cfg.folds, len(set(map(str, patients)))), seed)
+    oof = np.empty(len(folds))
+    for k in np.unique(folds):
+        log(f"site: cross-fit model {k + 1}/{folds.max() + 1} (adapted without {int((folds == k).sum())} films)")
+        keep = folds != k
+        model = fine_tune(load_source(), (site[0][keep], site[1][keep]), source, cfg, t, serving["normalize"],
+                          seed + 1 + int(k))
+        oof[folds == k] = raw_scores(model, site[0][folds == k], serving["normalize"], serving.get("tta", 0))
+    return oof, folds
+
+
+def operating_point(y: np.ndarray, raw: np.ndarray, target_sensitivity: float) -> dict:
+    """Platt calibration and the most specific threshold reaching `target_sensitivity`, fitted on (y, raw)."""
+    temperature, bias = M.fit_platt(y, raw)
+    prob = M.apply_temperature(raw, temperature, bias)
+    return {"temperature": temperature, "bias": bias,
+            "threshold": M.pick_threshold(y, prob, "target_sensitivity", target_sensitivity)}
+
+
+def nested(y: np.ndarray, raw: np.ndarray, folds: np.ndarray, target_sensitivity: float):
+    """(probability, threshold) per film, fold k calibrated and thresholded on the other folds only."""
+    prob, threshold = np.empty(len(y)), np.empty(len(y))
+    for k in np.unique(folds):
+        others = folds != k
+        if len(np.unique(y[others])) < 2:
+            raise ValueError("each fold's complement needs both labels: label more films of the rarer class")
+        op = operating_point(y[others], raw[others], target_sensitivity)
+        prob[~others] = M.apply_temperature(raw[~others], op["temperature"], op["bias"])
+        threshold[~others] = op["threshold"]
+    return prob, threshold

@@ -1,0 +1,102 @@
+"""register (a site's DVC stage): add the site model to the registry and move `@site-<name>` only on a win.
+
+    python -m tasks.sites.gate NAME      # what `pneumonia-site adapt` runs after adapt, through `dvc repro`
+
+The candidate's number is its cross-fitted site value of `sites.metric` (tasks.sites.adapt: films neither
+its weights nor its threshold saw). It must beat, by `sites.min_improvement`, the incumbent on the same
+films: for a site's first model, the source model (the champion it was adapted from, which never saw the
+site's films) scored on them; after that, the current `@site-<name>` version's own cross-fitted value when
+its labels file was the same, else the source model too (an incumbent cannot be scored fairly on films it was
+trained on). `@champion` is never touched. Writes the site's `registry.json`.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+from tasks import config, registry, tracking
+from tasks.cli import EXIT_REJECTED, StepError, configure_logging
+from tasks.config import Params
+from tasks.files import file_md5, read_json, write_json
+from tasks.sites import stage
+
+log = logging.getLogger(__name__)
+
+
+def decide(candidate: float, incumbent: float, metric: str, min_improvement: float, against: str):
+    gain = candidate - incumbent
+    if gain >= min_improvement and gain > 0:
+        return True, f"site {metric} {candidate:.4f} beats {against} {incumbent:.4f} by {gain:+.4f}"
+    return False, (f"site {metric} {candidate:.4f} vs {against} {incumbent:.4f}: gain {gain:+.4f} is not above "
+                   f"sites.min_improvement {min_improvement}")
+
+
+def incumbent(p: Params, name: str, report: dict):
+    """(current site version or None, its comparable value, what it is)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    metric = p.sites.metric
+    client = mlflow.MlflowClient(tracking.tracking_uri(p))
+    try:
+        current = client.get_model_version_by_alias(registry.model_name(p), stage.alias(name))
+    except MlflowException as err:
+        if not registry.absent(err):
+            raise
+        current = None
+    if current is not None and current.tags.get("site_labels_md5") == report["labels_md5"]:
+        return current, float(current.tags[f"site/{metric}"]), f"@{stage.alias(name)} v{current.version} (same labels)"
+    return current, float(report["before"][metric]), f"source model {report['source_model']} on the same films"
+
+
+def run(p: Params, name: str) -> dict:
+    f = stage.files(p, name)
+    report = read_json(f["report"])
+    run_ = tracking.site_run(p, file_md5(f["report"]))
+    if run_ is None or "servable_model_uri" not in run_.data.tags:
+        raise StepError(f"no MLflow run recorded {f['report']}: rerun the site's adapt (`dvc repro -f "
+                        f"{f['config'].parent}/dvc.yaml:adapt`)")
+    metric = p.sites.metric
+    current, value, against = incumbent(p, name, report)
+    promote, reason = decide(float(report["after"][metric]), value, metric, p.sites.min_improvement, against)
+    tags = {"site": name, "site_labels": str(report["labels"]), "site_labels_md5": report["labels_md5"],
+            "site_query": report["query"], "source_model": report["source_model"],
+            "decision": "promoted" if promote else "rejected", "reason": reason,
+            **{f"site/{k}": str(report["after"][k]) for k in ("roc_auc", "accuracy", "recall", "specificity",
+                                                              "balanced_accuracy")}}
+    a = report["after"]
+    description = (f"Site {name}: adapted from {report['source_model']} on {report['labels']} labelled films "
+                   f"(labels md5 {report['labels_md5']}, query {report['query']}). Cross-fitted on the site: "
+                   f"ROC-AUC {a['roc_auc']:.3f}, accuracy {a['accuracy']:.3f}, sensitivity {a['recall']:.3f}, "
+                   f"specificity {a['specificity']:.3f}. {'Promoted to' if promote else 'Not promoted to'} "
+                   f"@{stage.alias(name)}: {reason}.")
+    version = registry.add_version(p, run_.data.tags["servable_model_uri"], tags=tags, description=description)
+    if promote:
+        import mlflow
+
+        mlflow.MlflowClient(tracking.tracking_uri(p)).set_registered_model_alias(
+            registry.model_name(p), stage.alias(name), version.version)
+    out = {"site": name, "alias": stage.alias(name), "version": int(version.version), "promoted": promote,
+           "reason": reason, "run_id": run_.info.run_id, "before": int(current.version) if current else None,
+           "after": int(version.version) if promote else (int(current.version) if current else None)}
+    write_json(f["registry"], out)
+    log.info(f"site {name}: {registry.model_name(p)} v{version.version} "
+             f"{'PROMOTED to @' + stage.alias(name) if promote else 'not promoted'}: {reason}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0].startswith("-"):
+        print(__doc__)
+        sys.exit(0 if args and args[0] in ("-h", "--help") else EXIT_REJECTED)
+    configure_logging()
+    try:
+        run(config.load(), args[0])
+    except StepError as err:
+        print(f"site register: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_REJECTED)
+
+
+if __name__ == "__main__":
+    main()

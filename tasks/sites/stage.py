@@ -1,0 +1,82 @@
+"""A site's folder `<paths.sites>/<name>/` and the DVC stages that adapt and register its model.
+
+`site.yaml` holds what the stages read besides params.yaml's `sites:` section: the images folder (absolute)
+and the source model pinned to a registry version (`models:/<model>/<version>`, the champion when the site
+was queried), so a later champion does not silently change what a site's model was adapted from. The
+site's `dvc.yaml` is written from `stages()`: its deps are the images folder, the validated labels, the
+source training data and this package's code, so `dvc repro` reruns only when one of them changed and
+the site's `dvc.lock` holds their hashes.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from tasks.cli import StepError
+from tasks.config import Params
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+CODE = ["tasks/sites/__init__.py", "tasks/sites/films.py", "tasks/sites/finetune.py", "tasks/sites/measure.py",
+        "tasks/sites/adapt.py", "tasks/data.py", "tasks/inference.py", "tasks/preprocess.py", "tasks/images.py",
+        "tasks/ood.py", "tasks/serving.py", "tasks/pyfunc_model.py", "tasks/metrics.py"]
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name or ""):
+        raise StepError(f"site name {name!r}: use lower-case letters, digits and '-' (it becomes the registry "
+                        "alias site-<name>), e.g. --site st-mary")
+    return name
+
+
+def folder(p: Params, name: str) -> Path:
+    return Path(p.paths.sites) / check_name(name)
+
+
+def alias(name: str) -> str:
+    return f"site-{check_name(name)}"
+
+
+def files(p: Params, name: str) -> dict[str, Path]:
+    """Every file of a site, by role."""
+    f = folder(p, name)
+    return {"config": f / "site.yaml", "worklist": f / "worklist.csv", "sheet": f / "contact_sheet.png",
+            "labels": f / "labels.csv", "model": f / "model", "package": f / "package", "report": f / "report.json",
+            "predictions": f / "predictions.csv", "registry": f / "registry.json", "figure": f / "site_scores.png"}
+
+
+def read(p: Params, name: str) -> dict:
+    path = files(p, name)["config"]
+    if not path.exists():
+        raise StepError(f"site {name!r} is not set up ({path} missing): run `pneumonia-site query --site {name} "
+                        "--images DIR` first")
+    return yaml.safe_load(path.read_text())
+
+
+def write(p: Params, name: str, images: str | Path, source_model: str) -> dict:
+    """Write site.yaml and the site's dvc.yaml; returns the site config."""
+    cfg = {"name": name, "images": str(Path(images).resolve()), "source_model": source_model}
+    f = files(p, name)
+    f["config"].parent.mkdir(parents=True, exist_ok=True)
+    f["config"].write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (f["config"].parent / "dvc.yaml").write_text(yaml.safe_dump(stages(p, name, cfg), sort_keys=False))
+    return cfg
+
+
+def stages(p: Params, name: str, cfg: dict) -> dict:
+    """The site's DVC pipeline, run from the repository root (`wdir`), paths relative to it."""
+    f = {k: str(v) for k, v in files(p, name).items()}
+    depth = "/".join([".."] * len(Path(f["config"]).parent.parts))
+    site_params = {f["config"]: ["images", "source_model"]}
+    return {"stages": {
+        "adapt": {"wdir": depth, "cmd": f"python -m tasks.sites.adapt {name}",
+                  "deps": [cfg["images"], f["labels"], p.paths.pixels, p.paths.split, *CODE],
+                  "params": ["sites", site_params],
+                  "outs": [f["model"], f["package"], {f["predictions"]: {"cache": False}},
+                           {f["figure"]: {"cache": False}}],
+                  "metrics": [{f["report"]: {"cache": False}}]},
+        "register": {"wdir": depth, "cmd": f"python -m tasks.sites.gate {name}",
+                     "deps": [f["package"], f["report"], "tasks/sites/gate.py", "tasks/registry.py"],
+                     "params": [{"params.yaml": ["sites.metric", "sites.min_improvement", "register.model_name"]}],
+                     "outs": [{f["registry"]: {"cache": False}}]}}}

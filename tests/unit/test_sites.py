@@ -1,0 +1,145 @@
+"""Site onboarding's pure parts: the labels file, the query strategies, cross-fitting and the intervals."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.sites import films, finetune, measure, query
+from tasks.sites.gate import decide
+from tests.helpers import image_bytes
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A site folder of 8 films of 4 patients (Kaggle-style names), in two sub-folders."""
+    folder = tmp_path / "inbox"
+    names = ["a/person1_bacteria_1.jpeg", "a/person1_bacteria_2.jpeg", "a/person2_virus_3.jpeg",
+             "b/IM-0001-0001.jpeg", "b/IM-0001-0002.jpeg", "b/IM-0002-0001.jpeg", "b/IM-0003-0001.jpeg",
+             "b/film-x.jpeg"]
+    for i, name in enumerate(names):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(image_bytes(i))
+    return folder
+
+
+def write(tmp_path, rows, header="path,label"):
+    path = tmp_path / "labels.csv"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_good_labels_give_paths_labels_and_patients(site, tmp_path):
+    labels = write(tmp_path, ["a/person1_bacteria_1.jpeg,PNEUMONIA", f"{site}/b/IM-0001-0001.jpeg,normal",
+                              "b/film-x.jpeg,NORMAL"])
+    frame = films.read_labels(labels, site)
+    assert frame.path.tolist() == ["a/person1_bacteria_1.jpeg", "b/IM-0001-0001.jpeg", "b/film-x.jpeg"]
+    assert frame.label.tolist() == [1, 0, 0]
+    assert frame.patient_id.tolist() == ["person1", "IM-0001", "film-x"]
+
+
+@pytest.mark.parametrize("rows, says", [
+    (["a/missing.jpeg,NORMAL"], "row 1 (a/missing.jpeg): not an image file under"),
+    (["a/person1_bacteria_1.jpeg,PNEUMONIA", "b/film-x.jpeg,maybe"], "row 2 (b/film-x.jpeg): label 'MAYBE'"),
+    (["b/film-x.jpeg,NORMAL", "b/film-x.jpeg,NORMAL"], "row 2 (b/film-x.jpeg): the film is labelled twice (row 1)"),
+    (["b/film-x.jpeg,NORMAL", ",NORMAL"], "row 2 (empty path)"),
+])
+def test_bad_labels_name_the_row_and_the_fix(site, tmp_path, rows, says):
+    with pytest.raises(films.LabelsError) as err:
+        films.read_labels(write(tmp_path, rows), site)
+    assert says in str(err.value) and "\n" not in str(err.value)
+
+
+def test_same_image_under_two_names_is_refused(site, tmp_path):
+    (site / "b" / "copy.jpeg").write_bytes((site / "b" / "film-x.jpeg").read_bytes())
+    with pytest.raises(films.LabelsError, match=r"row 2 \(b/copy.jpeg\): the same image as row 1"):
+        films.read_labels(write(tmp_path, ["b/film-x.jpeg,NORMAL", "b/copy.jpeg,PNEUMONIA"]), site)
+
+
+def test_a_patient_measured_on_cannot_be_labelled(site, tmp_path):
+    labels = write(tmp_path, ["b/IM-0002-0001.jpeg,NORMAL", "a/person1_bacteria_2.jpeg,PNEUMONIA"])
+    with pytest.raises(films.LabelsError, match=r"row 2 .*patient person1 also has films the site is measured on"):
+        films.read_labels(labels, site, held_out={"a/person1_bacteria_1.jpeg"})
+
+
+def test_missing_column_and_missing_file(site, tmp_path):
+    with pytest.raises(films.LabelsError, match="no `label` column"):
+        films.read_labels(write(tmp_path, ["b/film-x.jpeg"], header="path"), site)
+    with pytest.raises(films.LabelsError, match="does not exist"):
+        films.read_labels(tmp_path / "nope.csv", site)
+
+
+def clustered(n_clusters=5, per=20, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, d)) * 10
+    labels = np.repeat(np.arange(n_clusters), per)
+    return centres[labels] + rng.normal(size=(len(labels), d)), labels
+
+
+@pytest.mark.parametrize("strategy", query.STRATEGIES)
+def test_every_strategy_returns_the_budget_and_never_a_labelled_film(strategy):
+    features, _ = clustered()
+    rng = np.random.default_rng(1)
+    prob, ood_score = rng.random(len(features)), rng.random(len(features)) * 3
+    labelled = np.arange(0, 100, 7)
+    idx, reasons = query.select(strategy, features, prob, ood_score, labelled, 12, seed=0)
+    assert len(idx) == len(set(idx.tolist())) == len(reasons) == 12
+    assert not set(idx.tolist()) & set(labelled.tolist())
+
+
+def test_typiclust_covers_the_clusters_and_badge_prefers_the_uncertain():
+    features, cluster = clustered()
+    prob = np.full(len(features), 0.99)
+    idx, _ = query.select("typiclust", features, prob, prob, [], 5, seed=0)
+    assert sorted(cluster[idx].tolist()) == [0, 1, 2, 3, 4]  # one film per cluster
+    prob[[3, 42, 77]] = 0.5  # the only unsure films
+    idx, _ = query.select("badge", features, prob, prob, [], 3, seed=0)
+    assert 3 in idx or 42 in idx or 77 in idx
+    assert query.select("ood", features, prob, np.arange(100.0), [99], 2, seed=0)[0].tolist() == [98, 97]
+
+
+def test_patient_folds_keep_a_patient_whole():
+    patients = np.array(["p1", "p1", "p2", "p3", "p3", "p3", "p4", "p5"])
+    folds = finetune.patient_folds(patients, 3, seed=0)
+    for pid in set(patients):
+        assert len(set(folds[patients == pid])) == 1
+    assert set(folds.tolist()) == {0, 1, 2}
+
+
+def test_cross_fitting_never_lets_a_film_decide_its_own_threshold():
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 30)
+    raw = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.15, len(y)), 0.01, 0.99)
+    folds = np.arange(len(y)) % 3
+    prob, threshold = finetune.nested(y, raw, folds, 0.95)
+    moved = raw.copy()
+    moved[folds == 0] = rng.random((folds == 0).sum())  # fold 0's own scores change ...
+    prob2, threshold2 = finetune.nested(y, moved, folds, 0.95)
+    assert np.array_equal(threshold[folds == 0], threshold2[folds == 0])  # ... its threshold does not
+    assert not np.array_equal(threshold[folds == 1], threshold2[folds == 1])  # the others' do
+    assert np.allclose(prob[folds == 1], prob2[folds == 1]) is False
+
+
+def test_intervals_contain_the_estimate_and_widen_with_fewer_patients():
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 100)
+    prob = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.2, len(y)), 0, 1)
+    many = measure.with_intervals(y, prob, 0.5, np.arange(len(y)), n=300)
+    few = measure.with_intervals(y, prob, 0.5, np.arange(len(y)) // 20, n=300)  # 10 patients of 20 films
+    for k in measure.SHOWN:
+        assert many[f"{k}_ci"][0] <= many[k] <= many[f"{k}_ci"][1]
+    width = lambda m: m["accuracy_ci"][1] - m["accuracy_ci"][0]  # noqa: E731
+    assert few["patients"] == 10 and width(few) > width(many)
+    assert "| adapted | 200 |" in measure.table({"adapted": many})
+
+
+def test_the_site_gate_moves_only_on_a_win():
+    assert decide(0.99, 0.97, "roc_auc", 0.0, "source")[0]
+    assert not decide(0.97, 0.97, "roc_auc", 0.0, "source")[0]
+    assert not decide(0.975, 0.97, "roc_auc", 0.01, "source")[0]
+    assert "gain -0.0200" in decide(0.95, 0.97, "roc_auc", 0.0, "source")[1]
+
+
+def test_balanced_draw_takes_both_classes_equally():
+    labels = np.array([0] * 3 + [1] * 97)
+    draw = finetune.balanced_draw(labels, 1000, np.random.default_rng(0))
+    assert abs((labels[draw] == 0).mean() - 0.5) < 0.01
+    assert len(pd.unique(draw[labels[draw] == 0])) == 3
