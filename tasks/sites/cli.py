@@ -107,6 +107,7 @@ def adapt(p: Params, args) -> int:
     tmp = f["labels"].with_suffix(".tmp")
     out.to_csv(tmp, index=False)
     tmp.replace(f["labels"])
+    stage.remember_labels(p, name, args.labels)
     print(f"site {name}: {len(out)} labels checked and versioned as {f['labels']} "
           f"({int((labels.label == 0).sum())} NORMAL, {int(labels.label.sum())} PNEUMONIA)")
     if not Path(".dvc").is_dir():

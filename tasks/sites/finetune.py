@@ -25,11 +25,18 @@ def balanced_draw(labels: np.ndarray, n: int, rng) -> np.ndarray:
     """n indices drawn with replacement, half from each class present (all from one if only one is)."""
     classes = [np.flatnonzero(labels == c) for c in (0, 1) if (labels == c).any()]
     per = [n // len(classes) + (i < n % len(classes)) for i in range(len(classes))]
-    return np.concatenate([rng.choice(idx, size=k) for idx, k in zip(classes, per)])
+    return rng.permutation(np.concatenate([rng.choice(idx, size=k) for idx, k in zip(classes, per)]))
 
 
 def set_trainable(model, tune: str) -> None:
-    """`all`, `first` (layers before the second max-pool: stem and first block) or `head` (the last layer)."""
+    """`all`, `first` (layers before the second max-pool: stem and first block) or `head` (the last layer).
+
+    Batch-norm layers stay frozen in every mode (the source's statistics and scale; Keras runs a frozen one in
+    inference mode), the usual practice when fine-tuning on little data: with a few dozen films repeated in
+    half of every batch, batch statistics would follow those films rather than the site."""
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            layer.trainable = False
     if tune == "all":
         return
     if tune == "head":
@@ -39,7 +46,8 @@ def set_trainable(model, tune: str) -> None:
     pools = 0
     for layer in model.layers:
         pools += type(layer).__name__ == "MaxPooling2D"
-        layer.trainable = pools < 2 and tune == "first"
+        if type(layer).__name__ != "BatchNormalization":
+            layer.trainable = pools < 2
 
 
 def fine_tune(model, site: tuple, source: tuple, cfg, t: Train, normalize_mode: str, seed: int):

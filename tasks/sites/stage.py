@@ -64,6 +64,17 @@ def write(p: Params, name: str, images: str | Path, source_model: str) -> dict:
     return cfg
 
 
+def remember_labels(p: Params, name: str, labels: str | Path) -> None:
+    """Record the md5 of the reviewer's file the site was last adapted on (the site flow adapts again only when
+    it changes); not a stage param, so it reruns nothing by itself."""
+    from tasks.files import file_md5
+
+    path = files(p, name)["config"]
+    cfg = yaml.safe_load(path.read_text())
+    cfg["labels_md5"] = file_md5(labels)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
 def stages(p: Params, name: str, cfg: dict) -> dict:
     """The site's DVC pipeline, run from the repository root (`wdir`), paths relative to it."""
     f = {k: str(v) for k, v in files(p, name).items()}

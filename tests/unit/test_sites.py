@@ -143,3 +143,10 @@ def test_balanced_draw_takes_both_classes_equally():
     draw = finetune.balanced_draw(labels, 1000, np.random.default_rng(0))
     assert abs((labels[draw] == 0).mean() - 0.5) < 0.01
     assert len(pd.unique(draw[labels[draw] == 0])) == 3
+
+
+def test_balanced_draw_mixes_the_classes_in_every_stretch():
+    labels = np.array([0] * 50 + [1] * 50)
+    draw = finetune.balanced_draw(labels, 400, np.random.default_rng(0)).reshape(20, 20)  # 20 batches of 20
+    share = (labels[draw] == 1).mean(axis=1)
+    assert share.min() > 0.15 and share.max() < 0.85  # no batch of one class (the draw is shuffled)

@@ -1,0 +1,68 @@
+"""The site loop end to end in a real git+DVC checkout with a real MLflow registry: the demo champion, a
+worklist from the site's films, a refused labels file that writes nothing, then the adaptation that serves
+`@site-<name>` while `@champion` stays where it was."""
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.helpers import TINY_TRAIN, deep_update
+
+pytestmark = pytest.mark.slow
+SITE = {"sites": {"steps": 8, "folds": 2, "bootstrap": 50, "budget": 12},
+        "evaluate": {"tta": 0, "gradcam": 0, "ood": {"generated": 4}}}
+
+
+def aliases(repo, name="pneumonia-classifier-demo") -> dict:
+    code = ("import json, mlflow; from tasks import config, tracking; tracking.configure(config.load()); "
+            f"print(json.dumps(mlflow.MlflowClient().get_registered_model('{name}').aliases))")
+    return json.loads(repo.run("python", "-c", code).stdout.strip().splitlines()[-1])
+
+
+def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
+    repo = repo_copy
+    repo.params(deep_update(TINY_TRAIN, SITE))
+    repo.run("dvc", "repro", "register")
+    champion = aliases(repo)["champion"]
+
+    q = repo.run("pneumonia-site", "query", "--site", "st1", "--images", str(site_films))
+    assert "12 to label (typiclust)" in q.stdout
+    worklist = pd.read_csv(repo / "sites/st1/worklist.csv")
+    assert len(worklist) == 12 and worklist.path.is_unique and worklist.reason.str.startswith("typiclust").all()
+    assert (repo / "sites/st1/contact_sheet.png").stat().st_size > 5000
+    pinned = yaml.safe_load((repo / "sites/st1/site.yaml").read_text())["source_model"]
+    assert pinned == f"models:/pneumonia-classifier-demo/{champion}"
+
+    truth = ["PNEUMONIA" if path.startswith("PNEUMONIA") else "NORMAL" for path in worklist.path]
+    bad = repo / "bad.csv"
+    bad.write_text("path,label\n" + "".join(f"{p},{t}\n" for p, t in zip(worklist.path, truth)) + "nope.png,NORMAL\n")
+    refused = repo.run("pneumonia-site", "adapt", "--site", "st1", "--labels", str(bad), check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().count("\n") == 0 and "row 13 (nope.png)" in refused.stderr
+    assert not (repo / "sites/st1/labels.csv").exists() and "site-st1" not in aliases(repo)
+
+    good = repo / "labels.csv"
+    good.write_text("path,label\n" + "".join(f"{p},{t}\n" for p, t in zip(worklist.path, truth)))
+    adapted = repo.run("pneumonia-site", "adapt", "--site", "st1", "--labels", str(good))
+    assert "adapted (cross-fitted)" in adapted.stdout and "ROC-AUC" in adapted.stdout
+    report = json.loads((repo / "sites/st1/report.json").read_text())
+    assert report["labels"] == 12 and report["folds"] == 2 and report["query"] == "typiclust"
+    for when in ("before", "after"):
+        lo, hi = report[when]["accuracy_ci"]
+        assert lo <= report[when]["accuracy"] <= hi
+    registry = json.loads((repo / "sites/st1/registry.json").read_text())
+    now = aliases(repo)
+    assert now["champion"] == champion  # the champion is never touched
+    assert (now.get("site-st1") == str(registry["version"])) == registry["promoted"]
+    lock = yaml.safe_load((repo / "sites/st1/dvc.lock").read_text())
+    deps = {d["path"]: d for d in lock["stages"]["adapt"]["deps"]}
+    assert "md5" in deps["sites/st1/labels.csv"] and str(site_films) in deps  # the labels and the films, hashed
+    assert repo.run("dvc", "status", "sites/st1/dvc.yaml").stdout.strip() in ("", "Data and pipelines are up to date.")
+
+    version = registry["version"]
+    served = repo.run("pneumonia-predict", str(site_films / "NORMAL"),
+                      "--model-uri", f"models:/pneumonia-classifier-demo/{version}")
+    assert served.stdout.count("NORMAL") + served.stdout.count("PNEUMONIA") >= 20
+    shown = repo.run("pneumonia-site", "report", "--site", "st1")
+    assert "source model" in shown.stdout and f"v{version}" in shown.stdout
