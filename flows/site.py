@@ -57,7 +57,8 @@ def pneumonia_site(site: str, images: str, labels: str | None = None, budget: in
         out = site_command(["adapt", "--site", site, "--images", images, "--labels", labels])
         title = "adapted"
     else:
-        out = site_command(["query", "--site", site, "--images", images, *(["--budget", str(budget)] if budget else [])])
+        extra = ["--budget", str(budget)] if budget else []
+        out = site_command(["query", "--site", site, "--images", images, *extra])
         title = "worklist"
     markdown = f"# site {site}: {title}\n\n```\n{out.strip()}\n```\n"
     create_markdown_artifact(markdown, key=f"site-{site}", description=f"pneumonia-site {title}")

@@ -14,8 +14,10 @@ def test_site_labels_that_differ_from_train_move_the_site_scores_their_way(tiny_
     from tasks.data import load_splits
     from tasks.inference import raw_scores
 
+    still = {"rotation": 0.0, "zoom": 0.0, "shift": 0.0, "brightness": 0.0, "contrast": 0.0}
     p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {
-        "train": {"epochs": 10, "augment": {"rotation": 0.0, "zoom": 0.0, "shift": 0.0, "brightness": 0.0, "contrast": 0.0}}, "sites": {"steps": 80, "learning_rate": 0.003, "site_share": 0.75, "tune": "all"}}))
+        "train": {"epochs": 10, "augment": still},
+        "sites": {"steps": 80, "learning_rate": 0.003, "site_share": 0.75, "tune": "all"}}))
     splits = load_splits(p.paths)
     model, _, _ = train.fit(p, splits)
     images = np.concatenate([splits["val"][0], splits["test"][0]])  # films the source never trained on

@@ -143,6 +143,9 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["0 3 * * *"]
         limit = deployment.get("concurrency_limit") or (deployment.get("global_concurrency_limit") or {}).get("limit")
         assert limit == 1  # one run at a time per checkout
+        site = requests.get(f"{api}/deployments/name/pneumonia-site/site-onboarding").json()
+        assert [(s["schedule"]["cron"], s["active"]) for s in site["schedules"]] == [("*/30 * * * *", False)]
+        assert {"site", "images", "labels"} <= set(site["parameter_openapi_schema"]["properties"])
         repo.run("prefect", "deployment", "run", "pneumonia-training/nightly-retrain")
         repo.run("prefect", "worker", "start", "--pool", "pneumonia-pool", "--run-once", timeout=900)
         flow_runs = requests.post(f"{api}/flow_runs/filter",
