@@ -18,9 +18,14 @@ from tasks.cli import StepError
 from tasks.config import Params
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
-CODE = ["tasks/sites/__init__.py", "tasks/sites/films.py", "tasks/sites/finetune.py", "tasks/sites/measure.py",
-        "tasks/sites/adapt.py", "tasks/data.py", "tasks/inference.py", "tasks/preprocess.py", "tasks/images.py",
-        "tasks/ood.py", "tasks/serving.py", "tasks/pyfunc_model.py", "tasks/metrics.py"]
+# the project files each site stage runs (tests/unit/test_stage_deps.py checks them against the imports)
+ADAPT_CODE = ["tasks/cli.py", "tasks/config.py", "tasks/data.py", "tasks/files.py", "tasks/images.py",
+              "tasks/inference.py", "tasks/markers.py", "tasks/metrics.py", "tasks/ood.py", "tasks/plots.py",
+              "tasks/preprocess.py", "tasks/pyfunc_model.py", "tasks/registry.py", "tasks/serving.py",
+              "tasks/sites/__init__.py", "tasks/sites/adapt.py", "tasks/sites/films.py", "tasks/sites/finetune.py",
+              "tasks/sites/measure.py", "tasks/sites/stage.py", "tasks/sources/__init__.py", "tasks/sources/folder.py"]
+GATE_CODE = ["tasks/cli.py", "tasks/config.py", "tasks/files.py", "tasks/registry.py", "tasks/sites/__init__.py",
+             "tasks/sites/gate.py", "tasks/sites/stage.py"]
 
 
 def check_name(name: str) -> str:
@@ -82,12 +87,12 @@ def stages(p: Params, name: str, cfg: dict) -> dict:
     site_params = {f["config"]: ["images", "source_model"]}
     return {"stages": {
         "adapt": {"wdir": depth, "cmd": f"python -m tasks.sites.adapt {name}",
-                  "deps": [cfg["images"], f["labels"], p.paths.pixels, p.paths.split, *CODE],
+                  "deps": [cfg["images"], f["labels"], p.paths.pixels, p.paths.split, *ADAPT_CODE],
                   "params": ["sites", site_params],
                   "outs": [f["model"], f["package"], {f["predictions"]: {"cache": False}},
                            {f["figure"]: {"cache": False}}],
                   "metrics": [{f["report"]: {"cache": False}}]},
         "register": {"wdir": depth, "cmd": f"python -m tasks.sites.gate {name}",
-                     "deps": [f["package"], f["report"], "tasks/sites/gate.py", "tasks/registry.py"],
+                     "deps": [f["package"], f["report"], *GATE_CODE],
                      "params": [{"params.yaml": ["sites.metric", "sites.min_improvement", "register.model_name"]}],
                      "outs": [{f["registry"]: {"cache": False}}]}}}

@@ -114,3 +114,10 @@ def test_every_stage_declares_the_files_it_reads_or_writes():
             if not any(path == d or path.startswith(d + "/") or d.startswith(path + "/") for d in declared):
                 missing.setdefault(name, []).append(f"{key}: {path}")
     assert not missing, f"dvc.yaml stages use files they do not declare: {missing}"
+
+
+def test_site_stages_declare_the_code_they_run():
+    from tasks.sites import stage
+
+    assert sorted(stage.ADAPT_CODE) == sorted(closure("tasks.sites.adapt"))
+    assert sorted(stage.GATE_CODE) == sorted(closure("tasks.sites.gate"))
