@@ -89,13 +89,13 @@ def image_grid(images: np.ndarray, captions: list[str], path, title: str, overla
     return _save(fig, path)
 
 
-def score_shift(y_val, prob_val, y_test, prob_test, threshold: float, path) -> str:
+def score_shift(y_val, prob_val, y_test, prob_test, threshold: float, path, names=("validation", "test")) -> str:
     """Calibrated scores per class on validation and on test, with the threshold chosen on validation:
     a test split from another acquisition shows as normal images drifting toward the pneumonia side."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
     bins = np.linspace(0, 1, 26)
     for ax, label, name in ((axes[0], 0, "NORMAL"), (axes[1], 1, "PNEUMONIA")):
-        for y, prob, split in ((y_val, prob_val, "validation"), (y_test, prob_test, "test")):
+        for y, prob, split in ((y_val, prob_val, names[0]), (y_test, prob_test, names[1])):
             scores = np.asarray(prob)[np.asarray(y) == label]
             weights = np.full(len(scores), 1 / max(len(scores), 1))
             ax.hist(scores, bins=bins, weights=weights, alpha=0.55, label=f"{split} (n={len(scores)})")

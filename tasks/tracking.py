@@ -285,7 +285,8 @@ def record_site(p: Params, name: str, report: dict, files: dict) -> str:
 
     experiment_id = configure(p)
     tags = {"site": name, "site_labels": str(report["labels"]), "site_labels_md5": report["labels_md5"],
-            "site_query": report["query"], "source_model": report["source_model"], "git_commit": git_commit(),
+            "site_films_md5": report["films_md5"], "site_query": report["query"],
+            "source_model": report["source_model"], "git_commit": git_commit(),
             "site_report_md5": file_md5(files["report"])}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"site-{name}", tags=tags) as run:
         mlflow.log_params(flat_params({"sites": p.sites, "train.batch_size": p.train.batch_size}))

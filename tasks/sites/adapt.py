@@ -141,9 +141,10 @@ def adapt(p: Params, name: str) -> dict:
     pd.DataFrame({"path": labels.path, "label": y, "fold": folds, "probability": prob, "threshold": threshold,
                   "prediction": (prob >= threshold).astype(int)}).to_csv(f["predictions"], index=False)
     plots.score_shift(y, M.apply_temperature(before_raw, serving["temperature"], serving["bias"]), y, prob,
-                      float(np.mean(threshold)), f["figure"])
+                      float(np.mean(threshold)), f["figure"], names=("source model", "adapted, cross-fitted"))
     report = {"site": name, "source_model": s["source_model"], "labels": int(len(y)),
-              "labels_md5": file_md5(f["labels"]), "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
+              "labels_md5": file_md5(f["labels"]), "films_md5": films_md5(labels.sha256),
+              "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
               "folds": int(folds.max() + 1), "query": read_query(f), "tune": cfg.tune, "steps": cfg.steps,
               "learning_rate": cfg.learning_rate, "seconds": round(time.perf_counter() - start, 1),
               "before": before, "after": after, "served": op, "package_gap": gap}
@@ -151,6 +152,13 @@ def adapt(p: Params, name: str) -> dict:
     log.info(f"site {name}: {len(y)} labelled films; source model vs adapted (cross-fitted, 95 % intervals):\n"
              + measure.table({"source model": before, "adapted": after}))
     return report
+
+
+def films_md5(digests) -> str:
+    """One hash of the labelled films' contents (their sha256s, in order): the images the model was adapted on."""
+    import hashlib
+
+    return hashlib.md5(" ".join(digests).encode()).hexdigest()
 
 
 def read_query(f: dict) -> str:
