@@ -67,3 +67,12 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
     assert served.stdout.count("NORMAL") + served.stdout.count("PNEUMONIA") >= 20
     shown = repo.run("pneumonia-site", "report", "--site", "st1")
     assert "source model" in shown.stdout and f"v{version}" in shown.stdout
+
+    # the site flow: the labels it adapted on are unchanged, so a scheduled run only rewrites the worklist
+    repo.env.update({"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PREFECT_HOME": str(repo / ".prefect"),
+                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    before = (repo / "sites/st1/worklist.csv").stat().st_mtime_ns
+    flowed = repo.run("python", "-m", "flows.site", "--site", "st1", "--images", str(site_films), "--labels", str(good))
+    assert "12 to label (typiclust)" in flowed.stdout + flowed.stderr
+    assert (repo / "sites/st1/worklist.csv").stat().st_mtime_ns > before
+    assert json.loads((repo / "sites/st1/registry.json").read_text())["version"] == version  # nothing re-adapted
