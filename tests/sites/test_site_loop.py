@@ -28,9 +28,9 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
     champion = aliases(repo)["champion"]
 
     q = repo.run("pneumonia-site", "query", "--site", "st1", "--images", str(site_films))
-    assert "12 to label (typiclust)" in q.stdout
+    assert "12 to label (badge)" in q.stdout
     worklist = pd.read_csv(repo / "sites/st1/worklist.csv")
-    assert len(worklist) == 12 and worklist.path.is_unique and worklist.reason.str.startswith("typiclust").all()
+    assert len(worklist) == 12 and worklist.path.is_unique and worklist.reason.str.startswith("badge").all()
     assert (repo / "sites/st1/contact_sheet.png").stat().st_size > 5000
     pinned = yaml.safe_load((repo / "sites/st1/site.yaml").read_text())["source_model"]
     assert pinned == f"models:/pneumonia-classifier-demo/{champion}"
@@ -48,7 +48,7 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
     adapted = repo.run("pneumonia-site", "adapt", "--site", "st1", "--labels", str(good))
     assert "adapted (cross-fitted)" in adapted.stdout and "ROC-AUC" in adapted.stdout
     report = json.loads((repo / "sites/st1/report.json").read_text())
-    assert report["labels"] == 12 and report["folds"] == 2 and report["query"] == "typiclust"
+    assert report["labels"] == 12 and report["folds"] == 2 and report["query"] == "badge"
     for when in ("before", "after"):
         lo, hi = report[when]["accuracy_ci"]
         assert lo <= report[when]["accuracy"] <= hi
@@ -73,6 +73,6 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
                      "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
     before = (repo / "sites/st1/worklist.csv").stat().st_mtime_ns
     flowed = repo.run("python", "-m", "flows.site", "--site", "st1", "--images", str(site_films), "--labels", str(good))
-    assert "12 to label (typiclust)" in flowed.stdout + flowed.stderr
+    assert "12 to label (badge)" in flowed.stdout + flowed.stderr
     assert (repo / "sites/st1/worklist.csv").stat().st_mtime_ns > before
     assert json.loads((repo / "sites/st1/registry.json").read_text())["version"] == version  # nothing re-adapted
