@@ -7,7 +7,8 @@ its weights nor its threshold saw). It must beat, by `sites.min_improvement`, th
 films: for a site's first model, the source model (the champion it was adapted from, which never saw the
 site's films) scored on them; after that, the current `@site-<name>` version's own cross-fitted value when
 its labels file was the same, else the source model too (an incumbent cannot be scored fairly on films it was
-trained on). `@champion` is never touched. Writes the site's `registry.json`.
+trained on). Its cross-fitted sensitivity and specificity must also clear `register.min_sensitivity` and
+`min_specificity`, the champion's floors. `@champion` is never touched. Writes the site's `registry.json`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,20 @@ from tasks.files import file_md5, read_json, write_json
 from tasks.sites import stage
 
 log = logging.getLogger(__name__)
+
+
+def floors(after: dict, min_sensitivity: float, min_specificity: float) -> str | None:
+    """Why the candidate's cross-fitted operating point is not servable (`register.min_*` floors), or None.
+
+    A few dozen labels can raise the ranking while the threshold they give misses (measured: 25 labels, AUC
+    0.992 but sensitivity 76 %, docs/sites.md), so a win on the metric alone does not promote."""
+    if after["recall"] < min_sensitivity:
+        return (f"cross-fitted site sensitivity {after['recall']:.3f} is below register.min_sensitivity "
+                f"{min_sensitivity}")
+    if after["specificity"] < min_specificity:
+        return (f"cross-fitted site specificity {after['specificity']:.3f} is below register.min_specificity "
+                f"{min_specificity}")
+    return None
 
 
 def decide(candidate: float, incumbent: float, metric: str, min_improvement: float, against: str):
@@ -59,6 +74,9 @@ def run(p: Params, name: str) -> dict:
     metric = p.sites.metric
     current, value, against = incumbent(p, name, report)
     promote, reason = decide(float(report["after"][metric]), value, metric, p.sites.min_improvement, against)
+    refused = floors(report["after"], p.register.min_sensitivity, p.register.min_specificity)
+    if refused:
+        promote, reason = False, f"{refused} ({reason})"
     tags = {"site": name, "site_labels": str(report["labels"]), "site_labels_md5": report["labels_md5"],
             "site_query": report["query"], "source_model": report["source_model"],
             "decision": "promoted" if promote else "rejected", "reason": reason,

@@ -94,5 +94,6 @@ def stages(p: Params, name: str, cfg: dict) -> dict:
                   "metrics": [{f["report"]: {"cache": False}}]},
         "register": {"wdir": depth, "cmd": f"python -m tasks.sites.gate {name}",
                      "deps": [f["package"], f["report"], *GATE_CODE],
-                     "params": [{"params.yaml": ["sites.metric", "sites.min_improvement", "register.model_name"]}],
+                     "params": [{"params.yaml": ["sites.metric", "sites.min_improvement", "register.model_name",
+                                                  "register.min_sensitivity", "register.min_specificity"]}],
                      "outs": [{f["registry"]: {"cache": False}}]}}}

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from tasks.sites import films, finetune, measure, query
-from tasks.sites.gate import decide
+from tasks.sites.gate import decide, floors
 from tests.helpers import image_bytes
 
 
@@ -150,3 +150,10 @@ def test_balanced_draw_mixes_the_classes_in_every_stretch():
     draw = finetune.balanced_draw(labels, 400, np.random.default_rng(0)).reshape(20, 20)  # 20 batches of 20
     share = (labels[draw] == 1).mean(axis=1)
     assert share.min() > 0.15 and share.max() < 0.85  # no batch of one class (the draw is shuffled)
+
+
+def test_the_site_gate_refuses_an_operating_point_below_the_floors():
+    good = {"recall": 0.97, "specificity": 0.9}
+    assert floors(good, 0.85, 0.6) is None
+    assert "sensitivity 0.760 is below register.min_sensitivity 0.85" in floors({**good, "recall": 0.76}, 0.85, 0.6)
+    assert "specificity 0.500" in floors({**good, "specificity": 0.5}, 0.85, 0.6)
