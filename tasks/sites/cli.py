@@ -137,7 +137,9 @@ def report(p: Params, args) -> int:
         g = read_json(f["registry"])
         print(f"registry: v{g['version']} {'is now' if g['promoted'] else 'not promoted to'} @{g['alias']}: "
               f"{g['reason']}")
-        print(f"serve it: pneumonia-predict FILES --model-uri models:/{registry.model_name(p)}@{g['alias']}")
+        if g["after"] is not None:
+            print(f"serve it: pneumonia-predict FILES --model-uri models:/{registry.model_name(p)}@{g['alias']} "
+                  f"(v{g['after']})")
     print(f"figure: {f['figure']}")
     return 0
 
