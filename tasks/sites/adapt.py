@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks import config, ood, registry, tracking
-from tasks.cli import EXIT_REJECTED, StepError, configure_logging
+from tasks import ood, registry, tracking
+from tasks.cli import StepError
 from tasks.config import Params
 from tasks.files import file_md5, write_json
 from tasks.sites import films, finetune, measure, stage
@@ -168,21 +168,13 @@ def read_query(f: dict) -> str:
     return ",".join(sorted(set(pd.read_csv(f["worklist"]).strategy.astype(str))))
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0].startswith("-"):
-        print(__doc__)
-        sys.exit(0 if args and args[0] in ("-h", "--help") else EXIT_REJECTED)
-    configure_logging()
-    try:
-        p = config.load()
-        tracking.configure(p)
-        report = adapt(p, args[0])
-        tracking.record_site(p, args[0], report, stage.files(p, args[0]))
-    except StepError as err:
-        print(f"site adapt: error: {err}", file=sys.stderr)
-        sys.exit(EXIT_REJECTED)
+def run(p: Params, name: str) -> dict:
+    """Adapt, then record the run in MLflow (the site gate finds it by the report's md5)."""
+    tracking.configure(p)
+    report = adapt(p, name)
+    tracking.record_site(p, name, report, stage.files(p, name))
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    stage.main("site adapt", __doc__, run)

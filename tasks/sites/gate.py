@@ -13,10 +13,9 @@ trained on). Its cross-fitted sensitivity and specificity must also clear `regis
 from __future__ import annotations
 
 import logging
-import sys
 
-from tasks import config, registry, tracking
-from tasks.cli import EXIT_REJECTED, StepError, configure_logging
+from tasks import registry, tracking
+from tasks.cli import StepError
 from tasks.config import Params
 from tasks.files import file_md5, read_json, write_json
 from tasks.sites import stage
@@ -103,18 +102,5 @@ def run(p: Params, name: str) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0].startswith("-"):
-        print(__doc__)
-        sys.exit(0 if args and args[0] in ("-h", "--help") else EXIT_REJECTED)
-    configure_logging()
-    try:
-        run(config.load(), args[0])
-    except StepError as err:
-        print(f"site register: error: {err}", file=sys.stderr)
-        sys.exit(EXIT_REJECTED)
-
-
 if __name__ == "__main__":
-    main()
+    stage.main("site register", __doc__, run)

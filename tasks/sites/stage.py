@@ -10,11 +10,12 @@ the site's `dvc.lock` holds their hashes.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import yaml
 
-from tasks.cli import StepError
+from tasks.cli import EXIT_REJECTED, StepError, configure_logging
 from tasks.config import Params
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
@@ -97,3 +98,19 @@ def stages(p: Params, name: str, cfg: dict) -> dict:
                      "params": [{"params.yaml": ["sites.metric", "sites.min_improvement", "register.model_name",
                                                   "register.min_sensitivity", "register.min_specificity"]}],
                      "outs": [{f["registry"]: {"cache": False}}]}}}
+
+
+def main(label: str, doc: str, work, argv: list[str] | None = None) -> None:
+    """`python -m tasks.sites.<stage> NAME`: `work(params, NAME)` for one site; a StepError is one line, exit 2."""
+    from tasks import config
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0].startswith("-"):
+        print(doc)
+        sys.exit(0 if args and args[0] in ("-h", "--help") else EXIT_REJECTED)
+    configure_logging()
+    try:
+        work(config.load(), args[0])
+    except StepError as err:
+        print(f"{label}: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_REJECTED)
