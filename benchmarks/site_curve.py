@@ -15,21 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def cpu() -> str:
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model name"))
-        flags = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-        extra = [f for f in ("avx2", "avx512f", "amx_tile") if f in flags.split()]
-        return f"{line.split(':', 1)[1].strip()} ({', '.join(extra)})"
-    except (OSError, StopIteration):
-        return platform.processor()
+from machine import cpu
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ them back with `dvc pull`.
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -82,21 +81,16 @@ def report_failure(flow, flow_run, state) -> None:
     when `PNEUMONIA_FAILURE_WEBHOOK` is set, the same as JSON POSTed to that URL (Slack, Teams or any
     incident hook). A webhook that fails is logged, never raised: the run has already failed."""
     import os
-    import urllib.request
+
+    from flows import notify
 
     message = str(state.message or state.name)
     markdown = (f"# pneumonia-training failed\n\n- flow run: `{flow_run.name}` (`{flow_run.id}`)\n"
                 f"- state: {state.name}\n\n```\n{message[-3000:]}\n```\n")
     create_markdown_artifact(markdown, key="pneumonia-training-failure", description="why the run failed")
-    url = os.environ.get("PNEUMONIA_FAILURE_WEBHOOK")
-    if url:
-        body = json.dumps({"text": f"pneumonia-training run {flow_run.name} failed: {message[-1000:]}",
-                           "flow_run_id": str(flow_run.id), "state": state.name}).encode()
-        request = urllib.request.Request(url, body, {"Content-Type": "application/json"}, method="POST")
-        try:
-            urllib.request.urlopen(request, timeout=10).close()
-        except OSError as err:
-            logging.getLogger(__name__).warning(f"failure webhook {url} did not answer: {err}")
+    notify.post(os.environ.get("PNEUMONIA_FAILURE_WEBHOOK"),
+                {"text": f"pneumonia-training run {flow_run.name} failed: {message[-1000:]}",
+                 "flow_run_id": str(flow_run.id), "state": state.name})
 
 
 @flow(name="pneumonia-training", log_prints=True, on_failure=[report_failure])

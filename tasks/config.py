@@ -54,6 +54,7 @@ class Paths(Section):
     predictions: str
     registry: str
     sites: str  # one folder per onboarded site (tasks.sites)
+    monitoring: str  # one folder per monitored site: the films scored and each batch's drift report (tasks.monitor)
     dvc_remote: str  # the local DVC remote flows set up when the checkout has none (`~` is the home folder)
 
 
@@ -169,9 +170,23 @@ class Sites(Section):
     seed: int
 
 
+class Monitor(Section):
+    alpha: Annotated[float, Field(gt=0, lt=1)]
+    components: Positive
+    permutations: Annotated[int, Field(ge=99)]
+    min_films: Annotated[int, Field(ge=5)]
+    max_films: Annotated[int, Field(ge=20)]
+    seed: int
+
+
 class Ood(Section):
     pass_rate: Annotated[float, Field(gt=0.5, le=1)]  # of validation images under the threshold
     generated: Annotated[int, Field(ge=1)]  # images per generated kind (tasks.ood.KINDS)
+    seed: int
+
+
+class Reference(Section):
+    films: Positive
     seed: int
 
 
@@ -184,6 +199,7 @@ class Evaluate(Section):
     gradcam: Count
     stress: dict[str, float]
     ood: Ood
+    reference: Reference
 
 
 class Tracking(Section):
@@ -211,6 +227,7 @@ class Params(Section):
     site: Site
     adapt: Adapt
     sites: Sites
+    monitor: Monitor
     evaluate: Evaluate
     tracking: Tracking
     register_: Register = Field(alias="register")  # `register` too (BaseModel's ABC metaclass)

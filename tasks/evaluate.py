@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from tasks import adapt, ood, plots, site
+from tasks import adapt, ood, plots, reference, site
 from tasks import metrics as M
 from tasks.cli import StepError, main
 from tasks.config import Evaluate, Params
-from tasks.files import model_path, ood_path, out_path, serving_config, write_json
+from tasks.files import model_path, ood_path, out_path, reference_path, serving_config, write_json
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ class Evaluation:
     op: dict  # calibration and the served threshold
     ood: dict  # the fitted out-of-distribution detector (tasks.ood)
     ood_scores: dict  # its score per image of val, test and each generated kind
+    reference: dict  # what monitoring compares a site's films with (tasks.reference)
 
 
 def evaluation(p: Params, model, splits: dict) -> Evaluation:
@@ -187,7 +188,17 @@ def evaluation(p: Params, model, splits: dict) -> Evaluation:
     o = p.evaluate.ood
     fitted, ood_scores, result["ood"] = ood.measure(model, splits, p.train.normalize, o.pass_rate, o.generated, o.seed)
     result.update(op, threshold_method=p.evaluate.threshold, calibration=p.evaluate.calibrate)
-    return Evaluation(result, y, raw, prob, decided, op, fitted, ood_scores)
+    return Evaluation(result, y, raw, prob, decided, op, fitted, ood_scores,
+                      monitoring_reference(p, model, splits["val"][0], prob["val"], ood_scores["val"], op["threshold"]))
+
+
+def monitoring_reference(p: Params, model, images, prob, ood_score, threshold: float) -> dict:
+    """tasks.reference from a seeded sample of validation films: features by the served model's own pass."""
+    from tasks.inference import scores_and_features
+
+    keep = reference.sample(len(images), p.evaluate.reference.films, p.evaluate.reference.seed)
+    features = scores_and_features(model, images[keep], p.train.normalize)[1]
+    return reference.build(features, prob[keep], ood_score[keep], threshold)
 
 
 def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
@@ -208,6 +219,7 @@ def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
     write_json(serving_config(p), {"image_size": p.data.image_size, "normalize": p.train.normalize,
                                    "tta": p.evaluate.tta, **ev.op})
     ood.save(ood_path(p), ev.ood)
+    reference.save(reference_path(p), ev.reference)
 
 
 def report(p: Params, ev: Evaluation) -> None:

@@ -39,6 +39,12 @@ def ood_path(p) -> Path:
     return Path(p.paths.model_dir) / "ood.npz"
 
 
+def reference_path(p) -> Path:
+    """The monitoring reference (tasks.reference): `<paths.model_dir>/reference.npz` (evaluate fits it, the
+    packaged pyfunc carries it)."""
+    return Path(p.paths.model_dir) / "reference.npz"
+
+
 def file_md5(path: str | Path) -> str:
     """The md5 of a file's bytes (DVC's hash of a file)."""
     import hashlib

@@ -20,7 +20,7 @@ import pandas as pd
 
 from tasks.cli import StepError, main
 from tasks.config import Params
-from tasks.files import model_path, ood_path, serving_config
+from tasks.files import model_path, ood_path, reference_path, serving_config
 from tasks.images import png_bytes
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,12 @@ def run(p: Params) -> dict:
 
     from tasks.serving import pyfunc_spec
 
-    needed = [serving_config(p), ood_path(p), Path(p.paths.predictions)]
+    needed = [serving_config(p), ood_path(p), reference_path(p), Path(p.paths.predictions)]
     if not all(path.exists() for path in needed):
         raise StepError(f"{', '.join(map(str, needed))}: one is missing; run evaluate first")
     folder = package_dir(p)
     shutil.rmtree(folder, ignore_errors=True)  # save_model refuses an existing folder
-    spec = pyfunc_spec(model_path(p), serving_config(p), ood_path(p), example_image(p))
+    spec = pyfunc_spec(model_path(p).parent, example_image(p))
     mlflow.pyfunc.save_model(str(folder), **spec)
     gap = check(p, folder)
     if not gap <= 1e-5:

@@ -118,3 +118,35 @@ def ood_scores(named: dict, pass_rate: float, path) -> str:
     ax.set_xlabel("log10 ood_score (Mahalanobis distance / threshold)"), ax.set_ylabel("share of the set")
     ax.set_title("Is it a chest X-ray like the training images?"), ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
+
+
+def drift(reference: dict, features, probability, ood_score, result: dict, path) -> str:
+    """A batch beside the model's reference: the score distribution with the threshold, the out-of-distribution
+    score, and the penultimate features on the reference's first two principal components."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    batch = f"batch (n={len(probability)})"
+    ref = f"reference (n={len(reference['probability'])})"
+    bins = np.linspace(0, 1, 26)
+    for values, name in ((reference["probability"], ref), (probability, batch)):
+        axes[0].hist(values, bins=bins, weights=np.full(len(values), 1 / len(values)), alpha=0.55, label=name)
+    axes[0].axvline(reference["threshold"], color="k", linestyle="--", label="threshold")
+    axes[0].set_title(f"scores: KS p = {result['scores']['p_value']:.3g}"), axes[0].set_xlabel("P(pneumonia)")
+    logs = [np.log10(np.maximum(np.asarray(v, float), 1e-3)) for v in (reference["ood_score"], ood_score)]
+    bins = np.linspace(min(v.min() for v in logs), max(max(v.max() for v in logs), 0.1), 30)
+    for values, name in zip(logs, (ref, batch)):
+        axes[1].hist(values, bins=bins, weights=np.full(len(values), 1 / len(values)), alpha=0.55, label=name)
+    axes[1].axvline(0, color="k", linestyle="--", label="out-of-distribution flag")
+    axes[1].set_title(f"flagged {100 * result['ood']['statistic']:.1f} %: p = {result['ood']['p_value']:.3g}")
+    axes[1].set_xlabel("log10 ood_score")
+    mean = reference["features"].mean(axis=0)
+    std = reference["features"].std(axis=0) + 1e-6
+    _, _, components = np.linalg.svd((reference["features"] - mean) / std, full_matrices=False)
+    for values, name in ((reference["features"], ref), (features, batch)):
+        xy = ((np.asarray(values) - mean) / std) @ components[:2].T
+        axes[2].scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.5, label=name)
+    axes[2].set_title(f"features: MMD p = {result['features']['p_value']:.3g}")
+    axes[2].set_xlabel("PC 1 of the reference"), axes[2].set_ylabel("PC 2")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle("drift: " + (", ".join(result["drifted"]) if result["drift"] else "none"), fontsize=10)
+    return _save(fig, path)

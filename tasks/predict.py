@@ -1,10 +1,14 @@
 """predict: score image files with a registered model (default: this project's `@champion`).
 
-    pneumonia-predict IMAGE_OR_FOLDER... [--model-uri models:/pneumonia-classifier@champion] [--gradcam DIR]
+    pneumonia-predict IMAGE_OR_FOLDER... [--model-uri models:/pneumonia-classifier@champion]
+                      [--output preds.csv|.json|.parquet] [--gradcam DIR]
 
-Prints one row per image: probability, label, the threshold the model uses, and `ood_score` /
-`in_distribution`: whether the image looks like the frontal chest X-rays the model was trained on
-(tasks.ood). A label of an image that is not in distribution means nothing, and the printout says so.
+Scores folders of any size, CHUNK files at a time (bounded memory), with a progress bar. One row per image:
+probability, label, the threshold the model uses, and `ood_score` / `in_distribution`: whether the image looks
+like the frontal chest X-rays the model was trained on (tasks.ood); a label of an image that is not in
+distribution means nothing, and the printout says so. `--output` also writes every row with the model URI
+and version. A file that cannot be read or decoded gets one line on stderr and exit status 1, after the
+others are scored and written.
 """
 from __future__ import annotations
 
@@ -18,6 +22,10 @@ import pandas as pd
 
 from tasks.images import IMAGE_SUFFIXES
 
+CHUNK = 256  # files read and sent to the model at a time
+PRINTED = 20  # rows printed when there are more and no --output
+FORMATS = {".csv", ".json", ".parquet"}
+
 
 def image_files(inputs: list[str]) -> list[Path]:
     files = []
@@ -29,14 +37,89 @@ def image_files(inputs: list[str]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{item} does not exist")
     if not files:
-        raise FileNotFoundError(f"no image files in {', '.join(inputs)}")
+        raise FileNotFoundError(f"no image files in {', '.join(inputs)} "
+                                f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
 
 
-def predict_files(model, files: list[Path]) -> pd.DataFrame:
-    frame = pd.DataFrame({"image": [base64.b64encode(f.read_bytes()).decode() for f in files]})
-    out = model.predict(frame)
-    return pd.concat([pd.DataFrame({"file": [str(f) for f in files]}), out.reset_index(drop=True)], axis=1)
+def _bad_row(err) -> int | None:
+    """The input row an error from the model's predict names (tasks.serving.BadRow), else None."""
+    from tasks.serving import BadRow
+
+    while err is not None:
+        if isinstance(err, BadRow):
+            return err.row
+        err = err.__cause__
+    return None
+
+
+def _score_chunk(model, files: list[Path], errors: dict) -> pd.DataFrame | None:
+    """Score files through the pyfunc; a file that cannot be read or decoded goes to `errors` and the rest
+    of the chunk is scored again without it."""
+    from mlflow.exceptions import MlflowException
+
+    encoded, kept = [], []
+    for f in files:
+        try:
+            encoded.append(base64.b64encode(f.read_bytes()).decode())
+            kept.append(f)
+        except OSError as err:  # removed or unreadable since it was listed
+            errors[f] = f"cannot be read ({err.strerror or err})"
+    while kept:
+        try:
+            out = model.predict(pd.DataFrame({"image": encoded}))
+        except MlflowException as err:
+            row = _bad_row(err)
+            if row is None:
+                raise
+            errors[kept[row]] = str(err).split(": ", 1)[-1]
+            del kept[row], encoded[row]
+            continue
+        return pd.concat([pd.DataFrame({"file": [str(f) for f in kept]}), out.reset_index(drop=True)], axis=1)
+    return None
+
+
+def predict_files(model, files: list[Path], progress: bool | None = None) -> tuple[pd.DataFrame, dict]:
+    """(one row per scored file, {file: why it was not scored}); `progress` None shows a bar on a terminal."""
+    from tqdm import tqdm
+
+    errors: dict = {}
+    parts = []
+    with tqdm(total=len(files), unit="img", desc="scoring", disable=not progress if progress is not None
+              else None, file=sys.stderr) as bar:
+        for start in range(0, len(files), CHUNK):
+            chunk = files[start:start + CHUNK]
+            part = _score_chunk(model, chunk, errors)
+            if part is not None:
+                parts.append(part)
+            bar.update(len(chunk))
+    columns = ["file", "probability", "label", "threshold", "ood_score", "in_distribution"]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return table, errors
+
+
+def model_version(uri: str) -> str:
+    """The registry version a `models:/name@alias` or `models:/name/N` URI resolves to, else ''."""
+    import mlflow
+
+    if not uri.startswith("models:/"):
+        return ""
+    name, _, ref = uri[len("models:/"):].partition("@")
+    if ref:
+        return str(mlflow.MlflowClient().get_model_version_by_alias(name, ref).version)
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def write_table(table: pd.DataFrame, path: Path) -> Path:
+    """The table as CSV, JSON (records) or Parquet, by the file's suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        table.to_csv(path, index=False)
+    elif path.suffix == ".json":
+        table.to_json(path, orient="records", indent=1)
+    else:
+        table.to_parquet(path, index=False)
+    return path
 
 
 def write_gradcam(model, files: list[Path], folder: Path) -> list[Path]:
@@ -67,8 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pneumonia-predict", description=__doc__.split("\n\n")[0])
     ap.add_argument("inputs", nargs="+", help="image files or folders")
     ap.add_argument("--model-uri", help="any MLflow model URI (default: this project's @champion from params.yaml)")
+    ap.add_argument("--output", type=Path, metavar="FILE", help="write every row here (.csv, .json or .parquet)")
     ap.add_argument("--gradcam", type=Path, metavar="DIR", help="also write Grad-CAM overlays here")
     args = ap.parse_args(argv)
+    if args.output and args.output.suffix not in FORMATS:
+        ap.error(f"--output {args.output}: use a .csv, .json or .parquet file")
     from tasks import config, registry, tracking
 
     if Path("params.yaml").exists():  # inside a checkout: use its tracking store
@@ -77,20 +163,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = image_files(args.inputs)
         model = registry.load(uri)
-        table = predict_files(model, files)
+        version = model_version(uri)
     except (FileNotFoundError, LookupError) as err:
         print(f"pneumonia-predict: error: {err}", file=sys.stderr)
         return 1
-    print(f"model: {uri}")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    table, errors = predict_files(model, files)
+    print(f"model: {uri}" + (f" (version {version})" if version else ""))
+    if args.output:
+        write_table(table.assign(model_uri=uri, model_version=version), args.output)
+        print(f"{len(table)} image(s) scored -> {args.output}")
+    shown = table if args.output is None and len(table) <= 2 * PRINTED else table.head(PRINTED)
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if len(shown) < len(table):
+        print(f"... {len(table) - len(shown)} more rows ({(table.label == 'PNEUMONIA').sum()} of {len(table)} "
+              "called PNEUMONIA); --output FILE writes them all")
     outside = table.file[~table.in_distribution.astype(bool)].tolist()
     if outside:
+        named = ", ".join(outside[:10]) + (f" and {len(outside) - 10} more" if len(outside) > 10 else "")
         print(f"warning: {len(outside)} image(s) do not look like the frontal chest X-rays the model learned "
-              f"(in_distribution false), so their labels mean nothing: {', '.join(outside)}", file=sys.stderr)
+              f"(in_distribution false), so their labels mean nothing: {named}", file=sys.stderr)
     if args.gradcam:
-        for path in write_gradcam(model, files, args.gradcam):
+        for path in write_gradcam(model, [Path(f) for f in table.file], args.gradcam):
             print(f"Grad-CAM: {path}")
-    return 0
+    for f, why in errors.items():
+        print(f"pneumonia-predict: error: {f}: {why}; the other files were scored", file=sys.stderr)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -14,34 +14,39 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 
 class PneumoniaModel(mlflow.pyfunc.PythonModel):
-    """Input: DataFrame with an `image` column of base64 image files. Output: probability, label, threshold,
-    ood_score, in_distribution (tasks.serving)."""
+    """Input: DataFrame with an `image` column of base64 image files, any number of rows (scored
+    tasks.serving.CHUNK at a time; an HTTP request is capped at tasks.serving.MAX_ROWS). Output: probability,
+    label, threshold, ood_score, in_distribution (tasks.serving)."""
 
     def load_context(self, context):
         import keras
 
-        from tasks import ood
+        from tasks import ood, reference
         from tasks.serving import predict_frame
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
         with open(context.artifacts["config"]) as fh:
             self.config = json.load(fh)
         self.detector = ood.load(context.artifacts["ood"])  # plain arrays, allow_pickle=False
+        # what monitoring compares a site's films with (tasks.reference); models packaged before it have none
+        self.reference = reference.load(context.artifacts["reference"]) if "reference" in context.artifacts else None
         # warm-up: trace the compiled forward pass now (it accepts any batch size), not on the first request
         size = self.config["image_size"]
         predict_frame(self.model, self.config, self.detector, np.zeros((1, size, size), np.uint8))
 
     def predict(self, context, model_input, params=None):
-        from tasks.serving import decode_images, predict_frame
+        from tasks.serving import check_request, http_request, predict_column
 
         if "image" not in getattr(model_input, "columns", []):
             raise MlflowException("input needs an `image` column of base64 image files",
                                   error_code=INVALID_PARAMETER_VALUE)
+        column = list(model_input["image"])
         try:
-            images = decode_images(list(model_input["image"]), self.config["image_size"])
-        except ValueError as err:
-            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
-        return predict_frame(self.model, self.config, self.detector, images)
+            if http_request():  # the request limits guard the HTTP server, not the model
+                check_request(column)
+            return predict_column(self.model, self.config, self.detector, column)
+        except ValueError as err:  # a BadRow keeps its row as the cause, for batch callers
+            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
 
 
 mlflow.models.set_model(PneumoniaModel())

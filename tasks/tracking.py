@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.config import Params, flat_params
-from tasks.files import file_md5, model_path, ood_path, read_json, serving_config
+from tasks.files import file_md5, model_path, read_json
 
 
 def experiment_name(p: Params) -> str:
@@ -39,13 +39,14 @@ def tracking_uri(p: Params) -> str:
     return uri
 
 
-def configure(p: Params) -> str:
-    """Point MLflow at the configured store and experiment; returns the experiment id."""
+def configure(p: Params, name: str | None = None) -> str:
+    """Point MLflow at the configured store and experiment (`name`, default the project's); returns the
+    experiment id."""
     import mlflow
 
     uri = tracking_uri(p)
     mlflow.set_tracking_uri(uri)
-    name = experiment_name(p)
+    name = name or experiment_name(p)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         # a server stores artifacts itself; a local sqlite store keeps them beside it under mlruns/
@@ -220,8 +221,7 @@ def record_package(p: Params, result: dict) -> None:
     if run is None:
         raise LookupError(f"no MLflow run recorded the evaluation in {p.paths.metrics}: rerun evaluate")
     with mlflow.start_run(run_id=run.info.run_id):
-        info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model_path(p), serving_config(p), ood_path(p),
-                                                                   example_image(p)))
+        info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model_path(p).parent, example_image(p)))
         mlflow.set_tag("servable_model_uri", info.model_uri)
         # the test metrics again, linked to the logged model and the test dataset: the model's own page shows them
         # (the dataset's digest from the run's own data tags, not from hashing the pixel store again)
@@ -300,8 +300,7 @@ def record_site(p: Params, name: str, report: dict, files: dict) -> str:
             mlflow.log_artifact(str(files[key]), "site")
         model = files["model"]
         example = png_bytes(np.zeros((8, 8), np.uint8))
-        info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model / "model.keras", model / "serving.json",
-                                                                   model / "ood.npz", example))
+        info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model, example))
         mlflow.set_tag("servable_model_uri", info.model_uri)
         return run.info.run_id
 
@@ -315,3 +314,27 @@ def measure_keys() -> tuple[str, ...]:
 def site_run(p: Params, report_md5: str):
     """The latest site run that recorded this report (by its md5), or None."""
     return find_run(p, "site_report_md5", report_md5)
+
+
+def record_monitoring(p: Params, site: str, out: dict) -> str:
+    """One run per tested batch in the experiment `<model>-monitoring`: the site, model and verdict as tags,
+    the `monitor` params, each test's statistic and p-value, the rates, and the batch's report and figure
+    (counts and statistics only: no file name or pixel). Returns the run id."""
+    import mlflow
+
+    from tasks.drift import TESTS
+    from tasks.registry import model_name
+
+    r = out["result"]
+    experiment_id = configure(p, f"{model_name(p)}-monitoring")
+    tags = {"site": site, "model_uri": out["model_uri"], "model_version": out["model_version"], "batch": r["batch"],
+            "drift": str(r["drift"]).lower(), "drifted": ",".join(r["drifted"]) or "none"}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{site}-{r['batch']}", tags=tags) as run:
+        mlflow.log_params(flat_params({"monitor": p.monitor}))
+        mlflow.log_metrics({"films": r["films"], "pneumonia_rate": r["pneumonia_rate"],
+                            "pneumonia_rate_reference": r["pneumonia_rate_reference"],
+                            "median_probability": r["median_probability"], "drift": float(r["drift"])})
+        mlflow.log_metrics({f"{t}/{k}": float(r[t][k]) for t in TESTS for k in ("statistic", "p_value")})
+        mlflow.log_artifact(r["report"], "monitoring")
+        mlflow.log_artifact(r["figure"], "monitoring")
+        return run.info.run_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,29 @@ def write_params(folder: Path, overrides: dict | None = None) -> config.Params:
 TINY_DEMO = {"ingest": {"demo": {"patients": 40, "size": 64}}, "data": {"image_size": 48},
              "validate": {"min_per_class": 5}}
 TINY_TRAIN = {**TINY_DEMO, "train": {"epochs": 2, "batch_size": 16, "patience": 5}, "evaluate": {"gradcam": 2}}
+
+
+@contextmanager
+def webhook():
+    """A local HTTP endpoint on 127.0.0.1 that records the JSON bodies POSTed to it; yields (url, bodies)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    bodies = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", bodies
+    finally:
+        server.shutdown()

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks import ood, registry, tracking
+from tasks import ood, reference, registry, tracking
 from tasks.cli import StepError
 from tasks.config import Params
 from tasks.files import file_md5, write_json
@@ -75,7 +75,22 @@ def refit_ood(model, splits: dict, mode: str, pass_rate: float) -> dict:
     return fitted
 
 
-def save(p: Params, name: str, model, serving: dict, detector: dict, example: bytes) -> Path:
+def site_reference(p: Params, model, serving: dict, detector: dict, folder: str, labelled: set[str]) -> dict:
+    """The adapted model's monitoring reference: a seeded sample of the site's films it was not trained on,
+    scored by the served functions (the site, not the source, is what its batches should look like)."""
+    from tasks.serving import predict_frame
+
+    unseen = [f for f in films.listing(folder) if f not in labelled]
+    r = p.evaluate.reference
+    chosen = [unseen[i] for i in reference.sample(len(unseen), r.films, r.seed)]
+    if not chosen:
+        raise StepError(f"{folder}: every film is labelled, none is left for the monitoring reference")
+    frame, features = predict_frame(model, serving, detector, films.load(folder, chosen, serving["image_size"]),
+                                    features=True)
+    return reference.build(features, frame.probability.to_numpy(), frame.ood_score.to_numpy(), serving["threshold"])
+
+
+def save(p: Params, name: str, model, serving: dict, detector: dict, ref: dict, example: bytes) -> Path:
     """model/ and package/ of the site; returns the package folder."""
     import mlflow
 
@@ -87,8 +102,9 @@ def save(p: Params, name: str, model, serving: dict, detector: dict, example: by
     model.save(f["model"] / "model.keras")
     write_json(f["model"] / "serving.json", serving)
     ood.save(f["model"] / "ood.npz", detector)
+    reference.save(f["model"] / "reference.npz", ref)
     shutil.rmtree(f["package"], ignore_errors=True)
-    spec = pyfunc_spec(f["model"] / "model.keras", f["model"] / "serving.json", f["model"] / "ood.npz", example)
+    spec = pyfunc_spec(f["model"], example)
     mlflow.pyfunc.save_model(str(f["package"]), **spec)
     return f["package"]
 
@@ -133,7 +149,8 @@ def adapt(p: Params, name: str) -> dict:
     model = finetune.fine_tune(clone(base), (x, y), splits["train"], cfg, p.train, mode, cfg.seed)
     op = finetune.operating_point(y, oof, cfg.target_sensitivity)
     detector = refit_ood(model, splits, mode, p.evaluate.ood.pass_rate)
-    package = save(p, name, model, {**serving, **op}, detector, png_bytes(x[0]))
+    ref = site_reference(p, model, {**serving, **op}, detector, s["images"], set(labels.path))
+    package = save(p, name, model, {**serving, **op}, detector, ref, png_bytes(x[0]))
     expected = M.apply_temperature(raw_scores(model, x[:CHECKED], mode, tta), op["temperature"], op["bias"])
     gap = check_package(package, x[:CHECKED], expected)
     if not gap <= 1e-5:

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from flows import stages
-from tests.helpers import REPO, TINY_TRAIN, deep_update
+from tests.helpers import REPO, TINY_TRAIN, deep_update, webhook
 from tests.mlflow_server import free_port, wait_http
 from tests.pipeline.conftest import RepoCopy
 
@@ -81,32 +81,6 @@ def prefect_server(home: Path):
 def task_runs(api: str, flow_run_id: str) -> dict[str, dict]:
     runs = requests.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
     return {r["name"].rsplit("-", 1)[0]: r for r in runs}
-
-
-@pytest.mark.slow
-@contextmanager
-def webhook():
-    """A local HTTP endpoint on 127.0.0.1 that records the JSON bodies POSTed to it; yields (url, bodies)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
-    bodies = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):
-            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hook", bodies
-    finally:
-        server.shutdown()
 
 
 def test_flow_on_a_real_prefect_server(tmp_path):

@@ -1,9 +1,7 @@
 """The registry gate on a real MLflow registry, the pulled champion, and `mlflow models serve`."""
 import base64
-import contextlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +17,11 @@ from PIL import Image
 from tasks import register, tracking
 from tasks.cli import execute
 from tasks.images import png_bytes
-from tasks.registry import model_name
-from tests.helpers import TINY_TRAIN, deep_update, defaults, write_params
+from tests.helpers import deep_update, defaults, write_params
 from tests.mlflow_server import free_port, wait_http
+from tests.services.conftest import OPEN_GATE
 
 pytestmark = pytest.mark.slow
-OPEN_GATE = deep_update(TINY_TRAIN, {"register": {"min_sensitivity": 0.0, "min_specificity": 0.0}})
 
 
 def test_gate_decisions():
@@ -92,30 +89,6 @@ def test_a_registry_that_fails_is_not_no_champion(workdir, monkeypatch):
             registry.champion(write_params(workdir))
     finally:
         server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def champion_dir(tiny_data, tmp_path_factory):
-    """A tiny trained, evaluated and registered pipeline run (gate floors open), as the cwd's template."""
-    folder = tmp_path_factory.mktemp("champion")
-    shutil.copytree(tiny_data, folder, dirs_exist_ok=True)
-    with contextlib.chdir(folder):
-        p = write_params(folder, OPEN_GATE)
-        execute("train", p)
-        execute("evaluate", p)
-        execute("package", p)
-        first = execute("register", p)
-    assert first["promoted"] and first["champion_before"] is None
-    return folder
-
-
-@pytest.fixture
-def registry(champion_dir, workdir):
-    shutil.copytree(champion_dir, workdir, dirs_exist_ok=True)
-    p = write_params(workdir, OPEN_GATE)
-    uri = tracking.tracking_uri(p)
-    mlflow.set_tracking_uri(uri)
-    return p, MlflowClient(uri), model_name(p)
 
 
 def champion_version(client, name) -> str:

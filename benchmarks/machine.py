@@ -1,0 +1,17 @@
+"""What every benchmark prints first: the CPU it ran on (figures only compare within one machine)."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+
+def cpu() -> str:
+    """The CPU model and the vector extensions that change TensorFlow's speed (avx2, avx512f, amx_tile)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(x for x in lines if x.startswith("model name")).split(":", 1)[1].strip()
+        flags = next(x for x in lines if x.startswith("flags")).split()
+        extra = [f for f in ("avx2", "avx512f", "amx_tile") if f in flags]
+        return f"{name} ({', '.join(extra)})"
+    except (OSError, StopIteration):
+        return platform.processor()

@@ -1,0 +1,86 @@
+"""The `pneumonia-monitor` flow: score a site's new films with the model it is served and test them for drift.
+
+    pneumonia-monitor --site NAME --images DIR [--model-uri URI]     # or python -m flows.monitor
+
+One Prefect task runs tasks.monitor (the logic, with no Prefect in it); the flow leaves a markdown artifact
+`monitor-<site>` with the tests' table and the batch's picture, and when a drift test crosses its threshold
+(`monitor.alpha` in params.yaml) it logs the alert and POSTs it to `PNEUMONIA_ALERT_WEBHOOK` when that is set.
+Exit status: 0, also on drift (the alert is the news); 1 when a film could not be read (the others are scored
+and kept) or the input cannot be used. `prefect.yaml` schedules it (`site-monitoring`).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from flows import notify
+
+
+@task
+def score_and_test(site: str, images: str, model_uri: str | None) -> dict:
+    from tasks import config, monitor
+
+    return monitor.run(config.load(), site, images, model_uri, progress=False)
+
+
+def markdown(out: dict, min_films: int) -> str:
+    from tasks.monitor import summary
+
+    text = f"# monitoring: site {out['site']}\n\n" + summary(out, min_films)
+    figure = (out["result"] or {}).get("figure")
+    if figure and Path(figure).exists():  # inline, so the artifact shows the picture wherever it is read
+        text += f"\n![drift]({'data:image/png;base64,' + base64.b64encode(Path(figure).read_bytes()).decode()})\n"
+    return text
+
+
+@flow(name="pneumonia-monitor", log_prints=True)
+def pneumonia_monitor(site: str, images: str, model_uri: str | None = None) -> dict:
+    """Score the new films, test the batch, report; alert on drift."""
+    from tasks import config
+
+    log = get_run_logger()
+    out = score_and_test(site, images, model_uri)
+    create_markdown_artifact(markdown(out, config.load().monitor.min_films), key=f"monitor-{site}",
+                             description=f"pneumonia-monitor, site {site}")
+    for path, why in out["errors"].items():
+        log.error(f"{Path(images) / path}: {why}; the other films were scored")
+    if out["alert"]:
+        log.warning(f"ALERT: {out['alert']}")
+        r = out["result"]
+        notify.post(os.environ.get("PNEUMONIA_ALERT_WEBHOOK"),
+                    {"text": f"pneumonia-monitor ALERT: {out['alert']}", "site": site, "model_uri": out["model_uri"],
+                     "batch": r["batch"], "drifted": r["drifted"],
+                     "p_values": {t: r[t]["p_value"] for t in ("features", "scores", "ood")}})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks import config
+    from tasks.cli import StepError
+    from tasks.monitor import summary
+
+    ap = argparse.ArgumentParser(prog="pneumonia-monitor", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--site", required=True, help="the site's name (its model is models:/<model>@site-<name>)")
+    ap.add_argument("--images", required=True, help="the folder of the site's films (read, never changed)")
+    ap.add_argument("--model-uri", help="monitor this model instead of the one the site is served")
+    args = ap.parse_args(argv)
+    try:
+        out = pneumonia_monitor(args.site, args.images, args.model_uri)
+    except StepError as err:
+        print(f"pneumonia-monitor: error: {err}", file=sys.stderr)
+        return 1
+    print(summary(out, config.load().monitor.min_films))
+    for path, why in out["errors"].items():
+        print(f"pneumonia-monitor: error: {Path(args.images) / path}: {why}; the other films were scored",
+              file=sys.stderr)
+    return 1 if out["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,221 @@
+"""monitor: score a site's new films with the model the site is served, and test them for drift.
+
+    pneumonia-monitor --site NAME --images DIR [--model-uri URI]      (flows/monitor.py: the Prefect flow)
+
+Each run lists the films under DIR, scores only those this model version has not scored before (by content
+hash) with the served model (`@site-NAME` when it exists, else `@champion`) and keeps them in
+`<paths.monitoring>/<NAME>/`: `scored.csv` (one row per film and model version) and `features.npy` (their
+penultimate features, row for row), written after every chunk, so a stopped run keeps what it scored. The
+films not yet tested form the batch; once it holds `monitor.min_films`, tasks.drift compares it with the
+reference the model was packaged with (tasks.reference) and the batch's report goes to `batches/<id>.json`
+and `.png`, with an MLflow run in the experiment `<model>-monitoring`. No pixel value or file name leaves the
+site's folder: the report, the run and the alert hold counts, statistics and p-values only.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks import drift
+from tasks.cli import StepError
+from tasks.config import Params
+from tasks.files import out_path, write_json
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64  # films decoded, scored and written at a time
+COLUMNS = ["sha256", "path", "probability", "label", "threshold", "ood_score", "in_distribution", "model_version",
+           "scored_at", "batch"]
+
+
+def folder(p: Params, site: str) -> Path:
+    from tasks.sites.stage import check_name
+
+    return Path(p.paths.monitoring) / check_name(site)
+
+
+def served_uri(p: Params, site: str) -> str:
+    """`models:/<model>@site-<site>` when the site has its own model, else the champion's URI."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from tasks.registry import absent, champion_uri, model_name
+    from tasks.sites.stage import alias
+
+    name = model_name(p)
+    try:
+        mlflow.MlflowClient().get_model_version_by_alias(name, alias(site))
+        return f"models:/{name}@{alias(site)}"
+    except MlflowException as err:
+        if not absent(err):
+            raise
+    return champion_uri(p)
+
+
+class Store:
+    """The films a site's monitor has scored: scored.csv and features.npy, row for row."""
+
+    def __init__(self, root: Path):
+        self.csv, self.npy = root / "scored.csv", root / "features.npy"
+        if self.csv.exists():
+            self.table = pd.read_csv(self.csv, dtype={"batch": str, "model_version": str}, keep_default_na=False)
+            self.features = np.load(self.npy)
+            if len(self.features) != len(self.table):
+                raise StepError(f"{self.npy} has {len(self.features)} rows for {len(self.table)} in {self.csv}: "
+                                f"remove both to start the site's monitoring again")
+        else:
+            self.table, self.features = pd.DataFrame(columns=COLUMNS), None
+
+    def seen(self, version: str) -> set[str]:
+        return set(self.table.sha256[self.table.model_version == version])
+
+    def add(self, rows: pd.DataFrame, features: np.ndarray) -> None:
+        self.table = pd.concat([self.table, rows[COLUMNS]], ignore_index=True) if len(self.table) else rows[COLUMNS]
+        self.features = features if self.features is None else np.concatenate([self.features, features])
+        self.save()
+
+    def save(self) -> None:
+        """features first, then the table, each via a temporary file: a reader never sees half of one."""
+        out_path(self.csv)
+        tmp = self.npy.with_name("features.tmp.npy")
+        np.save(tmp, self.features)
+        tmp.replace(self.npy)
+        self.table.to_csv(self.csv.with_suffix(".tmp"), index=False)
+        self.csv.with_suffix(".tmp").replace(self.csv)
+
+
+def new_films(images: Path, store: Store, version: str) -> tuple[list[str], list[str], dict]:
+    """(paths, sha256s) of the films under `images` this version has not scored, and {path: why} for the
+    ones that could not be read. A film whose bytes repeat another's is scored once."""
+    from tasks.sites.films import listing
+
+    seen, paths, digests, errors = store.seen(version), [], [], {}
+    for rel in listing(images):
+        try:
+            digest = hashlib.sha256((images / rel).read_bytes()).hexdigest()
+        except OSError as err:
+            errors[rel] = f"cannot be read ({err.strerror or err})"
+            continue
+        if digest not in seen:
+            seen.add(digest)
+            paths.append(rel)
+            digests.append(digest)
+    return paths, digests, errors
+
+
+def score(inner, images: Path, paths: list[str], digests: list[str], version: str, store: Store, errors: dict,
+          progress: bool | None = None) -> int:
+    """Score the films CHUNK at a time with the served model's own functions and add each chunk to the store;
+    returns the number scored. A film that cannot be read or decoded goes to `errors`."""
+    from tqdm import tqdm
+
+    from tasks.images import BadImage, load_gray
+    from tasks.serving import predict_frame
+
+    size, done = inner.config["image_size"], 0
+    for start in tqdm(range(0, len(paths), CHUNK), desc="scoring", unit="chunk",
+                      disable=None if progress is None else not progress):
+        pixels, kept = [], []
+        for rel, digest in zip(paths[start:start + CHUNK], digests[start:start + CHUNK]):
+            try:
+                pixels.append(load_gray((images / rel).read_bytes(), size))
+                kept.append((rel, digest))
+            except (BadImage, OSError) as err:
+                errors[rel] = str(err)
+        if not kept:
+            continue
+        frame, features = predict_frame(inner.model, inner.config, inner.detector, np.stack(pixels), features=True)
+        frame.insert(0, "path", [rel for rel, _ in kept])
+        frame.insert(0, "sha256", [digest for _, digest in kept])
+        frame = frame.assign(model_version=version, scored_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             batch="")
+        store.add(frame, features.astype(np.float32))
+        done += len(kept)
+    return done
+
+
+def test_batch(p: Params, reference: dict, store: Store, version: str, root: Path) -> dict | None:
+    """Compare the films this version scored and no batch has tested yet with the reference; None while
+    there are fewer than `monitor.min_films`."""
+    m = p.monitor
+    pending = np.flatnonzero(((store.table.model_version == version) & (store.table.batch == "")).to_numpy())
+    if len(pending) < m.min_films:
+        return None
+    rows = store.table.iloc[pending]
+    result = drift.compare(reference, store.features[pending], rows.probability.to_numpy(float),
+                           rows.ood_score.to_numpy(float), m.alpha, m.components, m.permutations, m.max_films,
+                           m.seed)
+    tested = len(set(store.table.batch) - {""})
+    batch = f"{tested + 1:04d}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    store.table.loc[store.table.index[pending], "batch"] = batch
+    store.save()
+    from tasks import plots
+
+    result.update(batch=batch, model_version=version)
+    result["figure"] = str(plots.drift(reference, store.features[pending], rows.probability.to_numpy(float),
+                                       rows.ood_score.to_numpy(float), result, root / "batches" / f"{batch}.png"))
+    result["report"] = str(write_json(root / "batches" / f"{batch}.json", result))
+    return result
+
+
+def alert(site: str, uri: str, images: Path, result: dict) -> str:
+    """The alert's text: the site, each statistic that crossed, its p-value, and what to do next."""
+    crossed = "; ".join(f"{t} drift (p = {result[t]['p_value']:.4f} < {result['alpha'] / len(drift.TESTS):.4f})"
+                        for t in result["drifted"])
+    return (f"site {site}: {result['films']} new films do not look like {uri}'s reference: {crossed}; "
+            f"pneumonia rate {100 * result['pneumonia_rate']:.0f} % vs {100 * result['pneumonia_rate_reference']:.0f}"
+            f" % on the reference. Next: `pneumonia-site query --site {site} --images {images}` picks the films to "
+            "label, then `pneumonia-site adapt` fits a site model")
+
+
+def run(p: Params, site: str, images: str | Path, model_uri: str | None = None,
+        progress: bool | None = None) -> dict:
+    """Score the new films, test the batch; returns {site, model_uri, scored, waiting, errors, result, alert}."""
+    from tasks import predict, registry, tracking
+
+    tracking.configure(p)
+    images = Path(images)
+    uri = model_uri or served_uri(p, site)
+    try:
+        model = registry.load(uri)
+    except LookupError as err:
+        raise StepError(f"{uri}: {err}") from None
+    inner = model.unwrap_python_model()
+    if getattr(inner, "reference", None) is None:
+        raise StepError(f"{uri} was packaged without a monitoring reference: rerun evaluate and package "
+                        "(`dvc repro`) and register it, or monitor with --model-uri of a newer version")
+    version = predict.model_version(uri) or uri
+    root = folder(p, site)
+    store = Store(root)
+    paths, digests, errors = new_films(images, store, version)
+    scored = score(inner, images, paths, digests, version, store, errors, progress)
+    result = test_batch(p, inner.reference, store, version, root)
+    waiting = int(((store.table.model_version == version) & (store.table.batch == "")).sum())
+    out = {"site": site, "model_uri": uri, "model_version": version, "scored": scored, "waiting": waiting,
+           "errors": errors, "result": result,
+           "alert": alert(site, uri, images, result) if result and result["drift"] else None}
+    if result is not None:
+        tracking.record_monitoring(p, site, out)
+    return out
+
+
+def summary(out: dict, min_films: int) -> str:
+    """The run in a few lines of markdown: a table of the three tests when a batch was tested."""
+    version = f" (version {out['model_version']})" if out["model_version"] != out["model_uri"] else ""
+    head = f"site `{out['site']}`, model `{out['model_uri']}`{version}: {out['scored']} new film(s) scored"
+    r = out["result"]
+    if r is None:
+        return f"{head}; {out['waiting']} waiting for a batch of {min_films} before the drift test\n"
+    rows = "\n".join(f"| {t} | {r[t]['statistic']:.4f} | {r[t]['p_value']:.4f} | "
+                     f"{'**drift**' if t in r['drifted'] else 'ok'} |" for t in drift.TESTS)
+    return (f"{head}; batch `{r['batch']}` of {r['films']} films tested against the reference\n\n"
+            f"| test | statistic | p-value | at alpha {r['alpha']} / 3 |\n|---|---|---|---|\n{rows}\n\n"
+            f"predicted pneumonia {100 * r['pneumonia_rate']:.1f} % (reference "
+            f"{100 * r['pneumonia_rate_reference']:.1f} %), flagged out of distribution "
+            f"{100 * r['ood']['statistic']:.1f} % (reference {100 * r['ood']['reference']:.1f} %)\n\n"
+            + (f"**ALERT**: {out['alert']}\n" if out["alert"] else "no drift\n"))

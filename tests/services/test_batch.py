@@ -1,0 +1,105 @@
+"""Batch scoring through the registered pyfunc: any number of rows, the same scores as one image at a time."""
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks import predict, serving
+
+pytestmark = pytest.mark.slow
+
+
+def films(n: int) -> list[Path]:
+    """n demo films of the champion's data (repeated when there are fewer), copied under ./inbox."""
+    source = sorted(Path("data/raw/demo/chest_xray").rglob("*.png"))
+    inbox = Path("inbox")
+    inbox.mkdir(exist_ok=True)
+    out = []
+    for i in range(n):
+        target = inbox / f"film-{i:04d}.png"
+        target.write_bytes(source[i % len(source)].read_bytes())
+        out.append(target)
+    return out
+
+
+def encoded(files) -> pd.DataFrame:
+    return pd.DataFrame({"image": [base64.b64encode(f.read_bytes()).decode() for f in files]})
+
+
+@pytest.mark.parametrize("n", [70, 200])
+def test_the_pyfunc_scores_any_number_of_rows_as_it_scores_one(registry, n):
+    _, _, name = registry
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    files = films(n)
+    batch = model.predict(encoded(files))
+    assert len(batch) == n > serving.MAX_ROWS
+    for i in (0, serving.CHUNK - 1, serving.CHUNK, n - 1):  # both sides of a chunk boundary
+        alone = model.predict(encoded(files[i:i + 1]))
+        assert abs(batch.probability[i] - alone.probability[0]) <= 1e-5
+        assert abs(batch.ood_score[i] - alone.ood_score[0]) <= 1e-5
+        assert batch.label[i] == alone.label[0]
+
+
+def test_a_bad_row_in_a_batch_is_named_by_its_row(registry):
+    _, _, name = registry
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    frame = encoded(films(serving.CHUNK + 5))
+    frame.loc[serving.CHUNK + 2, "image"] = base64.b64encode(b"not an image").decode()
+    with pytest.raises(mlflow.exceptions.MlflowException, match=f"row {serving.CHUNK + 2}: not an image"):
+        model.predict(frame)
+
+
+def test_predict_cli_writes_every_row_and_names_the_files_it_could_not_read(registry, capsys):
+    _, client, name = registry
+    files = films(70)
+    Path("inbox/broken.png").write_bytes(b"\x89PNG truncated")
+    version = client.get_model_version_by_alias(name, "champion").version
+    for suffix in (".csv", ".json", ".parquet"):
+        out = Path(f"preds{suffix}")
+        assert predict.main(["inbox", "--output", str(out)]) == 1  # exit 1: one file was not scored
+        captured = capsys.readouterr()
+        assert "broken.png" in captured.err and "the other files were scored" in captured.err
+        table = {".csv": pd.read_csv, ".json": pd.read_json, ".parquet": pd.read_parquet}[suffix](out)
+        assert len(table) == 70 and set(table.file) == {str(f) for f in files}
+        assert {"probability", "label", "threshold", "ood_score", "in_distribution", "model_version"} <= set(table)
+        assert (table.model_version.astype(str) == str(version)).all()
+        assert set(table.label) <= {"NORMAL", "PNEUMONIA"} and table.probability.between(0, 1).all()
+
+
+def test_a_file_removed_after_listing_is_reported_and_the_rest_scored(registry):
+    _, _, name = registry
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    files = films(10)
+    files[3].unlink()
+    table, errors = predict.predict_files(model, files, progress=False)
+    assert list(errors) == [files[3]] and "cannot be read" in errors[files[3]]
+    assert len(table) == 9 and str(files[3]) not in set(table.file)
+
+
+def test_an_empty_inbox_is_one_clear_error(registry, capsys):
+    Path("empty").mkdir()
+    (Path("empty") / "notes.txt").write_text("no films here")
+    assert predict.main(["empty"]) == 1
+    assert "no image files in empty" in capsys.readouterr().err
+
+
+def test_mlflow_models_predict_scores_200_rows(registry):
+    _, _, name = registry
+    files = films(200)
+    Path("input.json").write_text(json.dumps({"dataframe_split": encoded(files).to_dict(orient="split")}))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([str(Path(sys.executable).parent / "mlflow"), "models", "predict", "-m",
+                           f"models:/{name}@champion", "-i", "input.json", "-o", "output.json", "-t", "json",
+                           "--env-manager", "local"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(Path("output.json").read_text())["predictions"]
+    assert len(rows) == 200
+    local = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(encoded(files[:1]))
+    assert np.isclose(rows[0]["probability"], local.probability[0], atol=1e-5)
