@@ -5,7 +5,10 @@
 Each stage runs through `dvc repro --single-item`, so a rerun after a failure skips what
 already finished, and `dvc status` is clean after a successful run. Transient failures are
 retried with backoff; a rejected input or parameter (exit 2) stops the flow at once.
-Overrides are applied as `dvc exp run -S` would and the result is saved as a DVC experiment.
+Overrides are applied as `dvc exp run -S` would. Every run that trains is saved as a DVC experiment
+(`--name`, else `run-<UTC time>`), named on the MLflow run of its evaluation (tag `dvc_experiment`), so
+a nightly run never overwrites the last; a run without overrides when `dvc status` is clean (no new data,
+code or params) stops in seconds and says so.
 After the last stage, `dvc push` sends data, model and package to the checkout's default DVC remote
 (when none is set, a local folder outside the checkout: `paths.dvc_remote`), so a fresh clone gets
 them back with `dvc pull`.
@@ -13,7 +16,6 @@ them back with `dvc pull`.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -93,19 +95,44 @@ def report_failure(flow, flow_run, state) -> None:
                  "flow_run_id": str(flow_run.id), "state": state.name})
 
 
+@task
+def record_experiment(name: str) -> str:
+    """The run as the DVC experiment `name`, and the name on the MLflow run of its evaluation."""
+    from mlflow import MlflowClient
+
+    from tasks import config, tracking
+
+    stages.save_experiment(name)
+    p = config.load()
+    run_id = _read(p.paths.registry).get("run_id")
+    if run_id:
+        MlflowClient(tracking.tracking_uri(p)).set_tag(run_id, "dvc_experiment", name)
+    get_run_logger().info(f"recorded as DVC experiment `{name}` (`dvc exp show`; MLflow tag dvc_experiment)")
+    return name
+
+
 @flow(name="pneumonia-training", log_prints=True, on_failure=[report_failure])
 def pneumonia_training(overrides: list[str] | None = None, experiment_name: str | None = None) -> str:
-    """Run every DVC stage in order; with overrides, record the result as a DVC experiment."""
+    """Run every DVC stage in order and record the run as a DVC experiment; without overrides and with nothing
+    new since the last run (`dvc status` clean: no new data, code or params), stop at once and say so."""
+    import time
+
     with stages.workspace_lock("pneumonia-training"):
         if overrides:
             stages.set_params(overrides)
+        elif not (todo := stages.changed()):
+            markdown = "# pneumonia-training\n\nnothing new since the last run (`dvc status` is clean): not retrained\n"
+            get_run_logger().info("nothing new since the last run (dvc status is clean: no new data, code or "
+                                  "params): nothing to retrain")
+            create_markdown_artifact(markdown, key="pneumonia-training-summary", description="run summary")
+            return markdown
+        else:
+            get_run_logger().info(f"stages to rerun (dvc status): {', '.join(todo)}")
         for stage in stages.stage_names():
             run_stage.with_options(name=stage)(stage)  # raises, and so stops the flow, when a stage fails for good
         push()
         markdown = summary()
-        if overrides:
-            name = ["-n", experiment_name] if experiment_name else []
-            subprocess.run(["dvc", "exp", "save", *name], env=stages.dvc_env(), check=True)
+        record_experiment(experiment_name or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime()))
     return markdown
 
 

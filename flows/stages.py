@@ -84,6 +84,24 @@ def push(default_remote: str, log: Callable[[str], None] = print, root: Path = P
     return remote
 
 
+def changed(root: Path = Path(".")) -> list[str]:
+    """The stages `dvc status` says would rerun (new data, changed code or params); [] when all are up to date.
+    Cheap on an unchanged checkout: DVC keeps the hashes of unchanged files by their mtime and inode."""
+    proc = _dvc("status", "--json", root=root, check=False)
+    if proc.returncode:
+        raise StageFailed(f"dvc status failed: {(proc.stderr or proc.stdout)[-2000:]}")
+    return sorted(json.loads(proc.stdout or "{}"))
+
+
+def save_experiment(name: str, root: Path = Path(".")) -> str:
+    """`dvc exp save -n name`: the run's params, metrics and outputs kept as a DVC experiment (the next run
+    no longer overwrites it); returns the name."""
+    proc = _dvc("exp", "save", "-n", name, root=root, check=False)
+    if proc.returncode:
+        raise StageFailed(f"dvc exp save -n {name} failed: {(proc.stderr or proc.stdout)[-2000:]}")
+    return name
+
+
 LOCK_FILE = ".pipeline.lock"
 
 

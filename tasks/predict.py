@@ -175,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     shown = table if args.output is None and len(table) <= 2 * PRINTED else table.head(PRINTED)
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if len(shown) < len(table):
+        where = f"all in {args.output}" if args.output else "--output FILE writes them all"
         print(f"... {len(table) - len(shown)} more rows ({(table.label == 'PNEUMONIA').sum()} of {len(table)} "
-              "called PNEUMONIA); --output FILE writes them all")
+              f"called PNEUMONIA); {where}")
     outside = table.file[~table.in_distribution.astype(bool)].tolist()
     if outside:
         named = ", ".join(outside[:10]) + (f" and {len(outside) - 10} more" if len(outside) > 10 else "")

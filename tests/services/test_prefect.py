@@ -120,6 +120,8 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         site = requests.get(f"{api}/deployments/name/pneumonia-site/site-onboarding").json()
         assert [(s["schedule"]["cron"], s["active"]) for s in site["schedules"]] == [("*/30 * * * *", False)]
         assert {"site", "images", "labels"} <= set(site["parameter_openapi_schema"]["properties"])
+        watch = requests.get(f"{api}/deployments/name/pneumonia-monitor/site-monitoring").json()
+        assert [(s["schedule"]["cron"], s["active"]) for s in watch["schedules"]] == [("0 * * * *", False)]
         repo.run("prefect", "deployment", "run", "pneumonia-training/nightly-retrain")
         repo.run("prefect", "worker", "start", "--pool", "pneumonia-pool", "--run-once", timeout=900)
         flow_runs = requests.post(f"{api}/flow_runs/filter",
@@ -141,6 +143,24 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         artifacts = requests.post(f"{api}/artifacts/filter", json={}).json()
         assert any(a["key"] == "pneumonia-training-summary" for a in artifacts)
         assert len(alerts) == 1  # a successful run calls no webhook
+        refs = repo.run("git", "for-each-ref", "--format=%(refname)", "refs/exps").stdout.split()
+        experiment = client.get_run(run_id).data.tags["dvc_experiment"]  # the scheduled run is an experiment
+        assert experiment.startswith("run-") and any(r.endswith(f"/{experiment}") for r in refs), (experiment, refs)
+        quiet = repo.run(sys.executable, "-m", "flows.pipeline")  # nothing new: stops at once and says so
+        assert "nothing new since the last run" in quiet.stdout + quiet.stderr
+        assert "Running stage" not in quiet.stdout + quiet.stderr
+
+        # the monitoring deployment, run by a worker on the site's films with the champion just registered
+        inbox = repo / "data/raw/demo/chest_xray/train"
+        repo.run("prefect", "deployment", "run", "pneumonia-monitor/site-monitoring", "--param", "site=st1",
+                 "--param", f"images={inbox}")
+        repo.run("prefect", "worker", "start", "--pool", "pneumonia-pool", "--run-once", timeout=600)
+        watched = requests.post(f"{api}/flow_runs/filter",
+                                json={"flow_runs": {"deployment_id": {"any_": [watch["id"]]}}}).json()
+        assert [r["state_type"] for r in watched] == ["COMPLETED"]
+        report = [a for a in requests.post(f"{api}/artifacts/filter", json={}).json() if a["key"] == "monitor-st1"]
+        assert len(report) == 1 and "site `st1`" in report[0]["data"] and "| features |" in report[0]["data"]
+        assert (repo / "monitoring/st1/scored.csv").exists()
 
     # a fresh clone elsewhere gets data, model and package back from the remote, and has nothing to rerun
     repo.run("git", "add", "-A")
