@@ -1,4 +1,5 @@
-"""Decode any image a real archive holds into 8-bit grayscale, and resize it.
+"""Decode any image a real archive holds into 8-bit grayscale, and resize it: the formats PIL reads, and
+DICOM (tasks.dicom).
 
 The one decoder used by ingest, training and serving, so the same file always
 gives the same pixels. Raises `BadImage` with a short reason for anything that is
@@ -12,7 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".dcm", ".dicom"}
 
 
 class BadImage(ValueError):
@@ -46,6 +47,13 @@ def decode(data: bytes, min_side: int = 1, max_pixels: int = 80_000_000) -> tupl
     """
     if not data:
         raise BadImage("empty file (0 bytes)")
+    from tasks import dicom
+
+    if dicom.is_dicom(data):
+        gray, info = dicom.decode(data, max_pixels)
+        if min(gray.shape) < min_side:
+            raise BadImage(f"too small ({gray.shape[1]}x{gray.shape[0]}); ingest.min_side is {min_side}")
+        return gray, info
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -1,0 +1,72 @@
+"""DICOM radiographs to 8-bit grayscale, for tasks.images.decode (so ingest, serving, pneumonia-predict and
+pneumonia-monitor all read them the same way).
+
+The pixel data goes through the file's modality LUT (rescale slope and intercept), then its VOI LUT or
+window when it has one, then is scaled by its real range to 0..255 (8-bit data with neither is kept as it
+is, so a DICOM and a PNG of the same pixels decode alike); `MONOCHROME1` (white is low) is inverted.
+Multi-frame files, colour images and files without pixel data are refused; compressed transfer syntaxes
+are decoded when pydicom or an installed plugin can (RLE always; JPEG and JPEG 2000 with pylibjpeg),
+else refused with the plugin to install. No header value is ever put in a message: a DICOM header
+holds the patient's name, id and birth date, and messages reach logs and reports.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+SUFFIXES = {".dcm", ".dicom"}
+PLUGINS = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+
+
+def is_dicom(data: bytes) -> bool:
+    """A DICOM Part 10 file: a 128-byte preamble, then `DICM`."""
+    return len(data) > 132 and data[128:132] == b"DICM"
+
+
+def decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, dict]:
+    """DICOM bytes -> (uint8 H x W grayscale, info with `width`, `height`, `mode`); BadImage with a reason
+    that names no header value."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    from tasks.images import BadImage
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError):
+        raise BadImage("not a readable DICOM file (truncated or corrupt)") from None
+    if "PixelData" not in ds:
+        raise BadImage("DICOM file without pixel data (a report or structured document?)")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows * cols > max_pixels:
+        raise BadImage(f"{cols}x{rows} exceeds the {max_pixels:,}-pixel limit")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise BadImage(f"multi-frame DICOM ({frames} frames); export the frame to use as its own file")
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise BadImage("DICOM image is not grayscale (photometric interpretation "
+                       f"{photometric or 'missing'}); send the radiograph as MONOCHROME1 or MONOCHROME2")
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    try:
+        stored = ds.pixel_array
+    except Exception:  # noqa: BLE001 - pydicom raises several types for a missing codec or bad data
+        if syntax is not None and syntax.is_compressed:
+            raise BadImage(f"DICOM compressed as {syntax.name} and no installed decoder reads it: {PLUGINS}") from None
+        raise BadImage("DICOM pixel data cannot be decoded (truncated or corrupt)") from None
+    rescaled = float(ds.get("RescaleSlope", 1) or 1) != 1 or float(ds.get("RescaleIntercept", 0) or 0) != 0
+    windowed = "WindowCenter" in ds or "VOILUTSequence" in ds
+    if stored.dtype == np.uint8 and not rescaled and not windowed:
+        gray = stored
+    else:
+        values = apply_modality_lut(stored, ds)
+        if windowed:
+            values = apply_voi_lut(values, ds)
+        values = np.asarray(values, np.float32)
+        lo, hi = float(values.min()), float(values.max())
+        gray = np.round((values - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(values)).astype(np.uint8)
+    if photometric == "MONOCHROME1":
+        gray = 255 - gray
+    return np.ascontiguousarray(gray), {"width": cols, "height": rows, "mode": f"DICOM {photometric}"}
