@@ -128,6 +128,18 @@ def predict_column(model, config: dict, detector: dict, column, features: bool =
     return (frame, np.concatenate(feats)) if features else frame
 
 
+# what the served code imports: pinned to this environment's versions. The project itself travels as
+# code_paths, never as a requirement (no index has it, and an unregistered name invites dependency confusion)
+REQUIREMENTS = ("mlflow", "tensorflow-cpu", "keras", "numpy", "pandas", "scipy", "scikit-learn", "pillow", "pydicom",
+                "opencv-python-headless")
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in REQUIREMENTS]
+
+
 ARTIFACTS = {"keras_model": "model.keras", "config": "serving.json", "ood": "ood.npz", "reference": "reference.npz"}
 
 
@@ -146,4 +158,5 @@ def pyfunc_spec(folder: str | Path, example_image: bytes) -> dict:
     return {"python_model": str(tasks_dir / "pyfunc_model.py"),  # a model from code, not a pickle
             "artifacts": {key: str(Path(folder) / name) for key, name in ARTIFACTS.items()},
             "signature": infer_signature(example, output), "input_example": example,
+            "pip_requirements": pip_requirements(),
             "code_paths": [str(tasks_dir)]}  # the model carries the decoder it was trained with

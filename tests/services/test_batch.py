@@ -103,3 +103,13 @@ def test_mlflow_models_predict_scores_200_rows(registry):
     assert len(rows) == 200
     local = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(encoded(files[:1]))
     assert np.isclose(rows[0]["probability"], local.probability[0], atol=1e-5)
+
+
+def test_the_model_names_its_pinned_requirements_and_not_the_project(registry):
+    from importlib.metadata import version
+
+    _, _, name = registry
+    wanted = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{name}@champion")).read_text().split()
+    assert not any(line.startswith("pneumonia-mlops") for line in wanted), wanted
+    assert f"tensorflow-cpu=={version('tensorflow-cpu')}" in wanted and f"pydicom=={version('pydicom')}" in wanted
+    assert all("==" in line for line in wanted if not line.startswith("-"))
