@@ -96,7 +96,12 @@ def changed(root: Path = Path(".")) -> list[str]:
 def save_experiment(name: str, root: Path = Path(".")) -> str:
     """`dvc exp save -n name`: the run's params, metrics and outputs kept as a DVC experiment (the next run
     no longer overwrites it); returns the name."""
-    proc = _dvc("exp", "save", "-n", name, root=root, check=False)
+    env = dvc_env()
+    identity = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True)
+    if not identity.stdout.strip():  # a fresh machine without a git identity: the experiment commit needs one
+        who = {"NAME": "pneumonia-pipeline", "EMAIL": "pneumonia-pipeline@localhost"}
+        env.update({f"GIT_{role}_{k}": v for role in ("AUTHOR", "COMMITTER") for k, v in who.items()})
+    proc = subprocess.run(["dvc", "exp", "save", "-n", name], cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise StageFailed(f"dvc exp save -n {name} failed: {(proc.stderr or proc.stdout)[-2000:]}")
     return name

@@ -62,6 +62,22 @@ def test_a_second_run_on_the_workspace_stops_and_names_the_first(tmp_path):
         assert "second-flow" in (tmp_path / stages.LOCK_FILE).read_text()
 
 
+def test_a_run_is_saved_as_an_experiment_on_a_machine_without_a_git_identity(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.gitconfig: no user.name or user.email
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    me = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    for cmd in (["git", "init", "-q"], [str(Path(sys.executable).parent / "dvc"), "init", "-q"],
+                ["git", *me, "add", "-A"], ["git", *me, "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=repo, check=True, env=stages.dvc_env())
+    (repo / "params.yaml").write_text("x: 2\n")
+    assert stages.save_experiment("run-1", repo) == "run-1"
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=repo,
+                          capture_output=True, text=True, check=True).stdout
+    assert any(ref.endswith("/run-1") for ref in refs.split()), refs
+
+
 @contextmanager
 def prefect_server(home: Path):
     port = free_port()
