@@ -23,7 +23,7 @@ import pandas as pd
 from tasks.images import IMAGE_SUFFIXES
 
 CHUNK = 256  # files read and sent to the model at a time
-PRINTED = 20  # rows printed when there are more and no --output
+PRINTED = 20  # rows printed when there are more (--output holds them all)
 FORMATS = {".csv", ".json", ".parquet"}
 
 
