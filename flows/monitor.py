@@ -75,10 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except StepError as err:
         print(f"pneumonia-monitor: error: {err}", file=sys.stderr)
         return 1
-    print(summary(out, config.load().monitor.min_films))
-    for path, why in out["errors"].items():
-        print(f"pneumonia-monitor: error: {Path(args.images) / path}: {why}; the other films were scored",
-              file=sys.stderr)
+    print(summary(out, config.load().monitor.min_films))  # the flow's log already named each unreadable film
     return 1 if out["errors"] else 0
 
 
