@@ -2,7 +2,7 @@
 
 DVC runs queued experiments in temporary copies of the repository under `.dvc/tmp/exps/`, which hold
 only what Git tracks. So before queueing, path params that point at untracked data (`ingest.input`
-such as `../shared/data/chest_xray`, a `site.images` folder) are made absolute, and the workers get
+such as `../shared/data/chest_xray`) are made absolute, and the workers get
 the absolute MLflow tracking URI: otherwise each copy would read missing data and log to its own
 throw-away database. Results are read back from each experiment's commit (metrics and reports are
 committed with it, `cache: false`), and its model from the shared DVC cache by `dvc exp apply`.
@@ -19,8 +19,7 @@ from typing import Callable
 
 from flows import stages
 
-PATH_PARAMS = ("ingest.input", "site.images")
-NOT_PATHS = {"none", "test"}  # site.images keywords
+PATH_PARAMS = ("ingest.input",)
 DONE = {"Success", "Failed"}
 
 
@@ -36,7 +35,7 @@ def portable(overrides: dict, base: dict, root: Path = Path(".")) -> dict:
     out = dict(overrides)
     for key in PATH_PARAMS:
         value = str(out.get(key, base.get(key, "")))
-        if value and value not in NOT_PATHS and not Path(value).is_absolute() and not tracked(value, root):
+        if value and not Path(value).is_absolute() and not tracked(value, root):
             out[key] = str((root / value).resolve())
     return out
 

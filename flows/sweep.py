@@ -156,7 +156,7 @@ def queued_experiments(runs: list[tuple[str, str, dict]], base_params: str, jobs
     logger = get_run_logger()
     Path(config.PARAMS_FILE).write_text(base_params)
     p = config.load()
-    base = config.flat_params({"ingest": p.ingest, "site": p.site})
+    base = config.flat_params({"ingest": p.ingest})
     names = [name for _, name, _ in runs]
     subprocess.run(["dvc", "queue", "remove", *names], env=stages.dvc_env(), capture_output=True)  # a past try's
     for _, name, overrides in runs:

@@ -109,8 +109,6 @@ class Model(Section):
     filters: tuple[Positive, ...]
     convs_per_block: Positive
     dropout: Below1
-    crop: Annotated[float, Field(ge=0, lt=0.25)]
-    pretrained: bool  # efficientnet_lite0: start from the ImageNet weights (tasks.pretrained)
 
 
 class Augment(Section):
@@ -119,10 +117,6 @@ class Augment(Section):
     shift: Amount
     brightness: Amount
     contrast: Amount
-    low_resolution: Annotated[float, Field(gt=0, le=1)]
-    noise: Amount
-    markers: Share  # share of training images stamped with a laterality marker (tasks.markers)
-    normal_blur: Amount  # > 0: half the NORMAL training images blurred, Gaussian sigma up to x pixels
     horizontal_flip: bool
 
 
@@ -133,26 +127,10 @@ class Train(Section):
     patience: Positive
     class_weight: Literal["balanced", "none"]
     label_smoothing: Below1
-    normalize: Literal["equalize", "clahe", "scale"]
+    normalize: Literal["equalize", "scale"]
     distribute: Literal["none", "mirrored", "multi_worker"]
     seed: int
-    mixup: Share
-    ema: Below1
     augment: Augment
-
-
-class Site(Section):
-    images: str  # none | test | a folder (tasks.site checks the folder)
-    folds: Annotated[int, Field(ge=2, le=10)]
-
-
-class Adapt(Section):
-    enabled: bool
-    epochs: Positive
-    learning_rate: Rate
-    positive_share: Share
-    negative_share: Share
-    repeat: Positive
 
 
 class Sites(Section):
@@ -162,7 +140,6 @@ class Sites(Section):
     steps: Positive
     learning_rate: Rate
     site_share: Annotated[float, Field(gt=0, lt=1)]
-    tune: Literal["all", "first", "head"]
     target_sensitivity: Share
     metric: Literal["roc_auc", "accuracy", "balanced_accuracy", "specificity"]
     min_improvement: Annotated[float, Field(ge=0)]
@@ -191,7 +168,7 @@ class Reference(Section):
 
 
 class Evaluate(Section):
-    threshold: Literal["target_sensitivity", "youden", "site_prevalence"]
+    threshold: Literal["target_sensitivity", "youden"]
     target_sensitivity: Share
     calibrate: Literal["platt", "temperature", "none"]
     prevalence: Annotated[float, Field(gt=0, lt=1)]
@@ -224,8 +201,6 @@ class Params(Section):
     split: Split
     model: Model
     train: Train
-    site: Site
-    adapt: Adapt
     sites: Sites
     monitor: Monitor
     evaluate: Evaluate

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from tasks import adapt, ood, plots, reference, site
 from tasks import metrics as M
-from tasks.cli import StepError, main
+from tasks import ood, plots, reference
+from tasks.cli import main
 from tasks.config import Evaluate, Params
 from tasks.files import model_path, ood_path, out_path, reference_path, serving_config, write_json
 
@@ -28,34 +28,16 @@ log = logging.getLogger(__name__)
 
 
 def operating_point(y_val, raw_val, cfg: Evaluate) -> dict:
-    """Calibration (temperature, bias) and decision threshold, all fitted on validation only (the threshold
-    is None for `site_prevalence`: `site_thresholds` sets it from the site's unlabelled images)."""
+    """Calibration (temperature, bias) and decision threshold, all fitted on validation only."""
     if cfg.calibrate == "platt":
         temperature, bias = M.fit_platt(y_val, raw_val)
     elif cfg.calibrate == "temperature":
         temperature, bias = M.fit_temperature(y_val, raw_val), 0.0
     else:  # none (tasks.config allows only these three)
         temperature, bias = 1.0, 0.0
-    threshold = None if cfg.threshold == "site_prevalence" else M.pick_threshold(
-        y_val, M.apply_temperature(raw_val, temperature, bias), cfg.threshold, cfg.target_sensitivity)
+    threshold = M.pick_threshold(y_val, M.apply_temperature(raw_val, temperature, bias), cfg.threshold,
+                                 cfg.target_sensitivity)
     return {"temperature": temperature, "bias": bias, "threshold": threshold}
-
-
-def site_thresholds(p: Params, model, splits: dict, test_scores: np.ndarray, calibrate, score_with):
-    """(served threshold, threshold per test image) calling the top `evaluate.prevalence` share of the site's
-    calibrated scores pneumonia. Site = the test split: each test image gets the threshold of the other
-    folds' scores (`test_scores`: (N,) or one row per cross-fit model), so no image sets its own; the served
-    model gets the threshold of all. No label is read."""
-    prevalence = p.evaluate.prevalence
-    if p.site.images == site.TEST and test_scores.ndim == 1:  # the served model already scored the site
-        site_scores = test_scores
-    else:
-        site_images = splits["test"][0] if p.site.images == site.TEST else site.images(p, splits)
-        site_scores = score_with(model, site_images)
-    served = site.prevalence_threshold(calibrate(site_scores), prevalence)
-    if p.site.images == site.TEST:
-        return served, site.crossfit_thresholds(calibrate(test_scores), site.test_folds(p), prevalence)
-    return served, np.full(test_scores.shape[-1], served)
 
 
 def score(y, prob, threshold: float, prevalence: float) -> dict:
@@ -142,7 +124,6 @@ class Evaluation:
     y: dict
     raw: dict
     prob: dict
-    decided: dict  # the threshold each split's images were decided with (per image for cross-fitted tests)
     op: dict  # calibration and the served threshold
     ood: dict  # the fitted out-of-distribution detector (tasks.ood)
     ood_scores: dict  # its score per image of val, test and each generated kind
@@ -152,8 +133,6 @@ class Evaluation:
 def evaluation(p: Params, model, splits: dict) -> Evaluation:
     """Calibrate and choose the operating point on validation, score test once, stress-test validation.
     Writes nothing."""
-    import keras
-
     from tasks.inference import raw_scores
 
     y = {s: splits[s][1].astype(int) for s in ("val", "test")}
@@ -161,34 +140,20 @@ def evaluation(p: Params, model, splits: dict) -> Evaluation:
     def score_with(m, images):
         return raw_scores(m, images, p.train.normalize, p.evaluate.tta)
 
-    raw = {"val": score_with(model, splits["val"][0])}
-    if adapt.crossfit(p):  # adapted on the test split: each test image scored by the model that never saw it
-        by_fold = adapt.crossfit_scores(p, splits["test"][0], score_with)
-        raw["test"] = by_fold[site.test_folds(p), np.arange(by_fold.shape[1])]
-    else:
-        raw["test"] = by_fold = score_with(model, splits["test"][0])
+    raw = {s: score_with(model, splits[s][0]) for s in ("val", "test")}
     op = operating_point(y["val"], raw["val"], p.evaluate)
 
     def calibrate(scores):
         return M.apply_temperature(scores, op["temperature"], op["bias"])
 
     prob = {s: calibrate(raw[s]) for s in raw}
-    if p.evaluate.threshold == "site_prevalence":
-        op["threshold"], test_threshold = site_thresholds(p, model, splits, by_fold, calibrate, score_with)
-    else:
-        test_threshold = op["threshold"]
-    decided = {"val": op["threshold"], "test": test_threshold}  # the served model uses op["threshold"]
-    result = {s: score(y[s], prob[s], decided[s], p.evaluate.prevalence) for s in ("val", "test")}
+    result = {s: score(y[s], prob[s], op["threshold"], p.evaluate.prevalence) for s in ("val", "test")}
     result["test"]["ece_uncalibrated"] = M.ece(y["test"], raw["test"])
-    if adapt.enabled(p):  # the same model before it was adapted to the site: what adaptation bought
-        source = keras.saving.load_model(adapt.crossfit_dir(p) / "source.keras", compile=False, safe_mode=True)
-        before = score_with(source, splits["test"][0])
-        result["test"]["roc_auc_before_adaptation"] = float(skm.roc_auc_score(y["test"], before))
     result["stress"] = stress_test(model, splits["val"][0], y["val"], op, p, result["val"])
     o = p.evaluate.ood
     fitted, ood_scores, result["ood"] = ood.measure(model, splits, p.train.normalize, o.pass_rate, o.generated, o.seed)
     result.update(op, threshold_method=p.evaluate.threshold, calibration=p.evaluate.calibrate)
-    return Evaluation(result, y, raw, prob, decided, op, fitted, ood_scores,
+    return Evaluation(result, y, raw, prob, op, fitted, ood_scores,
                       monitoring_reference(p, model, splits["val"][0], prob["val"], ood_scores["val"], op["threshold"]))
 
 
@@ -208,13 +173,13 @@ def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
     write_json(p.paths.metrics, ev.metrics)
     frame = pd.read_csv(p.paths.split)
     rows = [pd.DataFrame({"split": s, "path": frame.path[frame.split == s].to_numpy(), "label": ev.y[s],
-                          "probability": ev.prob[s], "prediction": (ev.prob[s] >= ev.decided[s]).astype(int),
+                          "probability": ev.prob[s], "prediction": (ev.prob[s] >= ev.op["threshold"]).astype(int),
                           "ood_score": ev.ood_scores[s]})
             for s in ev.prob]
     pd.concat(rows).to_csv(out_path(p.paths.predictions), index=False)
-    write_curves(ev.y["test"], ev.prob["test"], ev.prob["test"] >= ev.decided["test"], p.paths.curves)
+    write_curves(ev.y["test"], ev.prob["test"], ev.prob["test"] >= ev.op["threshold"], p.paths.curves)
     figures(p, model, normalize(splits["test"][0], p.train.normalize), ev.y["test"], ev.prob["test"],
-            ev.raw["test"], ev.metrics["test"], (ev.y["val"], ev.prob["val"]), ev.prob["test"] >= ev.decided["test"])
+            ev.raw["test"], ev.metrics["test"], (ev.y["val"], ev.prob["val"]), ev.prob["test"] >= ev.op["threshold"])
     plots.ood_scores(ev.ood_scores, p.evaluate.ood.pass_rate, Path(p.paths.figures) / "ood_scores.png")
     write_json(serving_config(p), {"image_size": p.data.image_size, "normalize": p.train.normalize,
                                    "tta": p.evaluate.tta, **ev.op})
@@ -230,15 +195,13 @@ def report(p: Params, ev: Evaluation) -> None:
     worst = max(ev.metrics["stress"].items(), key=lambda kv: kv[1]["drop_balanced_accuracy"])
     log.info(f"evaluate: stress test: worst shift `{worst[0]}` costs {100 * worst[1]['drop_balanced_accuracy']:.1f} "
           "points of balanced accuracy on validation")
-    op_site = p.evaluate.threshold == "site_prevalence"
-    chosen = "from the site's unlabelled scores" if op_site else "chosen on validation"
     o = ev.metrics["ood"]
     flagged = ", ".join(f"{k} {100 * o[f'flagged_{k}']:.0f} %" for k in ood.KINDS)
     log.info(f"evaluate: out-of-distribution flag passes {100 * o['val_pass']:.1f} % of validation and "
           f"{100 * o['test_pass']:.1f} % of test X-rays; flags {flagged}")
-    log.info(f"evaluate: threshold {ev.op['threshold']:.3f} ({p.evaluate.threshold}, {chosen}), {p.evaluate.calibrate} "
-          f"calibration T={ev.op['temperature']:.2f} b={ev.op['bias']:+.2f}; metrics -> {p.paths.metrics}; "
-          f"figures -> {p.paths.figures}")
+    log.info(f"evaluate: threshold {ev.op['threshold']:.3f} ({p.evaluate.threshold}, chosen on validation), "
+          f"{p.evaluate.calibrate} calibration T={ev.op['temperature']:.2f} b={ev.op['bias']:+.2f}; "
+          f"metrics -> {p.paths.metrics}; figures -> {p.paths.figures}")
 
 
 def run(p: Params) -> dict:
@@ -246,9 +209,6 @@ def run(p: Params) -> dict:
 
     from tasks.data import load_splits
 
-    if p.evaluate.threshold == "site_prevalence" and not site.enabled(p):
-        raise StepError("evaluate.threshold: site_prevalence needs the site's images: set site.images to `test` "
-                        "or a folder of them")
     model = keras.saving.load_model(model_path(p), compile=False, safe_mode=True)
     splits = load_splits(p.paths)
     ev = evaluation(p, model, splits)

@@ -20,11 +20,6 @@ def heatmaps(model, x: np.ndarray) -> np.ndarray:
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(conv * weights, axis=-1))[..., None]
     side = x.shape[1]
-    seen = side  # a model that cuts its borders (model.crop) saw only the centre: the map goes there
-    if any(layer.name == "border_crop" for layer in model.layers):
-        seen = model.get_layer("border_crop").output.shape[1]
-    pad = (side - seen) // 2
-    cam = np.pad(tf.image.resize(cam, (seen, seen))[..., 0].numpy(), ((0, 0), (pad, side - seen - pad),
-                                                                    (pad, side - seen - pad)))
+    cam = tf.image.resize(cam, (side, side))[..., 0].numpy()
     peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
     return cam / np.maximum(peak, 1e-8)

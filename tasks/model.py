@@ -3,17 +3,13 @@
 Input: float32 (size, size, 1) in [0, 1] (see tasks.preprocess); output: P(pneumonia).
 `seed_cnn` is the reference recipe layer for layer (it saw RGB, so the gray channel is
 repeated to three); `fast_cnn`: a strided stem, plain conv blocks and global average pooling,
-about 4x the reference's training throughput on a 2-core CPU, trained from scratch;
-`efficientnet_lite0`: an ImageNet-pretrained EfficientNet-Lite0 (tasks.pretrained) fine-tuned whole.
+trained from scratch, several times the reference's training throughput on a CPU.
 """
 from __future__ import annotations
-
-import math
 
 import keras
 from keras import layers
 
-from tasks import pretrained
 from tasks.config import ConfigError, Model
 
 LAST_CONV = "last_conv"  # Grad-CAM reads this layer
@@ -56,21 +52,13 @@ def _conv_bn_relu(x, filters: int, strides: int = 1, name: str | None = None):
     return layers.Activation("relu", name=name)(x)
 
 
-def _crop(x, p: Model, size: int):
-    if p.crop > 0:  # inside the model, so evaluation and serving crop exactly as training did
-        keep = size - 2 * round(p.crop * size)
-        x = layers.CenterCrop(keep, keep, name="border_crop")(x)
-    return x
-
-
 def fast_cnn(size: int, p: Model) -> keras.Model:
     """Strided stem (+ max-pool), blocks of `convs_per_block` conv+BN+ReLU with a max-pool between; GAP; sigmoid.
 
     Plain convolutions: on this CPU, TF's separable convolutions train 3-10x slower per FLOP.
     """
     inputs = keras.Input((size, size, 1), name="image")
-    x = _crop(inputs, p, size)
-    x = _conv_bn_relu(x, p.stem, strides=2)
+    x = _conv_bn_relu(inputs, p.stem, strides=2)
     if p.stem_pool:
         x = layers.MaxPool2D(2)(x)
     for i, filters in enumerate(p.filters):
@@ -84,30 +72,11 @@ def fast_cnn(size: int, p: Model) -> keras.Model:
     return keras.Model(inputs, layers.Dense(1, activation="sigmoid", name="pneumonia")(x), name="fast_cnn")
 
 
-def efficientnet_lite0(size: int, p: Model) -> keras.Model:
-    """EfficientNet-Lite0 on the gray image repeated to RGB in [-1, 1]; GAP, dropout, sigmoid.
-
-    `model.pretrained` loads the ImageNet weights into the backbone (the head is always new).
-    """
-    inputs = keras.Input((size, size, 1), name="image")
-    x = _crop(inputs, p, size)
-    x = layers.Rescaling(2.0, -1.0)(x)  # the source's input convention: (x - 127.5) / 127.5
-    x = layers.Concatenate()([x, x, x])
-    x = layers.GlobalAveragePooling2D()(pretrained.backbone(x, LAST_CONV))
-    x = layers.Dropout(p.dropout)(x)
-    model = keras.Model(inputs, layers.Dense(1, activation="sigmoid", name="pneumonia")(x),
-                        name="efficientnet_lite0")
-    if p.pretrained:
-        pretrained.load_imagenet(model)
-    return model
-
-
 def min_size(p: Model) -> int:
-    """The smallest input side the architecture accepts (before `crop` cuts its borders)."""
+    """The smallest input side the architecture accepts."""
     if p.name == "seed_cnn":
         return 32
-    stride = 32 if p.name == "efficientnet_lite0" else 2 ** (len(p.filters) + p.stem_pool) * 2
-    return math.ceil(stride / (1 - 2 * p.crop))
+    return 2 ** (len(p.filters) + p.stem_pool) * 2
 
 
 def check(p: Model, size: int) -> None:
@@ -119,8 +88,7 @@ def check(p: Model, size: int) -> None:
                           "raise data.image_size or use fewer model.filters")
 
 
-BUILDERS = {"seed_cnn": lambda size, p: seed_cnn(size), "fast_cnn": fast_cnn,
-            "efficientnet_lite0": efficientnet_lite0}
+BUILDERS = {"seed_cnn": lambda size, p: seed_cnn(size), "fast_cnn": fast_cnn}
 
 
 def build_model(p: Model, size: int) -> keras.Model:

@@ -2,16 +2,13 @@
 
 `normalize(uint8 images, mode)` -> float32 (N, S, S, 1) in [0, 1]. `equalize` maps each
 image through its own histogram CDF, which removes most exposure and contrast
-differences between scanners before the network sees the image. `clahe` equalises each
-8 x 8 tile of the image (contrast-limited, OpenCV's CLAHE), so a hazy film's local contrast is
-raised too, not only its global one.
+differences between scanners before the network sees the image; `scale` is x / 255.
 """
 from __future__ import annotations
 
 import numpy as np
 
-MODES = ("equalize", "scale", "clahe")
-CLAHE_CLIP, CLAHE_TILES = 2.0, 8
+MODES = ("equalize", "scale")
 
 
 def equalize(images: np.ndarray) -> np.ndarray:
@@ -27,23 +24,13 @@ def equalize(images: np.ndarray) -> np.ndarray:
     return np.take_along_axis(lut, flat.astype(np.int64), axis=1).reshape(images.shape)
 
 
-def clahe(images: np.ndarray) -> np.ndarray:
-    """Contrast-limited adaptive histogram equalisation of uint8 (N, H, W) -> float32 in [0, 1]."""
-    import cv2  # imported here: only this mode needs it
-
-    op = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILES, CLAHE_TILES))
-    return np.stack([op.apply(np.ascontiguousarray(img, np.uint8)) for img in images]).astype(np.float32) / 255.0
-
-
 def normalize(images: np.ndarray, mode: str = "equalize", batch: int = 512) -> np.ndarray:
-    """uint8 (N, H, W) -> float32 (N, H, W, 1) in [0, 1] by `mode` (equalize | scale | clahe)."""
+    """uint8 (N, H, W) -> float32 (N, H, W, 1) in [0, 1] by `mode` (equalize | scale)."""
     if mode not in MODES:
         raise ValueError(f"train.normalize must be one of {MODES}, got {mode!r}")
     images = np.asarray(images)
     if mode == "scale":
         return (images.astype(np.float32) / 255.0)[..., None]
-    if mode == "clahe":
-        return clahe(images)[..., None] if len(images) else np.empty((*images.shape, 1), np.float32)
     out = np.empty(images.shape, np.float32)
     for start in range(0, len(images), batch):  # bounded memory for the bincount scratch
         out[start:start + batch] = equalize(images[start:start + batch])

@@ -130,8 +130,7 @@ def predict_column(model, config: dict, detector: dict, column, features: bool =
 
 # what the served code imports: pinned to this environment's versions. The project itself travels as
 # code_paths, never as a requirement (no index has it, and an unregistered name invites dependency confusion)
-REQUIREMENTS = ("mlflow", "tensorflow-cpu", "keras", "numpy", "pandas", "scipy", "scikit-learn", "pillow", "pydicom",
-                "opencv-python-headless")
+REQUIREMENTS = ("mlflow", "tensorflow-cpu", "keras", "numpy", "pandas", "scipy", "scikit-learn", "pillow", "pydicom")
 
 
 def pip_requirements() -> list[str]:

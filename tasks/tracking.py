@@ -91,7 +91,7 @@ def evaluation_run(p: Params):
 
 def logged_params(p: Params) -> dict[str, str]:
     """The params a pipeline run logs: every section a model's result depends on."""
-    sections = ("data", "ingest", "split", "model", "train", "site", "adapt", "evaluate")
+    sections = ("data", "ingest", "split", "model", "train", "evaluate")
     return flat_params({k: getattr(p, k) for k in sections})
 
 

@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tasks import adapt, system
+from tasks import system
 from tasks.cli import StepError, main
 from tasks.config import Params, Train, flat_params
 from tasks.files import file_md5, model_path, out_path, read_json, write_json
@@ -85,12 +85,8 @@ def callbacks(p: Params, extra: list):
     import keras
 
     t = p.train
-    # with weight averaging, validation, checkpoint and early stopping all see the averaged weights
-    # (SwapEMAWeights must stand before them); the backup keeps the raw ones and the optimizer's average
-    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if t.ema > 0 else []
     return [
         keras.callbacks.BackupAndRestore(str(backup_dir(p))),
-        *ema,
         keras.callbacks.ModelCheckpoint(str(model_path(p)), monitor="val_auc", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=t.patience, restore_best_weights=True),
         keras.callbacks.LearningRateScheduler(cosine(t)),
@@ -112,8 +108,7 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     strat = strategy(t.distribute)
     with strat.scope():
         model = build_model(p.model, p.data.image_size)
-        optimizer = keras.optimizers.Adam(t.learning_rate, use_ema=t.ema > 0, ema_momentum=t.ema or 0.99)
-        model.compile(optimizer=optimizer,
+        model.compile(optimizer=keras.optimizers.Adam(t.learning_rate),
                       loss=keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing),
                       metrics=["accuracy", keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
                                keras.metrics.Recall(name="recall")])
@@ -144,12 +139,6 @@ def run(p: Params) -> dict:
               "images_per_second": round(images / seconds, 1), "params": model.count_params(),
               "best_val_auc": round(max(history.history["val_auc"]), 4), "resumed": resuming}
     shutil.rmtree(backup_dir(p), ignore_errors=True)  # training is done: a kill from here on starts over
-    adapt.prepare(p)
-    if adapt.enabled(p):
-        model.save(adapt.crossfit_dir(p) / "source.keras")  # evaluate reports the gain over it
-        start = time.perf_counter()
-        report["adapt"] = adapt.adapt(p, model_path(p), splits)
-        report["adapt"]["seconds"] = round(time.perf_counter() - start, 1)
     write_json(p.paths.train_report, report)
     log.info(f"train: {epochs} epochs in {seconds:.0f} s ({report['images_per_second']} img/s), "
           f"best val AUC {report['best_val_auc']} -> {model_path(p)}")

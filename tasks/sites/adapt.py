@@ -162,7 +162,7 @@ def adapt(p: Params, name: str) -> dict:
     report = {"site": name, "source_model": s["source_model"], "labels": int(len(y)),
               "labels_md5": file_md5(f["labels"]), "films_md5": films_md5(labels.sha256),
               "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
-              "folds": int(folds.max() + 1), "query": read_query(f), "tune": cfg.tune, "steps": cfg.steps,
+              "folds": int(folds.max() + 1), "query": read_query(f), "steps": cfg.steps,
               "learning_rate": cfg.learning_rate, "seconds": round(time.perf_counter() - start, 1),
               "before": before, "after": after, "served": op, "package_gap": gap}
     write_json(f["report"], report)

@@ -3,9 +3,7 @@
 `fine_tune` continues training the source model for `sites.steps` batches at a low rate; each batch is
 `sites.site_share` labelled site films (class-balanced, drawn with replacement, so a few dozen films weigh
 as much as the thousands of source films) and the rest source training films (class-balanced, so the model
-keeps what it knew), with the training augmentation. `sites.tune` says which weights move: `all`, `first`
-(the stem and first block: surgical fine-tuning for an input-level shift, Lee et al. 2023) or `head` (the last
-layer only).
+keeps what it knew), with the training augmentation. Every weight moves except batch-norm's.
 
 `crossfit` gives every labelled film a score from a model adapted without its patient's films
 (`sites.folds` patient-grouped folds); `operating_point` fits calibration and threshold on those
@@ -28,26 +26,13 @@ def balanced_draw(labels: np.ndarray, n: int, rng) -> np.ndarray:
     return rng.permutation(np.concatenate([rng.choice(idx, size=k) for idx, k in zip(classes, per)]))
 
 
-def set_trainable(model, tune: str) -> None:
-    """`all`, `first` (layers before the second max-pool: stem and first block) or `head` (the last layer).
-
-    Batch-norm layers stay frozen in every mode (the source's statistics and scale; Keras runs a frozen one in
-    inference mode), the usual practice when fine-tuning on little data: with a few dozen films repeated in
-    half of every batch, batch statistics would follow those films rather than the site."""
+def freeze_batch_norm(model) -> None:
+    """Batch-norm layers keep the source's statistics and scale (Keras runs a frozen one in inference mode), the
+    usual practice when fine-tuning on little data: with a few dozen films repeated in half of every batch,
+    batch statistics would follow those films rather than the site."""
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
             layer.trainable = False
-    if tune == "all":
-        return
-    if tune == "head":
-        for layer in model.layers[:-1]:
-            layer.trainable = False
-        return
-    pools = 0
-    for layer in model.layers:
-        pools += type(layer).__name__ == "MaxPooling2D"
-        if type(layer).__name__ != "BatchNormalization":
-            layer.trainable = pools < 2
 
 
 def fine_tune(model, site: tuple, source: tuple, cfg, t: Train, normalize_mode: str, seed: int):
@@ -75,7 +60,7 @@ def fine_tune(model, site: tuple, source: tuple, cfg, t: Train, normalize_mode: 
           .map(lambda a, b: (tf.clip_by_value(aug(a, training=True), 0.0, 1.0), b),
                num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
     keras.utils.set_random_seed(seed)
-    set_trainable(model, cfg.tune)
+    freeze_batch_norm(model)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss=keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing))
     model.fit(ds, epochs=1, verbose=0, shuffle=False)

@@ -21,7 +21,7 @@ from tasks.config import Params
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 # the project files each site stage runs (tests/unit/test_stage_deps.py checks them against the imports)
 ADAPT_CODE = ["tasks/cli.py", "tasks/config.py", "tasks/data.py", "tasks/dicom.py", "tasks/files.py", "tasks/images.py",
-              "tasks/inference.py", "tasks/markers.py", "tasks/metrics.py", "tasks/ood.py", "tasks/plots.py",
+              "tasks/inference.py", "tasks/metrics.py", "tasks/ood.py", "tasks/plots.py",
               "tasks/preprocess.py", "tasks/pyfunc_model.py", "tasks/reference.py", "tasks/registry.py",
               "tasks/serving.py",
               "tasks/sites/__init__.py", "tasks/sites/adapt.py", "tasks/sites/films.py", "tasks/sites/finetune.py",

@@ -17,7 +17,7 @@ def test_site_labels_that_differ_from_train_move_the_site_scores_their_way(tiny_
     still = {"rotation": 0.0, "zoom": 0.0, "shift": 0.0, "brightness": 0.0, "contrast": 0.0}
     p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {
         "train": {"epochs": 10, "augment": still},
-        "sites": {"steps": 150, "learning_rate": 0.0002, "site_share": 0.9, "tune": "all"}}))
+        "sites": {"steps": 150, "learning_rate": 0.0002, "site_share": 0.9}}))
     splits = load_splits(p.paths)
     model, _, _ = train.fit(p, splits)
     images = np.concatenate([splits["val"][0], splits["test"][0]])  # films the source never trained on

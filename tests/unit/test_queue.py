@@ -14,14 +14,14 @@ def test_untracked_relative_paths_become_absolute_and_the_rest_stay(tmp_path):
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(["git", "-C", str(repo), "add", "tasks"], check=True)
 
-    base = {"ingest.input": "tasks/sources/demo.py", "site.images": "none"}
-    assert queue.portable({}, base, repo) == {}  # tracked input and keyword: a copy holds them
+    base = {"ingest.input": "tasks/sources/demo.py"}
+    assert queue.portable({}, base, repo) == {}  # tracked input: a copy holds it
 
     out = queue.portable({"ingest.input": "../shared/chest_xray", "train.epochs": 3}, base, repo)
     assert out == {"ingest.input": str((tmp_path / "shared/chest_xray").resolve()), "train.epochs": 3}
 
-    out = queue.portable({}, {"ingest.input": "data/raw/site.zip", "site.images": "test"}, repo)
+    out = queue.portable({}, {"ingest.input": "data/raw/site.zip"}, repo)
     assert out == {"ingest.input": str((repo / "data/raw/site.zip").resolve())}  # set in base, overridden
 
     absolute = str(tmp_path / "shared/chest_xray")
-    assert queue.portable({"site.images": absolute}, base, repo) == {"site.images": absolute}
+    assert queue.portable({"ingest.input": absolute}, base, repo) == {"ingest.input": absolute}
