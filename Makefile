@@ -1,4 +1,5 @@
 # The two commands a fresh machine needs:   make demo   (the whole pipeline, offline)   make test
+# While working: make test-fast (unit and light model tests: no server, no training; under a minute)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -8,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test install lint clean schedule ui
+.PHONY: demo test test-fast install lint clean schedule ui
 .DEFAULT_GOAL := demo
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -30,8 +31,11 @@ ui: install  ## the MLflow UI on the local sqlite store
 schedule: install  ## serve the nightly retraining schedule (needs PREFECT_API_URL or a local `prefect server start`)
 	python -m flows.serve
 
-test: install  ## run the test suite
+test: install  ## run the whole test suite (what CI runs: real dvc, MLflow, Prefect servers on 127.0.0.1)
 	pytest
+
+test-fast: install  ## unit and light model tests: no server, no training (a guard in tests/conftest.py fails any that does)
+	pytest -m "not slow"
 
 lint: install
 	ruff check tasks flows tests benchmarks

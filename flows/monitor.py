@@ -62,7 +62,7 @@ def pneumonia_monitor(site: str, images: str, model_uri: str | None = None) -> d
 
 def main(argv: list[str] | None = None) -> int:
     from tasks import config
-    from tasks.cli import StepError
+    from tasks.errors import StepError
     from tasks.monitor import summary
 
     ap = argparse.ArgumentParser(prog="pneumonia-monitor", description=__doc__.split("\n\n")[0])

@@ -14,7 +14,7 @@ from typing import Callable
 
 import yaml
 
-from tasks.cli import EXIT_REJECTED
+from tasks.errors import EXIT_REJECTED
 
 
 class StageFailed(RuntimeError):

@@ -14,11 +14,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
-EXIT_REJECTED = 2
-
-
-class StepError(Exception):
-    """An expected failure: the message names the file or key and the fix."""
+from tasks.errors import EXIT_REJECTED, StepError
 
 
 def execute(step: str, p, run: Callable | None = None):

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tasks.cli import StepError
+from tasks.errors import StepError
 
 PARAMS_FILE = "params.yaml"
 

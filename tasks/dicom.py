@@ -31,7 +31,7 @@ def decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, dict]:
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    from tasks.images import BadImage
+    from tasks.errors import BadImage
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data))

@@ -13,11 +13,9 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from tasks.errors import BadImage
+
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".dcm", ".dicom"}
-
-
-class BadImage(ValueError):
-    """The bytes are not a usable image; str(err) says why in a few words."""
 
 
 def _to_gray(img: Image.Image) -> np.ndarray:

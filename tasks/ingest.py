@@ -19,8 +19,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from tasks import images
-from tasks.cli import StepError, main
+from tasks.cli import main
 from tasks.config import Ingest, Params
+from tasks.errors import StepError
 from tasks.files import out_path, write_json
 from tasks.sources import CLASSES, COLUMNS, Candidate, demo, folder, medmnist
 

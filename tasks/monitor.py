@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from tasks import drift
-from tasks.cli import StepError
 from tasks.config import Params
+from tasks.errors import StepError
 from tasks.files import out_path, write_json
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def run(p: Params, site: str, images: str | Path, model_uri: str | None = None,
            "errors": errors, "result": result,
            "alert": alert(site, uri, images, result) if result and result["drift"] else None}
     if result is not None:
-        tracking.record_monitoring(p, site, out)
+        tracking.record_monitoring(p, f"{registry.model_name(p)}-monitoring", site, out)
     return out
 
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.cli import StepError, main
+from tasks.cli import main
 from tasks.config import Params
+from tasks.errors import StepError
 from tasks.files import model_path, ood_path, reference_path, serving_config
 from tasks.images import png_bytes
 
@@ -30,11 +31,6 @@ CHECKED = 16  # validation images re-scored through the package
 
 def package_dir(p: Params) -> Path:
     return Path(p.paths.model_dir) / "package"
-
-
-def example_image(p: Params) -> bytes:
-    """The signature's example input: the first prepared image, as a PNG file."""
-    return png_bytes(np.load(p.paths.pixels, mmap_mode="r")[0])
 
 
 def check(p: Params, folder: Path) -> float:
@@ -55,14 +51,14 @@ def check(p: Params, folder: Path) -> float:
 def run(p: Params) -> dict:
     import mlflow
 
-    from tasks.serving import pyfunc_spec
+    from tasks.serving import example_image, pyfunc_spec
 
     needed = [serving_config(p), ood_path(p), reference_path(p), Path(p.paths.predictions)]
     if not all(path.exists() for path in needed):
         raise StepError(f"{', '.join(map(str, needed))}: one is missing; run evaluate first")
     folder = package_dir(p)
     shutil.rmtree(folder, ignore_errors=True)  # save_model refuses an existing folder
-    spec = pyfunc_spec(model_path(p).parent, example_image(p))
+    spec = pyfunc_spec(model_path(p).parent, example_image(p.paths.pixels))
     mlflow.pyfunc.save_model(str(folder), **spec)
     gap = check(p, folder)
     if not gap <= 1e-5:

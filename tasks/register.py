@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from tasks import registry
-from tasks.cli import StepError, main
+from tasks.cli import main
 from tasks.config import Params, Register
+from tasks.errors import StepError
 from tasks.files import read_json, write_json
 from tasks.metrics import LOWER_IS_BETTER
 

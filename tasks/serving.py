@@ -139,6 +139,13 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in REQUIREMENTS]
 
 
+def example_image(pixels: str | Path) -> bytes:
+    """The signature's example input: the first image of the prepared pixel store, as a PNG file."""
+    from tasks.images import png_bytes
+
+    return png_bytes(np.load(pixels, mmap_mode="r")[0])
+
+
 ARTIFACTS = {"keras_model": "model.keras", "config": "serving.json", "ood": "ood.npz", "reference": "reference.npz"}
 
 

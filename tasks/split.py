@@ -12,8 +12,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from tasks.cli import StepError, main
+from tasks.cli import main
 from tasks.config import Params, Split
+from tasks.errors import StepError
 from tasks.files import out_path, write_json
 
 log = logging.getLogger(__name__)

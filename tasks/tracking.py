@@ -214,14 +214,13 @@ def record_package(p: Params, result: dict) -> None:
     import mlflow
     import pandas as pd
 
-    from tasks.package import example_image
-    from tasks.serving import pyfunc_spec
+    from tasks.serving import example_image, pyfunc_spec
 
     run = evaluation_run(p)
     if run is None:
         raise LookupError(f"no MLflow run recorded the evaluation in {p.paths.metrics}: rerun evaluate")
     with mlflow.start_run(run_id=run.info.run_id):
-        info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model_path(p).parent, example_image(p)))
+        info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model_path(p).parent, example_image(p.paths.pixels)))
         mlflow.set_tag("servable_model_uri", info.model_uri)
         # the test metrics again, linked to the logged model and the test dataset: the model's own page shows them
         # (the dataset's digest from the run's own data tags, not from hashing the pixel store again)
@@ -316,17 +315,16 @@ def site_run(p: Params, report_md5: str):
     return find_run(p, "site_report_md5", report_md5)
 
 
-def record_monitoring(p: Params, site: str, out: dict) -> str:
-    """One run per tested batch in the experiment `<model>-monitoring`: the site, model and verdict as tags,
+def record_monitoring(p: Params, experiment: str, site: str, out: dict) -> str:
+    """One run per tested batch in `experiment` (`<model>-monitoring`): the site, model and verdict as tags,
     the `monitor` params, each test's statistic and p-value, the rates, and the batch's report and figure
     (counts and statistics only: no file name or pixel). Returns the run id."""
     import mlflow
 
     from tasks.drift import TESTS
-    from tasks.registry import model_name
 
     r = out["result"]
-    experiment_id = configure(p, f"{model_name(p)}-monitoring")
+    experiment_id = configure(p, experiment)
     tags = {"site": site, "model_uri": out["model_uri"], "model_version": out["model_version"], "batch": r["batch"],
             "drift": str(r["drift"]).lower(), "drifted": ",".join(r["drifted"]) or "none"}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{site}-{r['batch']}", tags=tags) as run:

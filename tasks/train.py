@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from tasks import system
-from tasks.cli import StepError, main
+from tasks.cli import main
 from tasks.config import Params, Train, flat_params
+from tasks.errors import StepError
 from tasks.files import file_md5, model_path, out_path, read_json, write_json
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.cli import StepError, main
+from tasks.cli import main
 from tasks.config import Params, Validate
+from tasks.errors import StepError
 from tasks.files import write_json
 from tasks.preview import data_preview
 from tasks.sources import CLASSES, COLUMNS

@@ -51,3 +51,33 @@ def tiny_workdir(tiny_data, workdir):
 
     shutil.copytree(tiny_data, workdir, dirs_exist_ok=True)
     return workdir
+
+
+SERVER_WORDS = ("server", "serve", "worker", "postgres", "initdb", "chromium", "chromedriver")
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_stay_fast(request, monkeypatch):
+    """The `slow` marker is true: a test without it that fits a Keras model or starts a server fails, so
+    `make test-fast` (`-m "not slow"`) never does either."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    import subprocess
+
+    import keras
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("this test fits a model: mark it @pytest.mark.slow")
+
+    popen = subprocess.Popen.__init__
+
+    def no_server(self, args, *rest, **kwargs):
+        words = [str(a) for a in (args if isinstance(args, (list, tuple)) else [args])]
+        if any(w in SERVER_WORDS or w.endswith(("/postgres", "/chromium")) for w in words):
+            raise AssertionError(f"this test starts a server ({' '.join(words)[:80]}): mark it @pytest.mark.slow")
+        popen(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", no_fit)
+    monkeypatch.setattr(subprocess.Popen, "__init__", no_server)
+    yield

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from tasks import ood, reference, registry, tracking
-from tasks.cli import StepError
 from tasks.config import Params
+from tasks.errors import StepError
 from tasks.files import file_md5, write_json
 from tasks.sites import films, finetune, measure, stage
 

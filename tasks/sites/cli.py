@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from tasks import config, registry, tracking
-from tasks.cli import EXIT_REJECTED, StepError
 from tasks.config import Params
+from tasks.errors import EXIT_REJECTED, StepError
 from tasks.sites import films, stage
 
 

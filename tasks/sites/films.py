@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.cli import StepError
+from tasks.errors import StepError
 from tasks.images import IMAGE_SUFFIXES, BadImage, load_gray
 from tasks.sources import CLASSES
 from tasks.sources.folder import patient_id

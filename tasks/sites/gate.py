@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 
 from tasks import registry, tracking
-from tasks.cli import StepError
 from tasks.config import Params
+from tasks.errors import StepError
 from tasks.files import file_md5, read_json, write_json
 from tasks.sites import stage
 

@@ -15,19 +15,18 @@ from pathlib import Path
 
 import yaml
 
-from tasks.cli import EXIT_REJECTED, StepError, configure_logging
+from tasks.cli import configure_logging
 from tasks.config import Params
+from tasks.errors import EXIT_REJECTED, StepError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 # the project files each site stage runs (tests/unit/test_stage_deps.py checks them against the imports)
-ADAPT_CODE = ["tasks/cli.py", "tasks/config.py", "tasks/data.py", "tasks/dicom.py", "tasks/files.py", "tasks/images.py",
-              "tasks/inference.py", "tasks/metrics.py", "tasks/ood.py", "tasks/plots.py",
-              "tasks/preprocess.py", "tasks/pyfunc_model.py", "tasks/reference.py", "tasks/registry.py",
-              "tasks/serving.py",
-              "tasks/sites/__init__.py", "tasks/sites/adapt.py", "tasks/sites/films.py", "tasks/sites/finetune.py",
-              "tasks/sites/measure.py", "tasks/sites/stage.py", "tasks/sources/__init__.py", "tasks/sources/folder.py"]
-GATE_CODE = ["tasks/cli.py", "tasks/config.py", "tasks/files.py", "tasks/registry.py", "tasks/sites/__init__.py",
-             "tasks/sites/gate.py", "tasks/sites/stage.py"]
+ADAPT_CODE = [f"tasks/{m}.py" for m in (
+    "cli", "config", "data", "dicom", "errors", "files", "images", "inference", "metrics", "ood", "plots", "preprocess",
+    "pyfunc_model", "reference", "registry", "serving", "sites/__init__", "sites/adapt", "sites/films",
+    "sites/finetune", "sites/measure", "sites/stage", "sources/__init__", "sources/folder")]
+GATE_CODE = [f"tasks/{m}.py" for m in ("cli", "config", "errors", "files", "registry", "sites/__init__", "sites/gate",
+                                        "sites/stage")]
 
 
 def check_name(name: str) -> str:

@@ -13,7 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from tasks.cli import StepError
+from tasks.errors import StepError
 from tasks.images import IMAGE_SUFFIXES
 from tasks.sources import CLASSES, SPLITS, Candidate
 

@@ -91,7 +91,7 @@ def test_serving_scores_as_evaluate_did(model, images):
 
 
 def test_bad_tta_is_rejected_before_any_work(workdir):
-    from tasks.cli import StepError
+    from tasks.errors import StepError
 
     with pytest.raises(StepError, match=r"`params.evaluate.tta`: input should be less than or equal to 5, got 6"):
         write_params(workdir, {"evaluate": {"tta": inference.MAX_TTA + 1}})  # params fail at load, before any work

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from tasks import config, monitor
-from tasks.cli import StepError
 from tasks.config import Demo
+from tasks.errors import StepError
 from tasks.sources import demo
 from tests.helpers import webhook
 

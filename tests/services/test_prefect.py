@@ -99,6 +99,7 @@ def task_runs(api: str, flow_run_id: str) -> dict[str, dict]:
     return {r["name"].rsplit("-", 1)[0]: r for r in runs}
 
 
+@pytest.mark.slow
 def test_flow_on_a_real_prefect_server(tmp_path):
     home = tmp_path / "prefect-home"
     home.mkdir()

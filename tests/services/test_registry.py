@@ -40,8 +40,8 @@ def decide_ok(candidate, champion, cfg):
 
 
 def test_the_gate_compares_each_metric_in_its_direction_and_refuses_nan(workdir):
-    from tasks.cli import StepError
     from tasks.config import ConfigError
+    from tasks.errors import StepError
 
     cfg = defaults("register", metric="brier", min_improvement=0.01, min_sensitivity=0.0, min_specificity=0.0)
     good = {"brier": 0.05, "recall": 0.95, "specificity": 0.8}
@@ -168,7 +168,7 @@ def test_a_package_that_does_not_reproduce_evaluate_is_refused(registry):
     import json
 
     from tasks import package
-    from tasks.cli import StepError
+    from tasks.errors import StepError
     from tasks.files import serving_config
 
     p, _, _ = registry
@@ -183,7 +183,7 @@ def test_a_package_that_does_not_reproduce_evaluate_is_refused(registry):
 
 
 def test_register_names_the_stage_to_rerun_when_the_package_was_not_logged(registry):
-    from tasks.cli import StepError
+    from tasks.errors import StepError
 
     p, client, name = registry
     before = champion_version(client, name)

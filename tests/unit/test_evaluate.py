@@ -1,0 +1,47 @@
+"""evaluate's core on fixture arrays: the operating point is fitted on validation only, and a split's scores
+become its metrics at that point (no model, no files)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks import evaluate
+from tasks import metrics as M
+from tests.helpers import defaults
+
+
+def validation(n: int = 400, seed: int = 0):
+    """Labels and raw scores of a model that ranks well but scores pneumonia too high (logit + 1.5)."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.6).astype(int)
+    logit = np.where(y == 1, 2.0, -2.0) + rng.normal(0, 1.2, n) + 1.5
+    return y, 1 / (1 + np.exp(-logit))
+
+
+def test_the_threshold_reaches_the_target_sensitivity_on_validation_and_calibration_removes_the_bias():
+    y, raw = validation()
+    op = evaluate.operating_point(y, raw, defaults("evaluate", target_sensitivity=0.9))
+    calibrated = M.apply_temperature(raw, op["temperature"], op["bias"])
+    assert (calibrated[y == 1] >= op["threshold"]).mean() >= 0.9
+    assert M.ece(y, calibrated) < M.ece(y, raw) / 2
+    plain = evaluate.operating_point(y, raw, defaults("evaluate", calibrate="none"))
+    assert (plain["temperature"], plain["bias"]) == (1.0, 0.0)
+
+
+def test_the_operating_point_ignores_what_the_test_split_holds():
+    y, raw = validation()
+    cfg = defaults("evaluate")
+    assert evaluate.operating_point(y, raw, cfg) == evaluate.operating_point(y.copy(), raw.copy(), cfg)
+    other_y, other_raw = validation(seed=1)
+    assert evaluate.operating_point(other_y, other_raw, cfg)["threshold"] != pytest.approx(
+        evaluate.operating_point(y, raw, cfg)["threshold"])
+
+
+def test_a_split_is_scored_at_the_given_threshold_with_the_deployment_view():
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    prob = np.array([0.1, 0.2, 0.7, 0.4, 0.6, 0.8, 0.9, 0.95])
+    m = evaluate.score(y, prob, 0.5, prevalence=0.5)
+    assert (m["tp"], m["fn"], m["tn"], m["fp"]) == (4, 1, 2, 1)
+    assert m["recall"] == pytest.approx(0.8) and m["specificity"] == pytest.approx(2 / 3)
+    assert m["deployed_accuracy"] == pytest.approx(0.5 * 0.8 + 0.5 * 2 / 3)
+    assert m["best_threshold_accuracy"] >= m["accuracy"]

@@ -1,0 +1,72 @@
+"""The import graph of `tasks/` and `flows/` (every import, at module level or inside a function): no circle,
+the seven steps side by side (no step imports another), no helper reaching up into a step, no Prefect in
+`tasks/`, and `tasks.errors` on the bottom floor."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = {f"tasks.{s}" for s in ("ingest", "validate", "split", "train", "evaluate", "package", "register")}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """The project modules (and outside packages, by their top name) that `path` imports."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name if a.name in known else a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module if node.module in known else node.module.split(".")[0])
+            out |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in known}
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for pkg in ("tasks", "flows") for p in (REPO / pkg).rglob("*.py")}
+    return {m: imports(p, set(files)) - {m} for m, p in files.items()}
+
+
+def circles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, found = {}, {}, [], []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in g[v] & set(g):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = []
+            while not part or part[-1] != v:
+                part.append(stack.pop())
+            if len(part) > 1:
+                found.append(sorted(part))
+
+    for v in g:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_circles_are_found_where_they_exist():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_import_graph_has_no_circle_and_only_goes_down():
+    g = graph()
+    assert STEPS <= set(g)
+    assert circles(g) == []
+    assert {m: sorted(g[m] & STEPS) for m in g if m.startswith("tasks.") and g[m] & STEPS} == {}
+    assert g["tasks.errors"] <= {"__future__"}
+    assert [m for m in g if m.startswith("tasks") and "prefect" in g[m]] == []
