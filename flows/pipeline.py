@@ -25,6 +25,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.tasks import exponential_backoff
 
 from flows import stages
+from tasks.errors import EXIT_REJECTED, StepError
 
 
 def transient(task, task_run, state) -> bool:
@@ -144,6 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if bad := [o for o in args.overrides if "=" not in o]:
         ap.error(f"overrides are key=value, got {' '.join(bad)}")
+    try:  # before Prefect starts: a bad params.yaml or override is one line and exit 2, in a second
+        stages.check_params(args.overrides)
+    except (stages.StageRejected, StepError) as err:
+        print(f"pneumonia-pipeline: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_REJECTED)
     pneumonia_training(overrides=args.overrides or None, experiment_name=args.name)
 
 

@@ -243,7 +243,13 @@ def read_yaml(path: str | Path = PARAMS_FILE) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path} not found: run from the repository root or pass the params file")
-    return yaml.safe_load(path.read_text()) or {}
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        what = getattr(err, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}{where}: {what}; fix that line (YAML indents with spaces, never tabs)") from None
 
 
 def load(path: str | Path = PARAMS_FILE) -> Params:

@@ -33,8 +33,20 @@ def derived(manifest: pd.DataFrame) -> pd.DataFrame:
     """The manifest plus columns that turn cross-row rules into per-row ones."""
     df = manifest.copy()
     df["patients_per_sha256"] = df.groupby("sha256").patient_id.transform("nunique")
+    df["labels_per_sha256"] = df.groupby("sha256").label.transform("nunique")
+    df["classes_in_split"] = df.groupby("source_split").label.transform("nunique")
     df["class_count"] = df.groupby("class")["class"].transform("size")
     return df
+
+
+DERIVED = ["patients_per_sha256", "labels_per_sha256", "classes_in_split", "class_count"]
+# what a failure of a derived rule means, and the fix
+HINTS = {"patients_per_sha256": "identical image bytes belong to two patients (the split would leak); remove the copy",
+         "labels_per_sha256": "identical image bytes are filed under NORMAL and PNEUMONIA (a label conflict); "
+                              "keep the file under its right class only",
+         "classes_in_split": "a source split holds one class only (a NORMAL or PNEUMONIA folder is missing or "
+                             "empty); add the missing class folder",
+         "class_count": "too few images of a class; add images or lower validate.min_per_class"}
 
 
 def expectations(cfg: Validate) -> list:
@@ -42,7 +54,7 @@ def expectations(cfg: Validate) -> list:
     import great_expectations as gx
 
     e = gx.expectations
-    rules = [e.ExpectTableColumnsToMatchSet(column_set=COLUMNS + ["patients_per_sha256", "class_count"])]
+    rules = [e.ExpectTableColumnsToMatchSet(column_set=COLUMNS + DERIVED)]
     rules += [e.ExpectColumnValuesToNotBeNull(column=c) for c in REQUIRED]
     rules += [
         e.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]),
@@ -53,6 +65,8 @@ def expectations(cfg: Validate) -> list:
         e.ExpectColumnValuesToBeUnique(column="path"),
         # byte-identical files must belong to one patient, or the split would leak
         e.ExpectColumnValuesToBeBetween(column="patients_per_sha256", min_value=1, max_value=1),
+        e.ExpectColumnValuesToBeBetween(column="labels_per_sha256", min_value=1, max_value=1),
+        e.ExpectColumnValuesToBeBetween(column="classes_in_split", min_value=2, max_value=2),
         e.ExpectColumnValuesToBeBetween(column="class_count", min_value=cfg.min_per_class),
         e.ExpectColumnMeanToBeBetween(column="label", min_value=cfg.pneumonia_fraction[0],
                                       max_value=cfg.pneumonia_fraction[1]),
@@ -83,7 +97,8 @@ def run_suite(manifest: pd.DataFrame, cfg: Validate, docs_dir: str) -> tuple[boo
     checkpoint = context.checkpoints.add(gx.Checkpoint(
         name="manifest", validation_definitions=[definition],
         actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["local"])]))
-    result = checkpoint.run(batch_parameters={"dataframe": derived(manifest)})
+    frame = derived(manifest)
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
     failures = []
     for run_result in result.run_results.values():
         for r in run_result.results:
@@ -92,6 +107,11 @@ def run_suite(manifest: pd.DataFrame, cfg: Validate, docs_dir: str) -> tuple[boo
                 column = cfg_.kwargs.get("column", "table")
                 detail = r.result.get("partial_unexpected_list") or r.result.get("observed_value")
                 count = r.result.get("unexpected_count")
+                if column in HINTS:  # a cross-row rule: name the files, say what it means
+                    low, high = cfg_.kwargs.get("min_value"), cfg_.kwargs.get("max_value")
+                    bad = frame[(frame[column] < low) | (frame[column] > high if high is not None else False)]
+                    failures.append(f"{HINTS[column]}: {len(bad)} file(s), e.g. {', '.join(bad.path.head(3))}")
+                    continue
                 failures.append(f"{cfg_.type} on `{column}` failed"
                                 + (f": {count} unexpected, e.g. {detail[:3]}" if count else f": observed {detail}"))
     return result.success, failures, result.describe_dict()

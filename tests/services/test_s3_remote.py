@@ -42,7 +42,7 @@ def test_push_to_an_s3_remote_and_pull_into_a_fresh_clone(tmp_path, monkeypatch)
                                                    capture_output=True, text=True)
         run("dvc", "init", "-q")
         run("dvc", "add", "models/model.keras")
-        run("dvc", "remote", "add", "-d", "minio", "s3://dvc")  # the README's command for the Compose remote
+        run("dvc", "remote", "add", "-d", "minio", "s3://dvc")  # docs/tracking.md's command for the Compose remote
         git("add", "-A", cwd=repo)
         git("commit", "-qm", "model", cwd=repo)
 

@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+import flows.pipeline  # noqa: F401  imported before any capture: Prefect binds its log handlers to stderr then
+import flows.sweep  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,3 +46,28 @@ def test_console_scripts_are_installed(script):
     done = subprocess.run([str(Path(sys.executable).parent / script), "--help"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and f"usage: {script}" in done.stdout
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.image_size.x=1", "override 'data.image_size.x=1': data.image_size is a value, not a section"),
+    ("train.learning_rate=abc", "`params.train.learning_rate`: input should be a valid number"),
+    ("evaluate.target_sensitivity=1.5", "`params.evaluate.target_sensitivity`: input should be less than or equal"),
+    ("train.epoch=3", "unknown key `params.train.epoch`"),
+    ("nope.x=1", "params.yaml has no section 'nope'")])
+def test_a_bad_override_is_one_line_before_the_flow_starts(override, message, tmp_path):
+    (tmp_path / "params.yaml").write_text(before := (ROOT / "params.yaml").read_text())
+    env = {"PYTHONPATH": str(ROOT), "PATH": str(Path(sys.executable).parent)}
+    done = subprocess.run([sys.executable, "-m", "flows.pipeline", override], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("pneumonia-pipeline: error: ") and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert (tmp_path / "params.yaml").read_text() == before and sorted(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
+
+
+def test_a_params_file_that_is_not_yaml_names_its_line(tmp_path):
+    from tasks import config
+
+    (tmp_path / "params.yaml").write_text("data:\n  image_size: 128\ntrain:\n\tepochs: 3\n")
+    with pytest.raises(config.ConfigError, match=r"params.yaml line 4: found character '\\t'.*never tabs"):
+        config.load(tmp_path / "params.yaml")
