@@ -1,8 +1,9 @@
 """Kaggle-style `chest_xray` folders and zips: find the images, their classes and patients.
 
-Accepted layouts: `<root>/{train,val,test}/{NORMAL,PNEUMONIA}/*`, a single split folder
-`<root>/{NORMAL,PNEUMONIA}/*`, and the Kaggle zip, which nests `chest_xray/chest_xray/...`
-and carries `__MACOSX/` junk. Folder names match case-insensitively.
+Accepted layouts: `<root>/{train,val,test}/{NORMAL,PNEUMONIA}/*` (`validation/` or `valid/` is `val`), a
+single split folder `<root>/{NORMAL,PNEUMONIA}/*`, and the Kaggle zip, which nests `chest_xray/chest_xray/...`
+and carries `__MACOSX/` junk (in the zip or beside a hand-unzipped folder). Folder names match
+case-insensitively; zips made on Windows (backslash separators) are read as the same layout.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from tasks.errors import StepError
@@ -23,6 +25,7 @@ _PATIENT_PATTERNS = [
     re.compile(r"^(DEMO-\d+)-", re.IGNORECASE),              # the generated demo set
 ]
 _JUNK = re.compile(r"(^|/)(__MACOSX|\.DS_Store|Thumbs\.db|\._)")
+SPLIT_ALIASES = {"validation": "val", "valid": "val"}  # other spellings of a split folder
 
 
 class SourceError(StepError):
@@ -65,6 +68,8 @@ def extract_zip(archive: Path, dest: Path, max_bytes: int) -> Path:
         raise SourceError(f"{archive} is not a readable zip archive ({err}); give a chest_xray folder or the "
                           "Kaggle zip as ingest.input") from None
     with zf:
+        for m in zf.infolist():  # a zip made on Windows may separate folders with backslashes
+            m.filename = m.filename.replace("\\", "/")
         members = [m for m in zf.infolist() if not _JUNK.search(m.filename)]
         total = sum(m.file_size for m in members)
         bomb = next((m for m in members if m.file_size > MAX_RATIO * max(m.compress_size, 1) + 2**20), None)
@@ -84,7 +89,13 @@ def extract_zip(archive: Path, dest: Path, max_bytes: int) -> Path:
                     raise SourceError(f"{archive}: member {m.filename!r} escapes the extraction folder "
                                       "(zip-slip); refusing the archive")
             for m in members:
-                zf.extract(m, partial)
+                try:
+                    zf.extract(m, partial)
+                except (zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError) as err:
+                    # a bad CRC, an encrypted member, Deflate64 (which Python's zipfile cannot read), a cut file
+                    raise SourceError(f"{archive}: member {m.filename!r} cannot be extracted ({err}); re-download "
+                                      "the archive, or unpack it with another tool (7-Zip reads encrypted and "
+                                      "Deflate64 members) and give the folder as ingest.input") from None
             (partial / marker_name).write_text(stamp)
             if dest.exists():  # an extraction of another version of the archive (it has the marker)
                 shutil.rmtree(dest)
@@ -95,8 +106,10 @@ def extract_zip(archive: Path, dest: Path, max_bytes: int) -> Path:
 
 
 def _child(folder: Path, name: str) -> Path | None:
-    for p in folder.iterdir():
-        if p.is_dir() and p.name.lower() == name.lower():
+    """The sub-folder of `folder` called `name` (any case; for a split, also its other spellings)."""
+    names = {name.lower(), *(alias for alias, split in SPLIT_ALIASES.items() if split == name)}
+    for p in sorted(folder.iterdir()):
+        if p.is_dir() and p.name.lower() in names:
             return p
     return None
 
@@ -108,16 +121,18 @@ def _is_split_dir(folder: Path) -> bool:
 def find_split_dirs(root: Path) -> dict[str, Path]:
     """Map split name -> folder holding the class folders, choosing one copy of nested duplicates."""
     if _is_split_dir(root):
-        name = root.name.lower()
+        name = SPLIT_ALIASES.get(root.name.lower(), root.name.lower())
         return {name if name in SPLITS else "train": root}
-    best: dict[str, Path] = {}
-    for dirpath, dirnames, _ in sorted(os.walk(root)):
-        dirnames[:] = sorted(d for d in dirnames if not _JUNK.search(d))
+    layouts = []
+    for dirpath, dirnames, _ in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not _JUNK.search(d))  # pruned: never look inside __MACOSX
         here = Path(dirpath)
         found = {s: _child(here, s) for s in SPLITS}
         found = {s: p for s, p in found.items() if p is not None and _is_split_dir(p)}
-        if found and not best:  # the shallowest layout wins; Kaggle's nested copy is identical
-            best = found
+        if found:
+            layouts.append((len(here.relative_to(root).parts), str(here), found))
+    # the shallowest layout wins (Kaggle's nested copy is identical), then the first by name
+    best = min(layouts, key=lambda layout: layout[:2])[2] if layouts else {}
     if not best:
         raise SourceError(f"{root}: no NORMAL/PNEUMONIA folders found; expected "
                           "chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/ or a folder with NORMAL/ and PNEUMONIA/")
@@ -144,10 +159,28 @@ def candidates(root: Path) -> list[Candidate]:
                     path = Path(dirpath) / name
                     if _JUNK.search(name) or (path.suffix.lower() not in IMAGE_SUFFIXES and path.suffix):
                         continue
-                    problem = None
-                    if class_name not in CLASSES:
-                        problem = f"unknown class folder {entry.name!r} (expected NORMAL or PNEUMONIA)"
-                    elif not path.resolve().is_relative_to(root):  # a linked file, class or split folder
-                        problem = "symbolic link that leaves the source folder"
-                    out.append(Candidate(str(path), class_name, split, patient_id(name), problem))
+                    out.append(_candidate(path, root, class_name, entry.name, split))
     return out
+
+
+def _candidate(path: Path, root: Path, class_name: str, folder_name: str, split: str) -> Candidate:
+    """One file as a Candidate, with `problem` set when it cannot be taken as it is."""
+    shown = str(path)
+    try:
+        shown.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 (an old Windows archive's Latin-1, say)
+        shown = os.fsencode(path).decode("utf-8", "replace")
+        return Candidate(shown, class_name, split, patient_id(path.name), "file name is not valid UTF-8 (another "
+                         "code page, such as Latin-1): rename the file")
+    problem = None
+    if class_name not in CLASSES:
+        problem = f"unknown class folder {folder_name!r} (expected NORMAL or PNEUMONIA)"
+    else:
+        try:
+            inside = path.resolve(strict=True).is_relative_to(root)
+        except (RuntimeError, OSError):  # a link loop (a -> b -> a) or a link to nothing
+            problem = "symbolic link that loops or points to nothing"
+        else:
+            if not inside:  # a linked file, class or split folder
+                problem = "symbolic link that leaves the source folder"
+    return Candidate(shown, class_name, split, patient_id(path.name), problem)

@@ -137,3 +137,82 @@ def test_folder_without_class_folders_names_the_fix(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(folder.SourceError, match="NORMAL/PNEUMONIA"):
         folder.find_split_dirs(tmp_path / "empty")
+
+
+def test_a_split_folder_named_validation_is_the_val_split(tmp_path):
+    root = kaggle_tree(tmp_path / "src", splits=("train", "validation"), patients=2, per_patient=1)
+    cands = folder.candidates(root)
+    assert len(cands) == 8 and {c.source_split for c in cands} == {"train", "val"}
+    only = folder.candidates(root / "validation")
+    assert {c.source_split for c in only} == {"val"} and len(only) == 4
+
+
+def test_a_hand_unzipped_folder_with_a_macosx_sibling_is_read(tmp_path):
+    src = kaggle_tree(tmp_path / "dl", splits=("train", "test"), patients=1, per_patient=1)
+    for path in sorted(src.rglob("*.jpeg")):  # the __MACOSX mirror sorts before chest_xray and holds only junk
+        junk = tmp_path / "dl" / "__MACOSX" / path.relative_to(tmp_path / "dl").parent / f"._{path.name}"
+        junk.parent.mkdir(parents=True, exist_ok=True)
+        junk.write_bytes(b"junk")
+    cands = folder.candidates(tmp_path / "dl")
+    assert len(cands) == 4 and all("__MACOSX" not in c.path and c.problem is None for c in cands)
+
+
+def test_a_zip_made_on_windows_reads_as_the_same_layout(tmp_path):
+    src = kaggle_tree(tmp_path / "src", patients=1, per_patient=1)
+    archive = tmp_path / "windows.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(src.rglob("*.jpeg")):
+            zf.writestr(str(path.relative_to(src.parent)).replace("/", "\\"), path.read_bytes())
+    cands = folder.candidates(folder.extract_zip(archive, tmp_path / "out", max_bytes=10**9))
+    assert len(cands) == 2 and {c.class_name for c in cands} == {"NORMAL", "PNEUMONIA"}
+
+
+def _patched_zip(tmp_path, patch) -> Path:
+    """A one-member stored zip with `patch(data: bytearray, local, central)` applied to its bytes."""
+    archive = tmp_path / "bad.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("chest_xray/train/NORMAL/IM-0001-0001.jpeg", image_bytes(1))
+    data = bytearray(archive.read_bytes())
+    patch(data, data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02"))
+    archive.write_bytes(bytes(data))
+    return archive
+
+
+def _bad_crc(data, local, central):
+    data[local + 30 + len("chest_xray/train/NORMAL/IM-0001-0001.jpeg") + 100] ^= 0xFF  # a byte of the image
+
+
+def _encrypted(data, local, central):
+    data[local + 6] |= 1  # general purpose flag bit 0: encrypted
+    data[central + 8] |= 1
+
+
+def _deflate64(data, local, central):
+    data[local + 8] = data[central + 10] = 9  # compression method 9: Deflate64
+
+
+@pytest.mark.parametrize("patch, reason", [(_bad_crc, "Bad CRC-32"), (_encrypted, "encrypted"),
+                                           (_deflate64, "compression method")])
+def test_a_zip_member_that_cannot_be_extracted_is_one_line_naming_it(tmp_path, patch, reason):
+    archive = _patched_zip(tmp_path, patch)
+    before = archive.read_bytes()
+    with pytest.raises(folder.SourceError, match=rf"member 'chest_xray/train/NORMAL/IM-0001-0001.jpeg' cannot be "
+                                                 rf"extracted \(.*{reason}.*\); re-download"):
+        folder.extract_zip(archive, tmp_path / "out", max_bytes=10**9)
+    assert not (tmp_path / "out").exists() and archive.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.partial")] == []
+
+
+def test_a_link_loop_and_a_name_that_is_not_utf8_are_named_not_raised(tmp_path):
+    import os
+
+    root = kaggle_tree(tmp_path / "src", patients=1, per_patient=1)
+    normal = root / "train" / "NORMAL"
+    (normal / "loop.jpeg").symlink_to(normal / "loop.jpeg")  # a link to itself
+    latin = os.path.join(os.fsencode(normal), b"IM-0002-caf\xe9.jpeg")  # Latin-1 bytes, not UTF-8
+    with open(latin, "wb") as fh:
+        fh.write(image_bytes(2))
+    found = {Path(c.path).name: c for c in folder.candidates(root)}
+    assert "loops or points to nothing" in found["loop.jpeg"].problem
+    assert found["IM-0002-caf\ufffd.jpeg"].problem.startswith("file name is not valid UTF-8")
+    assert sum(c.problem is None for c in found.values()) == 2
