@@ -10,6 +10,7 @@ exits 1, which the Prefect flow treats as worth a retry.
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 from collections.abc import Callable
@@ -59,4 +60,11 @@ def main(step: str, run: Callable, argv: list[str] | None = None) -> None:
         execute(step, config.load(), run)
     except StepError as err:
         print(f"{step}: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_REJECTED)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # outputs are written atomically (tasks.files.atomic): the last good ones are still there
+        print(f"{step}: error: no space left on the device writing {err.filename or 'its outputs'}: free some space "
+              "and rerun; nothing half-written was kept", file=sys.stderr)
         sys.exit(EXIT_REJECTED)

@@ -22,7 +22,7 @@ from tasks import metrics as M
 from tasks import ood, plots, reference
 from tasks.cli import main
 from tasks.config import Evaluate, Params
-from tasks.files import model_path, ood_path, out_path, reference_path, serving_config, write_json
+from tasks.files import atomic, model_path, ood_path, out_path, reference_path, serving_config, write_json
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
                           "probability": ev.prob[s], "prediction": (ev.prob[s] >= ev.op["threshold"]).astype(int),
                           "ood_score": ev.ood_scores[s]})
             for s in ev.prob]
-    pd.concat(rows).to_csv(out_path(p.paths.predictions), index=False)
+    with atomic(p.paths.predictions) as tmp:
+        pd.concat(rows).to_csv(tmp, index=False)
     write_curves(ev.y["test"], ev.prob["test"], ev.prob["test"] >= ev.op["threshold"], p.paths.curves)
     figures(p, model, normalize(splits["test"][0], p.train.normalize), ev.y["test"], ev.prob["test"],
             ev.raw["test"], ev.metrics["test"], (ev.y["val"], ev.prob["val"]), ev.prob["test"] >= ev.op["threshold"])

@@ -1,8 +1,9 @@
-"""Small helpers for the files steps write: parents created, JSON written atomically."""
+"""Small helpers for the files steps write: parents created, every output written atomically."""
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -13,13 +14,28 @@ def out_path(path: str | Path) -> Path:
     return path
 
 
-def write_json(path: str | Path, obj) -> Path:
-    """Write `obj` as indented JSON via a temporary file, so readers never see half a file."""
+@contextmanager
+def atomic(path: str | Path):
+    """Yield a temporary name beside `path` (same suffix, so `np.save` adds none) to write to; it replaces
+    `path` in one rename when the block ends, and is removed when the block fails (a crash, a full disk): a
+    reader sees the last good file or the new one, never half of one."""
     path = out_path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
-    os.replace(tmp, path)
-    return path
+    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as err:
+        err.filename = str(path)  # name the output, not its temporary name
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """Write `obj` as indented JSON, atomically."""
+    with atomic(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+    return Path(path)
 
 
 def model_path(p) -> Path:

@@ -22,7 +22,7 @@ from tasks import images
 from tasks.cli import main
 from tasks.config import Ingest, Params
 from tasks.errors import StepError
-from tasks.files import out_path, write_json
+from tasks.files import atomic, write_json
 from tasks.sources import CLASSES, COLUMNS, Candidate, demo, folder, medmnist
 
 log = logging.getLogger(__name__)
@@ -116,9 +116,11 @@ def run(p: Params) -> pd.DataFrame:
         raise BadImages(f"{len(bad)} bad image(s):\n{lines}\nremove or fix them, or set ingest.on_bad_image: skip "
                         f"to quarantine them in {p.paths.quarantine}")
     manifest["path"] = [x if "#" in x else os.path.relpath(x) for x in manifest.path]  # portable across clones
-    manifest.to_csv(out_path(p.paths.manifest), index=False)
-    np.save(out_path(p.paths.pixels), pixels)
-    bad.to_csv(out_path(p.paths.quarantine), index=False)
+    for path, save in ((p.paths.pixels, lambda f: np.save(f, pixels)),  # the pixels first: the manifest names them
+                       (p.paths.manifest, lambda f: manifest.to_csv(f, index=False)),
+                       (p.paths.quarantine, lambda f: bad.to_csv(f, index=False))):
+        with atomic(path) as tmp:
+            save(tmp)
     rate = len(manifest) / seconds if seconds else 0.0
     report = {"images": len(manifest), "quarantined": len(bad), "seconds": round(seconds, 2),
               "images_per_second": round(rate, 1), "source": p.ingest.source,

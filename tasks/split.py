@@ -15,7 +15,7 @@ import pandas as pd
 from tasks.cli import main
 from tasks.config import Params, Split
 from tasks.errors import StepError
-from tasks.files import out_path, write_json
+from tasks.files import atomic, write_json
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def run(p: Params) -> pd.DataFrame:
     for name in SPLITS:
         if not (frame.split == name).any():
             raise StepError(f"split `{name}` is empty ({len(manifest)} images); add data or change `split:` in params")
-    frame.to_csv(out_path(p.paths.split), index=False)
+    with atomic(p.paths.split) as tmp:
+        frame.to_csv(tmp, index=False)
     report = summary(frame)
     write_json(p.paths.split_report, report)
     for name, s in report.items():

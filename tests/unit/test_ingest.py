@@ -135,3 +135,32 @@ def test_medmnist_bad_md5_is_refused_and_not_cached(workdir, http_dir):
 def test_unknown_source_is_a_clear_error(workdir):
     with pytest.raises(ingest.StepError, match="`params.ingest.source`: input should be 'demo', 'folder' or 'medm"):
         write_params(workdir, {"ingest": {"source": "dicom"}})
+
+
+def test_a_disk_that_fills_during_ingest_keeps_the_last_outputs_and_says_so_in_one_line(workdir, monkeypatch, capsys):
+    import errno
+    from pathlib import Path
+
+    from tasks import cli
+    from tasks.files import file_md5
+    from tests.helpers import TINY_DEMO, write_params
+
+    p = write_params(workdir, TINY_DEMO)
+    ingest.run(p)
+    before = {f: file_md5(f) for f in (p.paths.pixels, p.paths.manifest)}
+
+    def fills_the_disk(file, array):
+        Path(file).write_bytes(b"\x93NUMPY" + b"\0" * 4096)  # a part of the store, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device", str(file))
+
+    monkeypatch.setattr(ingest.np, "save", fills_the_disk)
+    with pytest.raises(SystemExit) as done:
+        cli.main("ingest", ingest.run, [])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if "error" in line] == [
+        f"ingest: error: no space left on the device writing {p.paths.pixels}: free some space and rerun; nothing "
+        "half-written was kept"]
+    assert {f: file_md5(f) for f in before} == before  # the last good store and manifest, untouched
+    assert not [f for f in Path(p.paths.pixels).parent.iterdir() if "partial" in f.name]
+    assert np.load(p.paths.pixels).shape[0] == len(pd.read_csv(p.paths.manifest))
