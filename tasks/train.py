@@ -12,11 +12,13 @@ import shutil
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from tasks import system
 from tasks.cli import main
 from tasks.config import Params, Train, flat_params
 from tasks.errors import StepError
-from tasks.files import file_md5, model_path, out_path, read_json, write_json
+from tasks.files import atomic, file_md5, model_path, out_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,13 @@ METRICS = ["accuracy", "auc", "precision", "recall"]
 
 def backup_dir(p: Params) -> Path:
     return Path(p.paths.model_dir) / "backup"
+
+
+def live_history(p: Params) -> Path:
+    """The epochs' rows while training runs, beside the backup (not in it: BackupAndRestore deletes its folder
+    when training ends): DVC deletes `paths.history` before it reruns a stage, and a resumed training must keep
+    the rows of the epochs before the kill."""
+    return Path(p.paths.model_dir) / "history.live.csv"
 
 
 def fingerprint(p: Params) -> str:
@@ -92,7 +101,7 @@ def callbacks(p: Params, extra: list):
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=t.patience, restore_best_weights=True),
         keras.callbacks.LearningRateScheduler(cosine(t)),
         system.callback(),  # before the CSV logger, which writes what the epoch's logs hold
-        keras.callbacks.CSVLogger(str(out_path(p.paths.history)), append=True),
+        keras.callbacks.CSVLogger(str(out_path(live_history(p))), append=True),
         *extra,
     ]
 
@@ -129,17 +138,22 @@ def run(p: Params) -> dict:
     check(p.model, p.data.image_size)  # bad params fail before any data is loaded
     resuming = resumable(p)
     if not resuming:
-        Path(p.paths.history).unlink(missing_ok=True)  # a fresh run starts a fresh history
+        live_history(p).unlink(missing_ok=True)  # a fresh run starts a fresh history
         write_json(backup_dir(p) / "fingerprint.json", {"fingerprint": fingerprint(p)})
     splits = load_splits(p.paths)
     model, history, seconds = fit(p, splits)
     model.save(model_path(p))  # best weights (EarlyStopping restored them)
-    epochs = len(history.history["loss"])
-    images = len(splits["train"][0]) * epochs
+    # one row per epoch, before and after a resume (an epoch logged twice by a kill between backup and log: the last)
+    rows = pd.read_csv(live_history(p)).drop_duplicates("epoch", keep="last").sort_values("epoch")
+    with atomic(p.paths.history) as tmp:
+        rows.to_csv(tmp, index=False)
+    epochs = len(rows)
+    images = len(splits["train"][0]) * len(history.history["loss"])  # the epochs this process ran
     report = {"epochs": epochs, "seconds": round(seconds, 1), "train_images": len(splits["train"][0]),
               "images_per_second": round(images / seconds, 1), "params": model.count_params(),
-              "best_val_auc": round(max(history.history["val_auc"]), 4), "resumed": resuming}
+              "best_val_auc": round(float(rows.val_auc.max()), 4), "resumed": resuming}
     shutil.rmtree(backup_dir(p), ignore_errors=True)  # training is done: a kill from here on starts over
+    live_history(p).unlink()
     write_json(p.paths.train_report, report)
     log.info(f"train: {epochs} epochs in {seconds:.0f} s ({report['images_per_second']} img/s), "
           f"best val AUC {report['best_val_auc']} -> {model_path(p)}")

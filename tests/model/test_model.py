@@ -81,22 +81,24 @@ def test_killed_training_resumes_at_the_next_epoch(tiny_workdir):
     env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "tasks.train"], cwd=tiny_workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    history = tiny_workdir / "reports/history.csv"
+    history, live = tiny_workdir / "reports/history.csv", tiny_workdir / "models/history.live.csv"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if history.exists() and len(history.read_text().splitlines()) >= 3:  # header + 2 epochs
+        if live.exists() and len(live.read_text().splitlines()) >= 3:  # header + 2 epochs
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (tiny_workdir / "models/backup").exists(), "a backup is left for the rerun"
-    done = len(pd.read_csv(history))
+    done = len(pd.read_csv(live))
+    history.unlink(missing_ok=True)  # as `dvc repro` does with a stage's outputs before it reruns it
     rerun = subprocess.run([sys.executable, "-m", "tasks.train"], cwd=tiny_workdir, env=env,
                            capture_output=True, text=True, check=True)
     epochs = [int(line.split()[1].split("/")[0]) for line in rerun.stdout.splitlines() if line.startswith("Epoch ")]
     assert epochs[0] >= done  # it did not start over at epoch 1
     assert epochs[-1] == 6
-    assert list(pd.read_csv(history).epoch) == list(range(6))  # one history row per epoch, none twice
+    assert list(pd.read_csv(history).epoch) == list(range(6))  # one history row per epoch, none twice or missing
+    assert json.loads((tiny_workdir / "reports/train.json").read_text())["epochs"] == 6
     assert not (tiny_workdir / "models/backup").exists()
     from mlflow import MlflowClient
 
