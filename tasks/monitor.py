@@ -184,7 +184,7 @@ def run(p: Params, site: str, images: str | Path, model_uri: str | None = None,
     try:
         model = registry.load(uri)
     except LookupError as err:
-        raise StepError(f"{uri}: {err}") from None
+        raise StepError(str(err)) from None
     inner = model.unwrap_python_model()
     if getattr(inner, "reference", None) is None:
         raise StepError(f"{uri} was packaged without a monitoring reference: rerun evaluate and package "

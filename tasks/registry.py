@@ -23,7 +23,28 @@ def load(uri: str):
     try:
         return mlflow.pyfunc.load_model(uri)
     except (OSError, MlflowException) as err:
-        raise LookupError(str(err)) from None
+        where = f" (artifacts at {source})" if (source := artifact_source(uri)) else ""
+        raise LookupError(f"cannot load {uri}{where}: {err}; the model's files are missing or unreadable: restore "
+                          "them, or point at another version with --model-uri") from None
+
+
+def artifact_source(uri: str) -> str | None:
+    """Where a registered version's files live (its `source`), or None for other URIs or an unreachable registry."""
+    import re
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    match = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@(.+))", uri)
+    if not match:
+        return None
+    name, number, alias = match.groups()
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version(name, number) if number else client.get_model_version_by_alias(name, alias)
+        return f"version {version.version}: {version.source}"
+    except MlflowException:
+        return None
 
 
 def evaluated_model(p: Params) -> tuple[str, str]:

@@ -63,7 +63,9 @@ def decode_images(column, size: int, first_row: int = 0) -> np.ndarray:
 
     out = []
     for i, value in enumerate(column, start=first_row):
-        if not isinstance(value, (str, bytes)) or not value:
+        if not isinstance(value, (str, bytes)):
+            raise BadRow(i, f"`image` is a {type(value).__name__}, not a string; send a base64-encoded image file")
+        if not value:
             raise BadRow(i, "`image` is empty; send a base64-encoded image file")
         try:
             data = base64.b64decode(value, validate=True)

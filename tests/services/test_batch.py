@@ -113,3 +113,22 @@ def test_the_model_names_its_pinned_requirements_and_not_the_project(registry):
     assert not any(line.startswith("pneumonia-mlops") for line in wanted), wanted
     assert f"tensorflow-cpu=={version('tensorflow-cpu')}" in wanted and f"pydicom=={version('pydicom')}" in wanted
     assert all("==" in line for line in wanted if not line.startswith("-"))
+
+
+def test_a_champion_whose_files_were_deleted_is_named_with_its_version(registry, capsys):
+    from urllib.parse import urlparse
+
+    _, client, name = registry
+    version = client.get_model_version_by_alias(name, "champion")
+    model_id = version.source.removeprefix("models:/")  # register registers the logged model by its URI
+    files = Path(urlparse(mlflow.get_logged_model(model_id).artifact_location).path)
+    aside = files.with_name(files.name + ".aside")
+    files.rename(aside)  # the champion's files are gone (put back after: the session's champion is shared)
+    try:
+        assert predict.main([str(films(1)[0])]) == 1
+    finally:
+        aside.rename(files)
+    err = capsys.readouterr().err
+    assert err.startswith(f"pneumonia-predict: error: cannot load models:/{name}@champion (artifacts at version "
+                          f"{version.version}: {version.source}")
+    assert "restore them, or point at another version with --model-uri" in err and "Traceback" not in err

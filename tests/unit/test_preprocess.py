@@ -1,6 +1,7 @@
 import base64
 
 import numpy as np
+import pytest
 
 from tasks import ingest, preprocess
 from tasks.serving import decode_images
@@ -27,3 +28,13 @@ def test_equalize_removes_exposure_differences():
     a, b = preprocess.normalize(img), preprocess.normalize(darker)
     assert np.abs(a - b).mean() < 0.02 < np.abs(img / 255.0 - darker / 255.0).mean()
     assert a.shape == (1, 64, 64, 1) and a.min() >= 0 and a.max() <= 1
+
+
+@pytest.mark.parametrize("value, reason", [(12345, "`image` is a int, not a string"), (None, "`image` is a NoneType"),
+                                           ("", "`image` is empty"), ("not base64!", "`image` is not valid base64")])
+def test_a_bad_image_cell_is_refused_for_its_own_reason_naming_the_row(value, reason):
+    from tasks.serving import BadRow
+
+    good = base64.b64encode(image_bytes(1)).decode()
+    with pytest.raises(BadRow, match=rf"row 1: {reason}"):
+        decode_images([good, value], 32)
