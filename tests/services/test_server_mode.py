@@ -40,6 +40,7 @@ def test_compose_file_is_valid_where_docker_compose_exists(tmp_path):
     for name in ("mlflow", "prefect", "model", "minio", "postgres"):
         assert "healthcheck" in services[name], name
     assert services["worker"]["volumes"][0]["source"] == "/path/to/data"  # DATA_DIR, not a fixed path
+    assert services["model"]["environment"]["MODEL_URI"] == "models:/pneumonia-classifier/1"  # a version, no alias
     assert all(p.get("host_ip") == "127.0.0.1" for s in services.values() for p in s.get("ports", []))
     unset = ("POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "DATA_DIR")
     without = subprocess.run([*compose, "config", "-q"], capture_output=True, text=True, cwd=tmp_path,
