@@ -130,9 +130,11 @@ def adapt(p: Params, name: str) -> dict:
     f = stage.files(p, name)
     labels = films.read_labels(f["labels"], s["images"])
     y = labels.label.to_numpy()
-    if len(np.unique(y)) < 2 or np.bincount(y, minlength=2).min() < cfg.folds:
-        raise StepError(f"{f['labels']}: {int((y == 0).sum())} NORMAL and {int(y.sum())} PNEUMONIA films; "
-                        f"label at least {cfg.folds} of each (sites.folds) so each fold can be measured")
+    normal, sick = finetune.class_patients(labels.patient_id.to_numpy(), y)
+    if min(normal, sick) < cfg.folds:
+        raise StepError(f"{f['labels']}: {int((y == 0).sum())} NORMAL films of {normal} patient(s) and {int(y.sum())} "
+                        f"PNEUMONIA films of {sick}; label films of at least {cfg.folds} patients of each class "
+                        "(sites.folds) so each fold can be measured")
     start = time.perf_counter()
     base, serving, _ = source(s["source_model"])
     splits = source_data(p, s["source_model"])

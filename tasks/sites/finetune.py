@@ -69,12 +69,24 @@ def fine_tune(model, site: tuple, source: tuple, cfg, t: Train, normalize_mode: 
     return model
 
 
-def patient_folds(patients: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """A fold per film, whole patients per fold, patients dealt at random (`seed`)."""
+def patient_folds(patients: np.ndarray, folds: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
+    """A fold per film, whole patients per fold, patients dealt at random (`seed`). With `labels`, the patients
+    with a pneumonia film and those without are dealt one class after the other, so every fold holds both
+    classes whenever each class has at least `folds` patients."""
     unique = np.array(sorted(set(map(str, patients))))
-    np.random.default_rng(seed).shuffle(unique)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(unique)
+    if labels is not None:
+        sick = {str(pid) for pid, y in zip(patients, labels) if y == 1}
+        unique = np.array([pid for pid in unique if pid not in sick] + [pid for pid in unique if pid in sick])
     fold_of = {pid: i % folds for i, pid in enumerate(unique)}
     return np.array([fold_of[str(pid)] for pid in patients], dtype=np.int64)
+
+
+def class_patients(patients: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+    """(patients without a pneumonia film, patients with one): what the cross-fitting folds are dealt from."""
+    sick = {str(pid) for pid, y in zip(patients, labels) if y == 1}
+    return len(set(map(str, patients)) - sick), len(sick)
 
 
 def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg, t: Train, serving: dict,
@@ -82,7 +94,7 @@ def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg,
     """(out-of-fold raw scores, fold) of the labelled films: fold k scored by a model adapted without it."""
     from tasks.inference import raw_scores
 
-    folds = patient_folds(patients, min(cfg.folds, len(set(map(str, patients)))), seed)
+    folds = patient_folds(patients, min(cfg.folds, len(set(map(str, patients)))), seed, site[1])
     oof = np.empty(len(folds))
     for k in np.unique(folds):
         log(f"site: cross-fit model {k + 1}/{folds.max() + 1} (adapted without {int((folds == k).sum())} films)")

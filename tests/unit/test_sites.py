@@ -157,3 +157,12 @@ def test_the_site_gate_refuses_an_operating_point_below_the_floors():
     assert floors(good, 0.85, 0.6) is None
     assert "sensitivity 0.760 is below register.min_sensitivity 0.85" in floors({**good, "recall": 0.76}, 0.85, 0.6)
     assert "specificity 0.500" in floors({**good, "specificity": 0.5}, 0.85, 0.6)
+
+
+def test_patient_folds_given_labels_put_both_classes_in_every_fold():
+    patients = np.array([f"n{i}" for i in range(3)] + [f"s{i}" for i in range(9)])
+    labels = np.array([0] * 3 + [1] * 9)
+    for seed in range(20):  # dealt at random, 3 normal patients could all land in one of 2 folds
+        folds = finetune.patient_folds(patients, 2, seed, labels)
+        assert all({0, 1} <= set(labels[folds == k].tolist()) for k in (0, 1)), seed
+    assert finetune.class_patients(np.array(["a", "a", "b", "c"]), np.array([0, 1, 0, 0])) == (2, 1)
