@@ -136,6 +136,7 @@ class Train(Section):
 class Sites(Section):
     query: Literal["random", "typiclust", "badge", "ood"]  # tasks.sites.query.STRATEGIES
     budget: Positive
+    measure: Count  # films drawn at random to measure the site model on (tasks.sites.cli); 0: none
     folds: Annotated[int, Field(ge=2, le=10)]
     steps: Positive
     learning_rate: Rate

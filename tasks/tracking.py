@@ -289,11 +289,13 @@ def record_site(p: Params, name: str, report: dict, files: dict) -> str:
             "site_report_md5": file_md5(files["report"])}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"site-{name}", tags=tags) as run:
         mlflow.log_params(flat_params({"sites": p.sites, "train.batch_size": p.train.batch_size}))
-        for when in ("before", "after"):
-            m = report[when]
-            mlflow.log_metrics({f"site/{when}/{k}": float(m[k]) for k in SITE_METRICS})
-            mlflow.log_metrics({f"site/{when}/{k}_ci_{end}": float(m[f"{k}_ci"][i]) for k in measure_keys()
-                                for i, end in enumerate(("low", "high"))})
+        sets = {"site": report, **({"site/measured": report["measured"]} if report.get("measured") else {})}
+        for prefix, where in sets.items():  # cross-fitted on the labels, and on the measurement sample
+            for when in ("before", "after"):
+                m = where[when]
+                mlflow.log_metrics({f"{prefix}/{when}/{k}": float(m[k]) for k in SITE_METRICS})
+                mlflow.log_metrics({f"{prefix}/{when}/{k}_ci_{end}": float(m[f"{k}_ci"][i]) for k in measure_keys()
+                                    for i, end in enumerate(("low", "high"))})
         mlflow.log_metric("site/seconds", report["seconds"])
         for key in ("report", "labels", "predictions", "figure"):
             mlflow.log_artifact(str(files[key]), "site")

@@ -128,7 +128,11 @@ def adapt(p: Params, name: str) -> dict:
 
     s, cfg = stage.read(p, name), p.sites
     f = stage.files(p, name)
-    labels = films.read_labels(f["labels"], s["images"])
+    everything = films.read_labels(f["labels"], s["images"])
+    sample = films.read_measure(f["measure"])
+    in_sample = everything.path.isin(sample) | everything.patient_id.astype(str).isin(
+        set(map(str, films.patients(sorted(sample)))))
+    labels, held = everything[~in_sample].reset_index(drop=True), everything[in_sample].reset_index(drop=True)
     y = labels.label.to_numpy()
     normal, sick = finetune.class_patients(labels.patient_id.to_numpy(), y)
     if min(normal, sick) < cfg.folds:
@@ -151,7 +155,8 @@ def adapt(p: Params, name: str) -> dict:
     model = finetune.fine_tune(clone(base), (x, y), splits["train"], cfg, p.train, mode, cfg.seed)
     op = finetune.operating_point(y, oof, cfg.target_sensitivity)
     detector = refit_ood(model, splits, mode, p.evaluate.ood.pass_rate)
-    ref = site_reference(p, model, {**serving, **op}, detector, s["images"], set(labels.path))
+    measured = measured_on(s, held, base, model, serving, op, cfg)
+    ref = site_reference(p, model, {**serving, **op}, detector, s["images"], set(everything.path))
     package = save(p, name, model, {**serving, **op}, detector, ref, png_bytes(x[0]))
     expected = M.apply_temperature(raw_scores(model, x[:CHECKED], mode, tta), op["temperature"], op["bias"])
     gap = check_package(package, x[:CHECKED], expected)
@@ -166,11 +171,38 @@ def adapt(p: Params, name: str) -> dict:
               "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
               "folds": int(folds.max() + 1), "query": read_query(f), "steps": cfg.steps,
               "learning_rate": cfg.learning_rate, "seconds": round(time.perf_counter() - start, 1),
-              "before": before, "after": after, "served": op, "package_gap": gap}
+              "before": before, "after": after, "served": op, "package_gap": gap, "measured": measured,
+              "measure_md5": file_md5(f["measure"]) if f["measure"].exists() else None}
     write_json(f["report"], report)
     log.info(f"site {name}: {len(y)} labelled films; source model vs adapted (cross-fitted, 95 % intervals):\n"
              + measure.table({"source model": before, "adapted": after}))
+    if measured:
+        log.info(f"site {name}: the measurement sample ({measured['films']} films never trained on):\n"
+                 + measure.table({"source model": measured["before"], "adapted": measured["after"]}))
     return report
+
+
+def measured_on(s: dict, held: pd.DataFrame, base, model, serving: dict, op: dict, cfg) -> dict | None:
+    """The source and the adapted model, each at its own operating point, on the labelled films of the
+    measurement sample (drawn at random by `pneumonia-site query`, never trained on), with intervals over
+    patients; None without such films of both classes."""
+    from tasks import metrics as M
+    from tasks.inference import raw_scores
+
+    y = held.label.to_numpy()
+    if len(np.unique(y)) < 2:
+        if len(held):
+            log.warning(f"site: the {len(held)} labelled films of the measurement sample hold one class only: "
+                        "not measured on them (the cross-fitted numbers decide)")
+        return None
+    x = films.load(s["images"], held.path.tolist(), serving["image_size"])
+    mode, tta = serving["normalize"], serving.get("tta", 0)
+    source = M.apply_temperature(raw_scores(base, x, mode, tta), serving["temperature"], serving["bias"])
+    adapted = M.apply_temperature(raw_scores(model, x, mode, tta), op["temperature"], op["bias"])
+    return {"films": int(len(y)), "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
+            "before": measure.with_intervals(y, source, serving["threshold"], held.patient_id, cfg.bootstrap,
+                                             cfg.seed),
+            "after": measure.with_intervals(y, adapted, op["threshold"], held.patient_id, cfg.bootstrap, cfg.seed)}
 
 
 def films_md5(digests) -> str:

@@ -66,6 +66,10 @@ def query(p: Params, args) -> int:
     labelled = set(pd.read_csv(f["labels"]).path.astype(str)) if f["labels"].exists() else set()
     excluded_patients = set(films.patients(sorted(exclude)))
     pool = [x for x in paths if x not in exclude and films.patients([x])[0] not in excluded_patients]
+    # the measurement sample: drawn at random once, before any strategy looks at the films, then kept
+    measured = films.read_measure(f["measure"]) or set(films.measurement_sample(pool, p.sites.measure, p.sites.seed))
+    measured_patients = set(films.patients(sorted(measured)))
+    pool = [x for x in pool if films.patients([x])[0] not in measured_patients]
     if not pool:
         raise StepError(f"{args.images}: every film is excluded; nothing to query")
     uri = source_uri(p, args.model_uri)
@@ -78,6 +82,9 @@ def query(p: Params, args) -> int:
     strategy = args.strategy or p.sites.query
     idx, reasons = strategies.select(strategy, features, prob, ood_score, done, args.budget or p.sites.budget,
                                      p.sites.seed)
+    if measured and not f["measure"].exists():
+        f["measure"].parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"path": sorted(measured)}).to_csv(f["measure"], index=False)
     cfg = stage.write(p, name, args.images, uri)
     if args.exclude:
         pd.DataFrame({"path": sorted(exclude)}).to_csv(f["config"].parent / "held_out.csv", index=False)
@@ -90,8 +97,12 @@ def query(p: Params, args) -> int:
     print(f"site {name}: {len(pool)} films scored with {uri}; {len(idx)} to label ({strategy}), "
           f"{len(done)} already labelled")
     print(f"worklist: {f['worklist']}   contact sheet: {f['sheet']}   images: {cfg['images']}")
-    print(f"next: write labels.csv (path,label: NORMAL|PNEUMONIA), then `pneumonia-site adapt --site {name} "
-          "--labels labels.csv`")
+    if measured:
+        print(f"measurement sample: {len(measured)} films drawn at random ({f['measure']}): label them too; they "
+              "measure the site model and are never trained on")
+    which = "the worklist and the sample" if measured else "the worklist"
+    print(f"next: write labels.csv (path,label: NORMAL|PNEUMONIA) for {which}, then `pneumonia-site adapt --site "
+          f"{name} --labels labels.csv`")
     return 0
 
 
@@ -133,6 +144,11 @@ def report(p: Params, args) -> int:
           f"{r['query']}), source {r['source_model']}; {r['folds']}-fold patient-grouped cross-fitting, "
           "95 % intervals over patients")
     print(measure.table({"source model": r["before"], "adapted (cross-fitted)": r["after"]}))
+    if r.get("measured"):
+        m = r["measured"]
+        print(f"on the measurement sample: {m['films']} films drawn at random, never trained on ({m['normal']} NORMAL, "
+              f"{m['pneumonia']} PNEUMONIA); this is what the site gate decides on")
+        print(measure.table({"source model": m["before"], "adapted": m["after"]}))
     if f["registry"].exists():
         g = read_json(f["registry"])
         print(f"registry: v{g['version']} {'is now' if g['promoted'] else 'not promoted to'} @{g['alias']}: "

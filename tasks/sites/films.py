@@ -46,6 +46,27 @@ def patients(paths: list[str], given: pd.Series | None = None) -> np.ndarray:
     return out
 
 
+def measurement_sample(paths: list[str], n: int, seed: int) -> list[str]:
+    """About `n` films of `paths` drawn at random by whole patients (every film of a drawn patient), sorted: the
+    site's measurement sample, labelled with the worklist and never trained on."""
+    if n <= 0:
+        return []
+    ids = patients(paths)
+    order = np.random.default_rng(seed).permutation(sorted(set(map(str, ids))))
+    chosen, count = set(), 0
+    for pid in order:
+        if count >= n:
+            break
+        chosen.add(pid)
+        count += int((ids == pid).sum())
+    return sorted(path for path, pid in zip(paths, ids) if str(pid) in chosen)
+
+
+def read_measure(file: Path) -> set[str]:
+    """The site's measurement films (`measure.csv`), or none."""
+    return set(pd.read_csv(file).path.astype(str)) if file.exists() else set()
+
+
 def load(folder: str | Path, paths: list[str], size: int, progress: bool = False) -> np.ndarray:
     """uint8 (N, size, size) pixels of the films, with the decoder training used; StepError names a bad file."""
     from tqdm import tqdm

@@ -2,13 +2,15 @@
 
     python -m tasks.sites.gate NAME      # what `pneumonia-site adapt` runs after adapt, through `dvc repro`
 
-The candidate's number is its cross-fitted site value of `sites.metric` (tasks.sites.adapt: films neither
-its weights nor its threshold saw). It must beat, by `sites.min_improvement`, the incumbent on the same
-films: for a site's first model, the source model (the champion it was adapted from, which never saw the
-site's films) scored on them; after that, the current `@site-<name>` version's own cross-fitted value when
-its labels file was the same, else the source model too (an incumbent cannot be scored fairly on films it was
-trained on). Its cross-fitted sensitivity and specificity must also clear `register.min_sensitivity` and
-`min_specificity`, the champion's floors. `@champion` is never touched. Writes the site's `registry.json`.
+The candidate's number is its site value of `sites.metric` on the **measurement sample** when the labels
+hold one of both classes (films `pneumonia-site query` drew at random and adapt never trained on), else its
+cross-fitted value on the labelled films (tasks.sites.adapt: films neither its weights nor its threshold saw;
+biased when a query picked the hardest films). It must beat, by `sites.min_improvement`, the incumbent on the
+same films: the current `@site-<name>` version's own value when it was measured on the same films (same
+labels file, or same measurement sample), else the source model (the champion it was adapted from, which
+never saw the site's films) scored on them. Its sensitivity and specificity on those films must also clear
+`register.min_sensitivity` and `min_specificity`, the champion's floors. `@champion` is never touched.
+Writes the site's `registry.json`.
 """
 from __future__ import annotations
 
@@ -23,18 +25,24 @@ from tasks.sites import stage
 log = logging.getLogger(__name__)
 
 
-def floors(after: dict, min_sensitivity: float, min_specificity: float) -> str | None:
-    """Why the candidate's cross-fitted operating point is not servable (`register.min_*` floors), or None.
+def floors(after: dict, min_sensitivity: float, min_specificity: float, basis: str = "cross-fitted") -> str | None:
+    """Why the candidate's operating point is not servable (`register.min_*` floors), or None.
 
     A few dozen labels can raise the ranking while the threshold they give misses (measured: 25 labels, AUC
     0.992 but sensitivity 76 %, docs/sites.md), so a win on the metric alone does not promote."""
     if after["recall"] < min_sensitivity:
-        return (f"cross-fitted site sensitivity {after['recall']:.3f} is below register.min_sensitivity "
-                f"{min_sensitivity}")
+        return f"{basis} site sensitivity {after['recall']:.3f} is below register.min_sensitivity {min_sensitivity}"
     if after["specificity"] < min_specificity:
-        return (f"cross-fitted site specificity {after['specificity']:.3f} is below register.min_specificity "
+        return (f"{basis} site specificity {after['specificity']:.3f} is below register.min_specificity "
                 f"{min_specificity}")
     return None
+
+
+def basis(report: dict) -> tuple[dict, dict, str]:
+    """(the candidate's metrics, the source model's on the same films, what they are measured on)."""
+    if report.get("measured"):
+        return report["measured"]["after"], report["measured"]["before"], "measurement-sample"
+    return report["after"], report["before"], "cross-fitted"
 
 
 def decide(candidate: float, incumbent: float, metric: str, min_improvement: float, against: str):
@@ -58,9 +66,12 @@ def incumbent(p: Params, name: str, report: dict):
         if not registry.absent(err):
             raise
         current = None
-    if current is not None and current.tags.get("site_labels_md5") == report["labels_md5"]:
-        return current, float(current.tags[f"site/{metric}"]), f"@{stage.alias(name)} v{current.version} (same labels)"
-    return current, float(report["before"][metric]), f"source model {report['source_model']} on the same films"
+    _, source, on = basis(report)
+    same = "site_measure_md5" if on == "measurement-sample" else "site_labels_md5"
+    mine = report["measure_md5"] if on == "measurement-sample" else report["labels_md5"]
+    if current is not None and current.tags.get(same) == mine and f"site/{metric}" in current.tags:
+        return current, float(current.tags[f"site/{metric}"]), f"@{stage.alias(name)} v{current.version} (same films)"
+    return current, float(source[metric]), f"source model {report['source_model']} on the same films"
 
 
 def run(p: Params, name: str) -> dict:
@@ -72,18 +83,18 @@ def run(p: Params, name: str) -> dict:
                         f"{f['config'].parent}/dvc.yaml:adapt`)")
     metric = p.sites.metric
     current, value, against = incumbent(p, name, report)
-    promote, reason = decide(float(report["after"][metric]), value, metric, p.sites.min_improvement, against)
-    refused = floors(report["after"], p.register.min_sensitivity, p.register.min_specificity)
+    a, _, on = basis(report)
+    promote, reason = decide(float(a[metric]), value, metric, p.sites.min_improvement, f"{against} ({on})")
+    refused = floors(a, p.register.min_sensitivity, p.register.min_specificity, on)
     if refused:
         promote, reason = False, f"{refused} ({reason})"
     tags = {"site": name, "site_labels": str(report["labels"]), "site_labels_md5": report["labels_md5"],
-            "site_query": report["query"], "source_model": report["source_model"],
+            "site_query": report["query"], "source_model": report["source_model"], "site_basis": on,
+            **({"site_measure_md5": report["measure_md5"]} if on == "measurement-sample" else {}),
             "decision": "promoted" if promote else "rejected", "reason": reason,
-            **{f"site/{k}": str(report["after"][k]) for k in ("roc_auc", "accuracy", "recall", "specificity",
-                                                              "balanced_accuracy")}}
-    a = report["after"]
+            **{f"site/{k}": str(a[k]) for k in ("roc_auc", "accuracy", "recall", "specificity", "balanced_accuracy")}}
     description = (f"Site {name}: adapted from {report['source_model']} on {report['labels']} labelled films "
-                   f"(labels md5 {report['labels_md5']}, query {report['query']}). Cross-fitted on the site: "
+                   f"(labels md5 {report['labels_md5']}, query {report['query']}). On the site ({on}): "
                    f"ROC-AUC {a['roc_auc']:.3f}, accuracy {a['accuracy']:.3f}, sensitivity {a['recall']:.3f}, "
                    f"specificity {a['specificity']:.3f}. {'Promoted to' if promote else 'Not promoted to'} "
                    f"@{stage.alias(name)}: {reason}.")

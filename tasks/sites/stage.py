@@ -49,7 +49,8 @@ def files(p: Params, name: str) -> dict[str, Path]:
     f = folder(p, name)
     return {"config": f / "site.yaml", "worklist": f / "worklist.csv", "sheet": f / "contact_sheet.png",
             "labels": f / "labels.csv", "model": f / "model", "package": f / "package", "report": f / "report.json",
-            "predictions": f / "predictions.csv", "registry": f / "registry.json", "figure": f / "site_scores.png"}
+            "predictions": f / "predictions.csv", "registry": f / "registry.json", "figure": f / "site_scores.png",
+            "measure": f / "measure.csv"}
 
 
 def read(p: Params, name: str) -> dict:
@@ -88,7 +89,8 @@ def stages(p: Params, name: str, cfg: dict) -> dict:
     site_params = {f["config"]: ["images", "source_model"]}
     return {"stages": {
         "adapt": {"wdir": depth, "cmd": f"python -m tasks.sites.adapt {name}",
-                  "deps": [cfg["images"], f["labels"], p.paths.pixels, p.paths.split, *ADAPT_CODE],
+                  "deps": [cfg["images"], f["labels"], *([f["measure"]] if Path(f["measure"]).exists() else []),
+                           p.paths.pixels, p.paths.split, *ADAPT_CODE],
                   "params": ["sites", site_params],
                   "outs": [f["model"], f["package"], {f["predictions"]: {"cache": False}},
                            {f["figure"]: {"cache": False}}],

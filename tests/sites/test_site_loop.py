@@ -10,7 +10,7 @@ import yaml
 from tests.helpers import TINY_TRAIN, deep_update
 
 pytestmark = pytest.mark.slow
-SITE = {"sites": {"steps": 8, "folds": 2, "bootstrap": 50, "budget": 12},
+SITE = {"sites": {"steps": 8, "folds": 2, "bootstrap": 50, "budget": 12, "measure": 10},
         "evaluate": {"tta": 0, "gradcam": 0, "ood": {"generated": 4}},
         "register": {"min_sensitivity": 0.0, "min_specificity": 0.0}}  # a tiny model must become the champion
 
@@ -32,6 +32,8 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
     worklist = pd.read_csv(repo / "sites/st1/worklist.csv")
     assert len(worklist) == 12 and worklist.path.is_unique and worklist.reason.str.startswith("badge").all()
     assert (repo / "sites/st1/contact_sheet.png").stat().st_size > 5000
+    sample = pd.read_csv(repo / "sites/st1/measure.csv").path  # drawn at random, kept out of the worklist
+    assert len(sample) == 10 and not set(sample) & set(worklist.path) and "measurement sample: 10 films" in q.stdout
     pinned = yaml.safe_load((repo / "sites/st1/site.yaml").read_text())["source_model"]
     assert pinned == f"models:/pneumonia-classifier-demo/{champion}"
 
@@ -44,21 +46,26 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
     assert not (repo / "sites/st1/labels.csv").exists() and "site-st1" not in aliases(repo)
 
     good = repo / "labels.csv"
-    good.write_text("path,label\n" + "".join(f"{p},{t}\n" for p, t in zip(worklist.path, truth)))
+    labelled = [*worklist.path, *sample]
+    truth = ["PNEUMONIA" if path.startswith("PNEUMONIA") else "NORMAL" for path in labelled]
+    good.write_text("path,label\n" + "".join(f"{p},{t}\n" for p, t in zip(labelled, truth)))
     adapted = repo.run("pneumonia-site", "adapt", "--site", "st1", "--labels", str(good))
     assert "adapted (cross-fitted)" in adapted.stdout and "ROC-AUC" in adapted.stdout
     report = json.loads((repo / "sites/st1/report.json").read_text())
-    assert report["labels"] == 12 and report["folds"] == 2 and report["query"] == "badge"
+    assert report["labels"] == 12 and report["folds"] == 2 and report["query"] == "badge"  # trained on: the worklist
+    assert report["measured"]["films"] == 10 and report["measured"]["normal"] == 5  # measured on: the sample
     for when in ("before", "after"):
         lo, hi = report[when]["accuracy_ci"]
         assert lo <= report[when]["accuracy"] <= hi
     registry = json.loads((repo / "sites/st1/registry.json").read_text())
+    assert "(measurement-sample)" in registry["reason"]
     now = aliases(repo)
     assert now["champion"] == champion  # the champion is never touched
     assert (now.get("site-st1") == registry["version"]) == registry["promoted"]
     lock = yaml.safe_load((repo / "sites/st1/dvc.lock").read_text())
     deps = {d["path"]: d for d in lock["stages"]["adapt"]["deps"]}
     assert "md5" in deps["sites/st1/labels.csv"] and str(site_films) in deps  # the labels and the films, hashed
+    assert "md5" in deps["sites/st1/measure.csv"]  # and the measurement sample
     assert repo.run("dvc", "status", "sites/st1/dvc.yaml").stdout.strip() in ("", "Data and pipelines are up to date.")
 
     version = registry["version"]
@@ -67,6 +74,7 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
     assert served.stdout.count("NORMAL") + served.stdout.count("PNEUMONIA") >= 20
     shown = repo.run("pneumonia-site", "report", "--site", "st1")
     assert "source model" in shown.stdout and f"v{version}" in shown.stdout
+    assert "on the measurement sample: 10 films" in shown.stdout
 
     # the site flow: the labels it adapted on are unchanged, so a scheduled run only rewrites the worklist
     repo.env.update({"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PREFECT_HOME": str(repo / ".prefect"),
