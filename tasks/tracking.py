@@ -125,8 +125,7 @@ def record_train(p: Params, report: dict) -> None:
         for row in history.to_dict("records"):
             epoch = int(row.pop("epoch"))
             mlflow.log_metrics({k: float(v) for k, v in row.items()}, step=epoch)
-        mlflow.log_metrics({"train_seconds": report["seconds"], "train_images_per_second": report["images_per_second"],
-                            **({"adapt_seconds": report["adapt"]["seconds"]} if "adapt" in report else {})})
+        mlflow.log_metrics({"train_seconds": report["seconds"], "train_images_per_second": report["images_per_second"]})
         mlflow.log_artifact(p.paths.history, "curves")
         log_datasets(p, tags)
 
@@ -208,6 +207,14 @@ def record_evaluate(p: Params, result: dict) -> None:
         mlflow.set_tag("metrics_md5", file_md5(p.paths.metrics))
 
 
+def checkpoint_epoch(p: Params) -> int:
+    """The epoch whose weights train kept (the best validation AUC, as ModelCheckpoint and EarlyStopping chose)."""
+    import pandas as pd
+
+    history = pd.read_csv(p.paths.history)
+    return int(history.epoch[history.val_auc.idxmax()])
+
+
 def record_package(p: Params, result: dict) -> None:
     """The servable pyfunc (the package stage's model and serving config) logged to the evaluation's run,
     its `models:/m-…` URI kept as the run's tag `servable_model_uri` (what register registers)."""
@@ -220,7 +227,10 @@ def record_package(p: Params, result: dict) -> None:
     if run is None:
         raise LookupError(f"no MLflow run recorded the evaluation in {p.paths.metrics}: rerun evaluate")
     with mlflow.start_run(run_id=run.info.run_id):
-        info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model_path(p).parent, example_image(p.paths.pixels)))
+        # at the checkpoint's epoch: the model's page links the metrics logged at its step, so it shows the
+        # train and validation figures of the weights it holds (at step 0 it showed the first epoch's)
+        info = mlflow.pyfunc.log_model(name="model", step=checkpoint_epoch(p),
+                                       **pyfunc_spec(model_path(p).parent, example_image(p.paths.pixels)))
         mlflow.set_tag("servable_model_uri", info.model_uri)
         # the test metrics again, linked to the logged model and the test dataset: the model's own page shows them
         # (the dataset's digest from the run's own data tags, not from hashing the pixel store again)

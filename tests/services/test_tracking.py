@@ -48,6 +48,10 @@ def check_run(p, uri):
     linked = {m.key: m for m in logged.metrics}  # the test metrics, linked to the model and the test dataset
     assert linked["test/roc_auc"].value == pytest.approx(run.data.metrics["test/roc_auc"])
     assert linked["test/roc_auc"].dataset_digest == inputs["demo-test"].dataset.digest
+    history = pd.read_csv(p.paths.history)
+    best = history.loc[history.val_auc.idxmax()]  # the checkpoint's epoch, not epoch 0
+    assert linked["val_auc"].step == int(best.epoch) and linked["val_auc"].value == pytest.approx(best.val_auc)
+    assert linked["loss"].value == pytest.approx(best.loss)
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "pneumonia-classifier-demo"  # demo data never shares an experiment with real data
     return run
