@@ -141,10 +141,22 @@ def run(p: Params) -> dict:
         live_history(p).unlink(missing_ok=True)  # a fresh run starts a fresh history
         write_json(backup_dir(p) / "fingerprint.json", {"fingerprint": fingerprint(p)})
     splits = load_splits(p.paths)
-    model, history, seconds = fit(p, splits)
+    try:
+        model, history, seconds = fit(p, splits)
+    except (OSError, ValueError) as err:  # a backup the kill cut in half cannot be restored: start over, once
+        if not resuming:
+            raise
+        log.warning(f"train: the backup in {backup_dir(p)} cannot be restored ({str(err).splitlines()[0][:200]}); "
+                    "training starts over")
+        shutil.rmtree(backup_dir(p), ignore_errors=True)
+        live_history(p).unlink(missing_ok=True)
+        write_json(backup_dir(p) / "fingerprint.json", {"fingerprint": fingerprint(p)})
+        resuming = False
+        model, history, seconds = fit(p, splits)
     model.save(model_path(p))  # best weights (EarlyStopping restored them)
     # one row per epoch, before and after a resume (an epoch logged twice by a kill between backup and log: the last)
-    rows = pd.read_csv(live_history(p)).drop_duplicates("epoch", keep="last").sort_values("epoch")
+    rows = pd.read_csv(live_history(p), on_bad_lines="skip")  # a row the kill cut short is not an epoch
+    rows = rows.dropna(subset=["epoch", "val_auc"]).drop_duplicates("epoch", keep="last").sort_values("epoch")
     with atomic(p.paths.history) as tmp:
         rows.to_csv(tmp, index=False)
     epochs = len(rows)

@@ -93,7 +93,8 @@ def test_killed_training_resumes_at_the_next_epoch(tiny_workdir):
     done = len(pd.read_csv(live))
     history.unlink(missing_ok=True)  # as `dvc repro` does with a stage's outputs before it reruns it
     rerun = subprocess.run([sys.executable, "-m", "tasks.train"], cwd=tiny_workdir, env=env,
-                           capture_output=True, text=True, check=True)
+                           capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
     epochs = [int(line.split()[1].split("/")[0]) for line in rerun.stdout.splitlines() if line.startswith("Epoch ")]
     assert epochs[0] >= done  # it did not start over at epoch 1
     assert epochs[-1] == 6
@@ -125,6 +126,21 @@ def test_a_backup_of_other_params_is_discarded_not_resumed(tiny_workdir):
     assert not stale.exists()
     report = train.run(p)
     assert report["epochs"] == 2 and not report["resumed"]
+
+
+@pytest.mark.slow
+def test_a_backup_the_kill_cut_in_half_starts_training_over(tiny_workdir, caplog):
+    from tests.helpers import write_params
+
+    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 2}}))
+    cut = train.backup_dir(p)
+    cut.mkdir(parents=True)
+    (cut / "fingerprint.json").write_text(json.dumps({"fingerprint": train.fingerprint(p)}))  # this very training
+    (cut / "training_metadata.json").write_text('{"epoch": ')  # written when the kill came
+    with caplog.at_level("WARNING"):
+        report = train.run(p)
+    assert report["epochs"] == 2 and not report["resumed"] and "cannot be restored" in caplog.text
+    assert list(pd.read_csv(p.paths.history).epoch) == [0, 1]
 
 
 @pytest.mark.slow
