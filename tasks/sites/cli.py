@@ -67,7 +67,9 @@ def query(p: Params, args) -> int:
     excluded_patients = set(films.patients(sorted(exclude)))
     pool = [x for x in paths if x not in exclude and films.patients([x])[0] not in excluded_patients]
     # the measurement sample: drawn at random once, before any strategy looks at the films, then kept
-    measured = films.read_measure(f["measure"]) or set(films.measurement_sample(pool, p.sites.measure, p.sites.seed))
+    # (at most a third of the films, so a small inbox still leaves films for the worklist)
+    measured = films.read_measure(f["measure"]) or set(
+        films.measurement_sample(pool, min(p.sites.measure, len(pool) // 3), p.sites.seed))
     measured_patients = set(films.patients(sorted(measured)))
     pool = [x for x in pool if films.patients([x])[0] not in measured_patients]
     if not pool:

@@ -166,3 +166,14 @@ def test_patient_folds_given_labels_put_both_classes_in_every_fold():
         folds = finetune.patient_folds(patients, 2, seed, labels)
         assert all({0, 1} <= set(labels[folds == k].tolist()) for k in (0, 1)), seed
     assert finetune.class_patients(np.array(["a", "a", "b", "c"]), np.array([0, 1, 0, 0])) == (2, 1)
+
+
+def test_the_measurement_sample_takes_whole_patients_at_random_and_stays_put():
+    from tasks.sites import films
+
+    paths = [f"NORMAL/IM-{p:04d}-{k:04d}.jpeg" for p in range(30) for k in range(1 + p % 3)]
+    sample = films.measurement_sample(paths, 12, seed=0)
+    assert 12 <= len(sample) <= 14 and sample == films.measurement_sample(paths, 12, seed=0)
+    chosen = set(films.patients(sample))
+    assert sorted(p for p in paths if films.patients([p])[0] in chosen) == sample  # every film of a drawn patient
+    assert films.measurement_sample(paths, 12, seed=1) != sample and films.measurement_sample(paths, 0, 0) == []
