@@ -63,8 +63,30 @@ def main(step: str, run: Callable, argv: list[str] | None = None) -> None:
         sys.exit(EXIT_REJECTED)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            fail_known(step, err)
             raise
         # outputs are written atomically (tasks.files.atomic): the last good ones are still there
         print(f"{step}: error: no space left on the device writing {err.filename or 'its outputs'}: free some space "
               "and rerun; nothing half-written was kept", file=sys.stderr)
         sys.exit(EXIT_REJECTED)
+    except Exception as err:
+        fail_known(step, err)
+        raise
+
+
+# faults of the tracking store a user meets: (what the error says, the line, the exit code: 1 is retried by the flow)
+KNOWN_FAULTS = (("database is locked", "the MLflow store is locked by another process (a UI, a second run): "
+                 "let it finish or stop it, then rerun; the step repeats its work", 1),
+                ("readonly database", "the MLflow store is read-only: make it writable (or point "
+                 "MLFLOW_TRACKING_URI at a writable store) and rerun", EXIT_REJECTED))
+
+
+def fail_known(step: str, err: Exception) -> None:
+    """A known fault ends the command in one line (its traceback only with PNEUMONIA_DEBUG=1); else return."""
+    import os
+
+    text = str(err)
+    for needle, line, code in KNOWN_FAULTS:
+        if needle in text and not os.environ.get("PNEUMONIA_DEBUG"):
+            print(f"{step}: error: {line} ({needle})", file=sys.stderr)
+            sys.exit(code)

@@ -71,3 +71,48 @@ def test_a_params_file_that_is_not_yaml_names_its_line(tmp_path):
     (tmp_path / "params.yaml").write_text("data:\n  image_size: 128\ntrain:\n\tepochs: 3\n")
     with pytest.raises(config.ConfigError, match=r"params.yaml line 4: found character '\\t'.*never tabs"):
         config.load(tmp_path / "params.yaml")
+
+
+@pytest.mark.slow  # MLflow waits about 20 s for the lock before it gives up
+def test_a_locked_tracking_store_is_one_line_and_retried(workdir, capsys, monkeypatch):
+    import sqlite3
+
+    import mlflow
+
+    from tasks import cli
+    from tests.helpers import write_params
+
+    write_params(workdir)
+    uri = f"sqlite:///{workdir / 'store.db'}"
+    mlflow.MlflowClient(uri).create_registered_model("first")  # the store exists
+    lock = sqlite3.connect(workdir / "store.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # another process (a UI, a second run) holds the store
+
+    def run(p):  # what register does: write to the registry
+        mlflow.MlflowClient(uri).create_registered_model("second")
+
+    with pytest.raises(SystemExit) as done:
+        cli.main("register", run, [])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("register: ")]
+    assert done.value.code == 1  # a fault the flow retries, not a rejection
+    assert err == ["register: error: the MLflow store is locked by another process (a UI, a second run): let it "
+                   "finish or stop it, then rerun; the step repeats its work (database is locked)"]
+    lock.rollback()
+    lock.close()
+
+
+def test_known_faults_keep_their_traceback_under_pneumonia_debug(workdir, monkeypatch):
+    from tasks import cli
+    from tests.helpers import write_params
+
+    write_params(workdir)
+
+    def run(p):
+        raise RuntimeError("(sqlite3.OperationalError) attempt to write a readonly database")
+
+    with pytest.raises(SystemExit) as done:
+        cli.main("register", run, [])
+    assert done.value.code == 2  # read-only: a retry cannot help
+    monkeypatch.setenv("PNEUMONIA_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="readonly database"):
+        cli.main("register", run, [])
