@@ -23,9 +23,10 @@ install: $(VENV)/.installed  ## create .venv with the pinned versions
 demo: install  ## run the whole pipeline on the generated demo data, orchestrated by Prefect (no server needed)
 	python -m flows.pipeline
 	pneumonia-predict data/raw/demo/chest_xray/train/*/DEMO-000[1-4]-01.png
-	@echo "Browse the runs: make ui   (MLflow UI on http://127.0.0.1:5000)"
+	@echo "Browse the runs: make ui, then http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 
-ui: install  ## the MLflow UI on the local sqlite store
+ui: install  ## the MLflow UI on the local sqlite store (model-training view: /#/experiments?workflowType=machine_learning)
+	@echo "MLflow UI, model-training view: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
 schedule: install  ## serve the nightly retraining schedule (needs PREFECT_API_URL or a local `prefect server start`)
