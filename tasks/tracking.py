@@ -278,55 +278,6 @@ def record_register(p: Params, report: dict) -> None:
                          "registry.reason": report["reason"]})
 
 
-SITE_METRICS = ("accuracy", "recall", "specificity", "roc_auc", "balanced_accuracy")
-
-
-def record_site(p: Params, name: str, report: dict, files: dict) -> str:
-    """One run per site adaptation in the project's experiment (`site-<name>`): the `sites` params, the site,
-    label count, labels md5 and query strategy as tags, the source and adapted site metrics with their
-    intervals, the labels and predictions, and the site package as a logged model (its URI in the tag
-    `servable_model_uri`, which the site gate registers); returns the run id."""
-    import mlflow
-    import numpy as np
-
-    from tasks.images import png_bytes
-    from tasks.serving import pyfunc_spec
-
-    experiment_id = configure(p)
-    tags = {"site": name, "site_labels": str(report["labels"]), "site_labels_md5": report["labels_md5"],
-            "site_films_md5": report["films_md5"], "site_query": report["query"],
-            "source_model": report["source_model"], "git_commit": git_commit(),
-            "site_report_md5": file_md5(files["report"])}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"site-{name}", tags=tags) as run:
-        mlflow.log_params(flat_params({"sites": p.sites, "train.batch_size": p.train.batch_size}))
-        sets = {"site": report, **({"site/measured": report["measured"]} if report.get("measured") else {})}
-        for prefix, where in sets.items():  # cross-fitted on the labels, and on the measurement sample
-            for when in ("before", "after"):
-                m = where[when]
-                mlflow.log_metrics({f"{prefix}/{when}/{k}": float(m[k]) for k in SITE_METRICS})
-                mlflow.log_metrics({f"{prefix}/{when}/{k}_ci_{end}": float(m[f"{k}_ci"][i]) for k in measure_keys()
-                                    for i, end in enumerate(("low", "high"))})
-        mlflow.log_metric("site/seconds", report["seconds"])
-        for key in ("report", "labels", "predictions", "figure"):
-            mlflow.log_artifact(str(files[key]), "site")
-        model = files["model"]
-        example = png_bytes(np.zeros((8, 8), np.uint8))
-        info = mlflow.pyfunc.log_model(name="model", **pyfunc_spec(model, example))
-        mlflow.set_tag("servable_model_uri", info.model_uri)
-        return run.info.run_id
-
-
-def measure_keys() -> tuple[str, ...]:
-    from tasks.sites.measure import SHOWN
-
-    return SHOWN
-
-
-def site_run(p: Params, report_md5: str):
-    """The latest site run that recorded this report (by its md5), or None."""
-    return find_run(p, "site_report_md5", report_md5)
-
-
 def record_monitoring(p: Params, experiment: str, site: str, out: dict) -> str:
     """One run per tested batch in `experiment` (`<model>-monitoring`): the site, model and verdict as tags,
     the `monitor` params, each test's statistic and p-value, the rates, and the batch's report and figure

@@ -26,7 +26,7 @@ from tasks import ood, reference, registry, tracking
 from tasks.config import Params
 from tasks.errors import StepError
 from tasks.files import file_md5, write_json
-from tasks.sites import films, finetune, measure, stage
+from tasks.sites import films, finetune, measure, runs, stage
 
 log = logging.getLogger(__name__)
 CHECKED = 16  # films re-scored through the saved package
@@ -223,7 +223,7 @@ def run(p: Params, name: str) -> dict:
     """Adapt, then record the run in MLflow (the site gate finds it by the report's md5)."""
     tracking.configure(p)
     report = adapt(p, name)
-    tracking.record_site(p, name, report, stage.files(p, name))
+    runs.record_site(p, name, report, stage.files(p, name))
     return report
 
 
