@@ -39,6 +39,11 @@ def check_run(p, uri):
     assert json.loads(inputs["demo-val"].dataset.profile)["num_rows"] == int((split.split == "val").sum())
     tags = run.data.tags
     assert tags["data_source"] == "demo" and len(tags["data_md5"]) == 32 and tags["image_size"] == "48"
+    artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"stress.json", "ood.json"} <= artifacts  # the breakdowns as tables, not dozens of one-point charts
+    assert not any(k.startswith(("stress/contrast", "ood/flagged_noise")) for k in run.data.metrics)
+    assert run.data.metrics["stress/worst_drop_balanced_accuracy"] == pytest.approx(
+        max(m["drop_balanced_accuracy"] for m in json.loads(open(p.paths.metrics).read())["stress"].values()))
     figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
     assert {"figures/confusion_matrix.png", "figures/roc.png", "figures/training_curves.png"} <= figures
     model_uri = run.data.tags["servable_model_uri"]  # the package stage's model, logged to this run
