@@ -71,7 +71,7 @@ def query(p: Params, args) -> int:
     measured = films.read_measure(f["measure"]) or set(
         films.measurement_sample(pool, min(p.sites.measure, len(pool) // 3), p.sites.seed))
     measured_patients = set(films.patients(sorted(measured)))
-    pool = [x for x in pool if films.patients([x])[0] not in measured_patients]
+    pool = [x for x, pid in zip(pool, films.patients(pool)) if pid not in measured_patients]
     if not pool:
         raise StepError(f"{args.images}: every film is excluded; nothing to query")
     uri = source_uri(p, args.model_uri)

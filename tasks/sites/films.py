@@ -8,6 +8,7 @@ Kaggle-style file name (tasks.sources.folder.patient_id), else the film is its o
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -51,15 +52,15 @@ def measurement_sample(paths: list[str], n: int, seed: int) -> list[str]:
     site's measurement sample, labelled with the worklist and never trained on."""
     if n <= 0:
         return []
-    ids = patients(paths)
-    order = np.random.default_rng(seed).permutation(sorted(set(map(str, ids))))
+    ids = [str(pid) for pid in patients(paths)]
+    sizes = Counter(ids)
     chosen, count = set(), 0
-    for pid in order:
+    for pid in np.random.default_rng(seed).permutation(sorted(sizes)):
         if count >= n:
             break
         chosen.add(pid)
-        count += int((ids == pid).sum())
-    return sorted(path for path, pid in zip(paths, ids) if str(pid) in chosen)
+        count += sizes[pid]
+    return sorted(path for path, pid in zip(paths, ids) if pid in chosen)
 
 
 def read_measure(file: Path) -> set[str]:

@@ -2,8 +2,8 @@
 
     python -m tasks.sites.gate NAME      # what `pneumonia-site adapt` runs after adapt, through `dvc repro`
 
-The candidate's number is its site value of `sites.metric` on the **measurement sample** when the labels
-hold one of both classes (films `pneumonia-site query` drew at random and adapt never trained on), else its
+The candidate's number is its site value of `sites.metric` on the **measurement sample** when its labels
+hold both classes (films `pneumonia-site query` drew at random and adapt never trained on), else its
 cross-fitted value on the labelled films (tasks.sites.adapt: films neither its weights nor its threshold saw;
 biased when a query picked the hardest films). It must beat, by `sites.min_improvement`, the incumbent on the
 same films: the current `@site-<name>` version's own value when it was measured on the same films (same
