@@ -170,8 +170,8 @@ def _candidate(path: Path, root: Path, class_name: str, folder_name: str, split:
         shown.encode("utf-8")
     except UnicodeEncodeError:  # bytes that are not UTF-8 (an old Windows archive's Latin-1, say)
         shown = os.fsencode(path).decode("utf-8", "replace")
-        return Candidate(shown, class_name, split, patient_id(path.name), "file name is not valid UTF-8 (another "
-                         "code page, such as Latin-1): rename the file")
+        return Candidate(shown, class_name, split, patient_id(Path(shown).name),
+                         "file name is not valid UTF-8 (another code page, such as Latin-1): rename the file")
     problem = None
     if class_name not in CLASSES:
         problem = f"unknown class folder {folder_name!r} (expected NORMAL or PNEUMONIA)"

@@ -215,4 +215,5 @@ def test_a_link_loop_and_a_name_that_is_not_utf8_are_named_not_raised(tmp_path):
     found = {Path(c.path).name: c for c in folder.candidates(root)}
     assert "loops or points to nothing" in found["loop.jpeg"].problem
     assert found["IM-0002-caf\ufffd.jpeg"].problem.startswith("file name is not valid UTF-8")
+    assert found["IM-0002-caf\ufffd.jpeg"].patient_id.encode("utf-8")  # writable to the quarantine file
     assert sum(c.problem is None for c in found.values()) == 2
