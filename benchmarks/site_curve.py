@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=["random", "typiclust", "badge"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="reports/site_curve.jsonl")
+    ap.add_argument("--measure", type=int, default=0,
+                    help="also draw a measurement sample of this many random films first, as query does")
     ap.add_argument("--model-uri")
     args = ap.parse_args()
 
@@ -57,10 +59,10 @@ def main() -> None:
           f"folds {np.bincount(halves)} films; sites: {p.sites.model_dump()}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["strategy"], r["budget"], r["seed"], r["fold"]) for r in map(json.loads, out.read_text().splitlines())} \
-        if out.exists() else set()
+    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    done = {(r["strategy"], r["budget"], r["seed"], r["fold"], r.get("measure_asked", 0)) for r in rows}
     for fold in (0, 1):  # budget 0: the source model with its own threshold
-        if ("none", 0, 0, fold) not in done:
+        if ("none", 0, 0, fold, 0) not in done:
             test = halves != fold
             m = measure.point(y[test], prob[test], serving["threshold"])
             with out.open("a") as fh:
@@ -70,43 +72,63 @@ def main() -> None:
         for seed in args.seeds:
             for strategy in args.strategies:
                 for fold in (0, 1):
-                    if (strategy, budget, seed, fold) in done:
+                    if (strategy, budget, seed, fold, args.measure) in done:
                         continue
                     start = time.perf_counter()
                     pool = np.flatnonzero(halves == fold)  # labels from this fold only
                     test = np.flatnonzero(halves != fold)
-                    pick, _ = query.select(strategy, features[pool], prob[pool], ood_score[pool], [], budget, seed)
-                    chosen = pool[pick]
+                    # the measurement sample, as `pneumonia-site query` draws it: whole random patients, first
+                    drawn = set(films.measurement_sample([paths[i] for i in pool], min(args.measure, len(pool) // 3),
+                                                         p.sites.seed + seed))
+                    sample = np.array([i for i in pool if paths[i] in drawn], int)
+                    rest = pool[~np.isin(patients[pool], patients[sample])]
+                    pick, _ = query.select(strategy, features[rest], prob[rest], ood_score[rest], [], budget, seed)
+                    chosen = rest[pick]
                     site = (x[chosen], y[chosen])
                     cfg = p.sites
                     oof, folds = finetune.crossfit(lambda: clone(base), site, patients[chosen], splits["train"], cfg,
                                                    p.train, serving, seed, log=lambda *_: None)
-                    op = finetune.operating_point(site[1], oof, cfg.target_sensitivity)
                     model = finetune.fine_tune(clone(base), site, splits["train"], cfg, p.train, mode, seed)
-                    scored = apply_temperature(raw_scores(model, x[test], mode, tta), op["temperature"], op["bias"])
-                    m = measure.point(y[test], scored, op["threshold"])
-                    row = {"strategy": strategy, "budget": budget, "seed": seed, "fold": fold,
-                           "normal_labelled": int((site[1] == 0).sum()),
-                           "seconds": round(time.perf_counter() - start, 1), **{k: m[k] for k in measure.SHOWN}}
-                    with out.open("a") as fh:
-                        fh.write(json.dumps(row) + "\n")
-                    print(json.dumps(row), flush=True)
+                    raw_test = raw_scores(model, x[test], mode, tta)
+                    raw_sample = raw_scores(model, x[sample], mode, tta) if len(sample) else np.empty(0)
+                    seconds = round(time.perf_counter() - start, 1)
+                    rules = {"worklist": (site[1], oof)}  # the operating point fitted on which scores
+                    if len(np.unique(y[sample])) == 2:
+                        rules["measure"] = (y[sample], raw_sample)
+                        rules["pooled"] = (np.concatenate([site[1], y[sample]]), np.concatenate([oof, raw_sample]))
+                    for rule, (y_fit, raw_fit) in rules.items():
+                        op = finetune.operating_point(y_fit, raw_fit, cfg.target_sensitivity)
+                        m = measure.point(y[test], apply_temperature(raw_test, op["temperature"], op["bias"]),
+                                          op["threshold"])
+                        row = {"strategy": strategy, "budget": budget, "measure_asked": args.measure,
+                               "measure": len(sample), "rule": rule, "seed": seed, "fold": fold, "normal_labelled": int((site[1] == 0).sum()),
+                               "seconds": seconds, **{k: m[k] for k in measure.SHOWN}}
+                        with out.open("a") as fh:
+                            fh.write(json.dumps(row) + "\n")
+                        print(json.dumps(row), flush=True)
     summarize(out)
 
 
 def summarize(path: Path) -> None:
-    """Mean over the two folds per seed, then mean +- std over seeds, per strategy and budget."""
+    """Mean over the two folds per seed, then mean +- std over seeds, per strategy, budget, measurement sample and
+    the scores the operating point was fitted on."""
     import pandas as pd
 
     rows = pd.DataFrame(map(json.loads, path.read_text().splitlines()))
-    per_seed = rows.groupby(["strategy", "budget", "seed"]).mean(numeric_only=True).reset_index()
+    rows = rows.assign(measure_asked=rows.get("measure_asked", 0), measure=rows.get("measure", 0),
+                       rule=rows.get("rule", "worklist")).fillna(
+        {"measure_asked": 0, "measure": 0, "rule": "worklist"})
+    rows.loc[rows.strategy == "none", "rule"] = "its own"
+    key = ["strategy", "budget", "measure_asked", "rule"]
+    per_seed = rows.groupby(key + ["seed"]).mean(numeric_only=True).reset_index()
     keys = ["accuracy", "recall", "specificity", "roc_auc"]
-    lines = ["| strategy | labels | seeds | accuracy | sensitivity | specificity | ROC-AUC | s / adaptation |",
-             "|---|---|---|---|---|---|---|---|"]
-    for (strategy, budget), g in per_seed.groupby(["strategy", "budget"]):
+    lines = ["| strategy | worklist | + measured | threshold from | seeds | accuracy | sensitivity | specificity | "
+             "ROC-AUC | s / adaptation |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for (strategy, budget, _, rule), g in per_seed.groupby(key):
         cells = [f"{100 * g[k].mean():.1f} ± {100 * g[k].std(ddof=0):.1f}" if k != "roc_auc"
                  else f"{g[k].mean():.3f} ± {g[k].std(ddof=0):.3f}" for k in keys]
-        lines.append(f"| {strategy} | {budget} | {len(g)} | " + " | ".join(cells) + f" | {g.seconds.mean():.0f} |")
+        lines.append(f"| {strategy} | {budget} | {g.measure.mean():.0f} | {rule} | {len(g)} | " + " | ".join(cells)
+                     + f" | {g.seconds.mean():.0f} |")
     print("\n".join(lines))
 
 

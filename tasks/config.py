@@ -38,6 +38,7 @@ class Paths(Section):
     manifest: str
     pixels: str
     quarantine: str
+    patient_salt: str
     ingest_report: str
     validation: str
     data_docs: str

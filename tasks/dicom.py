@@ -8,15 +8,52 @@ Multi-frame files, colour images and files without pixel data are refused; compr
 are decoded when pydicom or an installed plugin can (RLE always; JPEG and JPEG 2000 with pylibjpeg),
 else refused with the plugin to install. No header value is ever put in a message: a DICOM header
 holds the patient's name, id and birth date, and messages reach logs and reports.
+
+`patient_key` groups a patient's films without revealing who: a keyed hash (HMAC-SHA256) of the header's
+PatientID with the checkout's secret salt (`salt`), so the split keeps a patient's films together while the
+manifest, the DVC cache and MLflow hold only a value nobody can turn back into the id.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
+import os
+import secrets
+from pathlib import Path
 
 import numpy as np
 
 SUFFIXES = {".dcm", ".dicom"}
 PLUGINS = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+SALT_ENV = "PNEUMONIA_PATIENT_SALT"
+
+
+def salt(file: str | Path) -> bytes:
+    """The secret the patient keys are hashed with: $PNEUMONIA_PATIENT_SALT when set, else `file`, created
+    with 32 random bytes on first use (keep it with the data: the same films give the same split only with
+    the same salt; never commit it)."""
+    if os.environ.get(SALT_ENV):
+        return os.environ[SALT_ENV].encode()
+    file = Path(file)
+    if not file.exists():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return file.read_text().strip().encode()
+
+
+def patient_key(data: bytes, key: bytes) -> str | None:
+    """`dicom-<16 hex>`: the keyed hash of the file's PatientID, or None when it has none (or is no DICOM)."""
+    import pydicom
+
+    try:
+        pid = str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["PatientID"])
+                  .get("PatientID", "") or "").strip()
+    except Exception:  # noqa: BLE001 - an unreadable header is decode's to report, with its reason
+        return None
+    return "dicom-" + hmac.new(key, pid.encode(), hashlib.sha256).hexdigest()[:16] if pid else None
 
 
 def is_dicom(data: bytes) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from tasks import images
+from tasks import dicom, images
 from tasks.cli import main
 from tasks.config import Ingest, Params
 from tasks.errors import StepError
@@ -32,8 +32,10 @@ class BadImages(StepError):
     """Bad files under `on_bad_image: fail`; the message lists every one."""
 
 
-def _process(c: Candidate, size: int, min_side: int, max_pixels: int) -> tuple[dict, np.ndarray | None]:
-    """Decode one candidate: (manifest row, pixels) or (quarantine row, None)."""
+def _process(c: Candidate, size: int, min_side: int, max_pixels: int,
+             key: bytes | None = None) -> tuple[dict, np.ndarray | None]:
+    """Decode one candidate: (manifest row, pixels) or (quarantine row, None). With `key`, a DICOM's patient is
+    the keyed hash of its PatientID (tasks.dicom.patient_key) rather than the one its file name gives."""
     row = {"path": c.path, "class": c.class_name, "patient_id": c.patient_id, "source_split": c.source_split}
     if c.problem:
         return {**row, "problem": c.problem}, None
@@ -44,15 +46,18 @@ def _process(c: Candidate, size: int, min_side: int, max_pixels: int) -> tuple[d
         return {**row, "problem": str(err)}, None
     except OSError as err:
         return {**row, "problem": f"unreadable ({err.strerror or err})"}, None
+    if key and dicom.is_dicom(data):
+        row["patient_id"] = dicom.patient_key(data, key) or row["patient_id"]
     pixels = images.resize(gray, size)
     return {**row, **info, "label": CLASSES.index(c.class_name), "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
             "mean": round(float(pixels.mean()), 3), "std": round(float(pixels.std()), 3)}, pixels
 
 
-def ingest_files(cands: list[Candidate], cfg: Ingest, size: int) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+def ingest_files(cands: list[Candidate], cfg: Ingest, size: int,
+                 key: bytes | None = None) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """Decode candidates on `cfg.workers` processes: (manifest, pixels, quarantine)."""
-    work = partial(_process, size=size, min_side=cfg.min_side, max_pixels=cfg.max_pixels)
+    work = partial(_process, size=size, min_side=cfg.min_side, max_pixels=cfg.max_pixels, key=key)
     bar = dict(total=len(cands), unit="img", desc="ingest", mininterval=1.0)
     if cfg.workers > 1 and len(cands) > 64:
         with ProcessPoolExecutor(cfg.workers) as pool:
@@ -103,7 +108,8 @@ def collect(p: Params) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     cands = folder.candidates(root)
     if not cands:
         raise StepError(f"{root}: no image files in its class folders")
-    return ingest_files(cands, cfg, size)
+    maybe_dicom = any(Path(c.path).suffix.lower() in dicom.SUFFIXES or not Path(c.path).suffix for c in cands)
+    return ingest_files(cands, cfg, size, dicom.salt(p.paths.patient_salt) if maybe_dicom else None)
 
 
 def run(p: Params) -> pd.DataFrame:

@@ -26,7 +26,7 @@ def film(seed: int = 0, size: int = 64) -> np.ndarray:
 
 def dicom_bytes(pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: float | None = None,
                 intercept: float | None = None, window: tuple | None = None, frames: int = 1,
-                syntax=pydicom.uid.ExplicitVRLittleEndian, phi: bool = True) -> bytes:
+                syntax=pydicom.uid.ExplicitVRLittleEndian, phi: bool = True, patient_id: str | None = None) -> bytes:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -34,7 +34,7 @@ def dicom_bytes(pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: flo
     ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "CR"
     if phi:
-        for key, value in PHI.items():
+        for key, value in {**PHI, **({"PatientID": patient_id} if patient_id else {})}.items():
             setattr(ds, key, value)
     pixels = np.asarray(pixels)
     ds.Rows, ds.Columns = pixels.shape[-2:]
@@ -120,3 +120,25 @@ def test_served_and_ingested_dicoms_leave_no_header_value_anywhere(workdir):
     assert written and not any(v in written for v in PHI.values()), "a DICOM header value reached an output"
     assert json.loads((workdir / p.paths.ingest_report).read_text())
 
+
+
+def test_a_patients_dicoms_share_a_keyed_hash_of_their_patient_id_and_never_the_id(workdir, monkeypatch):
+    """Films named after no patient are grouped by the header's PatientID, through a secret key: the same
+    patient under another key (another site's salt) gets another value, and the id appears nowhere."""
+    monkeypatch.delenv(dicom.SALT_ENV, raising=False)
+    folder = workdir / "src/NORMAL"
+    folder.mkdir(parents=True)
+    for i, pid in enumerate(["MRN-0042", "MRN-0042", "MRN-0077"]):
+        (folder / f"IMG{i:05d}.dcm").write_bytes(dicom_bytes(film(2 * i), patient_id=pid))
+    (folder / "IMG00003.dcm").write_bytes(dicom_bytes(film(6), phi=False))
+    p = write_params(workdir, {"ingest": {"source": "folder", "input": str(workdir / "src")},
+                               "data": {"image_size": 48}})
+    manifest = ingest.run(p)
+    ids = [manifest.patient_id[manifest.path.str.endswith(f"IMG{i:05d}.dcm")].item() for i in range(4)]
+    assert ids[0] == ids[1] != ids[2] and ids[0].startswith("dicom-")
+    assert ids[3] == "IMG00003", "a DICOM without PatientID keeps the file name's patient"
+    written = "".join(f.read_text(errors="ignore") for f in workdir.rglob("*") if f.is_file() and f.suffix != ".dcm")
+    assert "MRN-00" not in written, "a PatientID reached an output"
+    assert (workdir / p.paths.patient_salt).stat().st_mode & 0o077 == 0, "the salt is readable by others"
+    monkeypatch.setenv(dicom.SALT_ENV, "another site's secret")
+    assert set(ingest.run(p).patient_id) & set(ids[:3]) == set(), "the key does not depend on the salt"
