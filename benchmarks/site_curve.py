@@ -101,7 +101,8 @@ def main() -> None:
                         m = measure.point(y[test], apply_temperature(raw_test, op["temperature"], op["bias"]),
                                           op["threshold"])
                         row = {"strategy": strategy, "budget": budget, "measure_asked": args.measure,
-                               "measure": len(sample), "rule": rule, "seed": seed, "fold": fold, "normal_labelled": int((site[1] == 0).sum()),
+                               "measure": len(sample), "rule": rule, "seed": seed, "fold": fold,
+                               "normal_labelled": int((site[1] == 0).sum()),
                                "seconds": seconds, **{k: m[k] for k in measure.SHOWN}}
                         with out.open("a") as fh:
                             fh.write(json.dumps(row) + "\n")
