@@ -153,9 +153,8 @@ def adapt(p: Params, name: str) -> dict:
     after = measure.with_intervals(y, prob, threshold, labels.patient_id, cfg.bootstrap, cfg.seed)
     log.info(f"site: adapting the served model on all {len(y)} labelled films")
     model = finetune.fine_tune(clone(base), (x, y), splits["train"], cfg, p.train, mode, cfg.seed)
-    op = finetune.operating_point(y, oof, cfg.target_sensitivity)
+    op, fitted_on, measured = operating_point(s, held, base, model, serving, (y, oof), cfg)
     detector = refit_ood(model, splits, mode, p.evaluate.ood.pass_rate)
-    measured = measured_on(s, held, base, model, serving, op, cfg)
     ref = site_reference(p, model, {**serving, **op}, detector, s["images"], set(everything.path))
     package = save(p, name, model, {**serving, **op}, detector, ref, png_bytes(x[0]))
     expected = M.apply_temperature(raw_scores(model, x[:CHECKED], mode, tta), op["temperature"], op["bias"])
@@ -171,21 +170,23 @@ def adapt(p: Params, name: str) -> dict:
               "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
               "folds": int(folds.max() + 1), "query": read_query(f), "steps": cfg.steps,
               "learning_rate": cfg.learning_rate, "seconds": round(time.perf_counter() - start, 1),
-              "before": before, "after": after, "served": op, "package_gap": gap, "measured": measured,
+              "before": before, "after": after, "served": op, "fitted_on": fitted_on, "package_gap": gap,
+              "measured": measured,
               "measure_md5": file_md5(f["measure"]) if f["measure"].exists() else None}
     write_json(f["report"], report)
     log.info(f"site {name}: {len(y)} labelled films; source model vs adapted (cross-fitted, 95 % intervals):\n"
              + measure.table({"source model": before, "adapted": after}))
     if measured:
-        log.info(f"site {name}: the measurement sample ({measured['films']} films never trained on):\n"
+        log.info(f"site {name}: the measurement sample ({measured['films']} films never trained on; served "
+                 f"operating point fitted on the {fitted_on}, nested when that is the sample):\n"
                  + measure.table({"source model": measured["before"], "adapted": measured["after"]}))
     return report
 
 
-def measured_on(s: dict, held: pd.DataFrame, base, model, serving: dict, op: dict, cfg) -> dict | None:
-    """The source and the adapted model, each at its own operating point, on the labelled films of the
-    measurement sample (drawn at random by `pneumonia-site query`, never trained on), with intervals over
-    patients; None without such films of both classes."""
+def operating_point(s: dict, held: pd.DataFrame, base, model, serving: dict, worklist: tuple, cfg):
+    """(served calibration and threshold, what it was fitted on, the measurement-sample numbers or None): the
+    adapted model scores the labelled films of the measurement sample and `finetune.served_point` chooses;
+    the source model is measured there at its own threshold (what the site has without adapting)."""
     from tasks import metrics as M
     from tasks.inference import raw_scores
 
@@ -193,16 +194,21 @@ def measured_on(s: dict, held: pd.DataFrame, base, model, serving: dict, op: dic
     if len(np.unique(y)) < 2:
         if len(held):
             log.warning(f"site: the {len(held)} labelled films of the measurement sample hold one class only: "
-                        "not measured on them (the cross-fitted numbers decide)")
-        return None
+                        "the operating point comes from the worklist's cross-fitted scores")
+        return finetune.operating_point(*worklist, cfg.target_sensitivity), "worklist", None
     x = films.load(s["images"], held.path.tolist(), serving["image_size"])
     mode, tta = serving["normalize"], serving.get("tta", 0)
     source = M.apply_temperature(raw_scores(base, x, mode, tta), serving["temperature"], serving["bias"])
-    adapted = M.apply_temperature(raw_scores(model, x, mode, tta), op["temperature"], op["bias"])
-    return {"films": int(len(y)), "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
-            "before": measure.with_intervals(y, source, serving["threshold"], held.patient_id, cfg.bootstrap,
-                                             cfg.seed),
-            "after": measure.with_intervals(y, adapted, op["threshold"], held.patient_id, cfg.bootstrap, cfg.seed)}
+    patients = held.patient_id.to_numpy()
+    op, fitted_on, prob, threshold = finetune.served_point(worklist, (y, raw_scores(model, x, mode, tta)), patients,
+                                                           cfg.folds, cfg.target_sensitivity, cfg.seed)
+    if fitted_on == "worklist":
+        log.warning(f"site: the measurement sample holds fewer than {cfg.folds} patients of a class: the operating "
+                    "point comes from the worklist's cross-fitted scores")
+    return op, fitted_on, {
+        "films": int(len(y)), "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
+        "before": measure.with_intervals(y, source, serving["threshold"], patients, cfg.bootstrap, cfg.seed),
+        "after": measure.with_intervals(y, prob, threshold, patients, cfg.bootstrap, cfg.seed)}
 
 
 def films_md5(digests) -> str:

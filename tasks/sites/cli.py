@@ -150,6 +150,9 @@ def report(p: Params, args) -> int:
         m = r["measured"]
         print(f"on the measurement sample: {m['films']} films drawn at random, never trained on ({m['normal']} NORMAL, "
               f"{m['pneumonia']} PNEUMONIA); this is what the site gate decides on")
+        if r.get("fitted_on") == "measurement sample":
+            print("the served threshold is fitted on these films; each patient here is decided by the threshold "
+                  "of the others (nested)")
         print(measure.table({"source model": m["before"], "adapted": m["after"]}))
     if f["registry"].exists():
         g = read_json(f["registry"])

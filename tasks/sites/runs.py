@@ -11,10 +11,10 @@ SITE_METRICS = ("accuracy", "recall", "specificity", "roc_auc", "balanced_accura
 
 
 def record_site(p: Params, name: str, report: dict, files: dict) -> str:
-    """One run per site adaptation in the project's experiment (`site-<name>`): the `sites` params, the site,
-    label count, labels md5 and query strategy as tags, the source and adapted site metrics with their
-    intervals, the labels and predictions, and the site package as a logged model (its URI in the tag
-    `servable_model_uri`, which the site gate registers); returns the run id."""
+    """One run per site adaptation in the project's experiment (`site-<name>`): the `sites` params; the site,
+    label count, labels md5, query strategy and what the threshold was fitted on as tags; the source and
+    adapted site metrics with their intervals, the labels and predictions, and the site package as a logged
+    model (its URI in the tag `servable_model_uri`, which the site gate registers); returns the run id."""
     import mlflow
     import numpy as np
 
@@ -24,6 +24,7 @@ def record_site(p: Params, name: str, report: dict, files: dict) -> str:
     experiment_id = tracking.configure(p)
     tags = {"site": name, "site_labels": str(report["labels"]), "site_labels_md5": report["labels_md5"],
             "site_films_md5": report["films_md5"], "site_query": report["query"],
+            "site_threshold_from": report.get("fitted_on", "worklist"),
             "source_model": report["source_model"], "git_commit": tracking.git_commit(),
             "site_report_md5": file_md5(files["report"])}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"site-{name}", tags=tags) as run:

@@ -54,6 +54,7 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
     report = json.loads((repo / "sites/st1/report.json").read_text())
     assert report["labels"] == 12 and report["folds"] == 2 and report["query"] == "badge"  # trained on: the worklist
     assert report["measured"]["films"] == 10 and report["measured"]["normal"] == 5  # measured on: the sample
+    assert report["fitted_on"] == "measurement sample"  # so is the served threshold, nested
     for when in ("before", "after"):
         lo, hi = report[when]["accuracy_ci"]
         assert lo <= report[when]["accuracy"] <= hi

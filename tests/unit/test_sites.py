@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tasks.metrics import apply_temperature
 from tasks.sites import films, finetune, measure, query
 from tasks.sites.gate import decide, floors
 from tests.helpers import image_bytes
@@ -116,6 +117,36 @@ def test_cross_fitting_never_lets_a_film_decide_its_own_threshold():
     assert np.array_equal(threshold[folds == 0], threshold2[folds == 0])  # ... its threshold does not
     assert not np.array_equal(threshold[folds == 1], threshold2[folds == 1])  # the others' do
     assert np.allclose(prob[folds == 1], prob2[folds == 1]) is False
+
+
+def site_scores(rng, n: int, hard: bool):
+    """(labels, raw scores): a query's films (`hard`: pneumonia scored as low as normal) or random ones."""
+    y = rng.permutation(np.arange(n) % 2)
+    sick = rng.uniform(0.2, 0.6, n) if hard else rng.uniform(0.6, 0.95, n)
+    return y, np.where(y == 1, sick, rng.uniform(0.05, 0.5, n))
+
+
+def test_the_served_point_comes_from_the_random_sample_and_none_of_its_films_sets_its_own_threshold():
+    rng = np.random.default_rng(1)
+    worklist, (y, raw) = site_scores(rng, 60, hard=True), site_scores(rng, 40, hard=False)
+    patients = np.array([f"p{i}" for i in range(40)])
+    op, fitted_on, prob, threshold = finetune.served_point(worklist, (y, raw), patients, 3, 0.95, 0)
+    from_worklist = finetune.operating_point(*worklist, 0.95)
+    assert fitted_on == "measurement sample"
+    fresh_y, fresh_raw = site_scores(rng, 400, hard=False)  # the site's ordinary films
+
+    def specificity(point):
+        prob = apply_temperature(fresh_raw, point["temperature"], point["bias"])
+        return ((prob < point["threshold"]) & (fresh_y == 0)).sum() / (fresh_y == 0).sum()
+    assert specificity(op) > specificity(from_worklist) + 0.2  # the query's hard films set too low a threshold
+    moved = raw.copy()
+    moved[3] = 0.99 if y[3] == 0 else 0.01  # one patient's film changes its score ...
+    _, _, _, threshold2 = finetune.served_point(worklist, (y, moved), patients, 3, 0.95, 0)
+    assert threshold2[3] == threshold[3] and not np.array_equal(threshold2, threshold)  # ... not its threshold
+
+    few = np.array(["p0"] * 20 + ["p1"] * 20)  # one patient per class: no fold could be measured
+    op, fitted_on, _, threshold = finetune.served_point(worklist, (np.repeat([0, 1], 20), raw), few, 3, 0.95, 0)
+    assert fitted_on == "worklist" and op == from_worklist and set(threshold) == {from_worklist["threshold"]}
 
 
 def test_intervals_contain_the_estimate_and_widen_with_fewer_patients():
