@@ -47,8 +47,9 @@ def configure_logging() -> None:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
-    for noisy in ("mlflow", "alembic", "urllib3", "git", "matplotlib", "PIL", "absl"):
+    for noisy in ("mlflow", "alembic", "urllib3", "git", "matplotlib", "PIL", "absl", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes of scoring films in a loop
 
 
 def main(step: str, run: Callable, argv: list[str] | None = None) -> None:

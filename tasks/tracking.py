@@ -157,13 +157,16 @@ def split_dataset(p: Params, frame, split: str, tags: dict[str, str]):
     """One split of `frame` (the split file) as an MLflow dataset; its digest comes from run_tags' DVC hashes
     (not read again) and the split's name."""
     import hashlib
+    import warnings
 
     import mlflow
 
     rows = frame[frame.split == split].reset_index(drop=True)
     digest = hashlib.md5(f"{tags['data_md5']} {tags['split_md5']} {split}".encode()).hexdigest()[:16]
-    return mlflow.data.from_pandas(rows, source=str(Path(p.ingest.input).resolve()), targets="label",
-                                   name=f"{p.ingest.source}-{split}", digest=digest)
+    with warnings.catch_warnings():  # MLflow 3 registers its local-path source twice and warns it is ambiguous
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        return mlflow.data.from_pandas(rows, source=str(Path(p.ingest.input).resolve()), targets="label",
+                                       name=f"{p.ingest.source}-{split}", digest=digest)
 
 
 @contextmanager

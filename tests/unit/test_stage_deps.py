@@ -47,7 +47,7 @@ def closure(module: str) -> set[str]:
             continue
         seen.add(path)
         todo.extend(imports(path) | BY_PATH.get(name, set()))
-    # the root package's __init__ only holds a docstring; a change there reruns nothing
+    # the root package's __init__ only sets quiet logging defaults; a change there reruns nothing
     return {str(p.relative_to(REPO)) for p in seen} - {f"{pkg}/__init__.py" for pkg in PACKAGES}
 
 
@@ -87,9 +87,10 @@ def test_every_stage_declares_the_modules_it_runs():
 
 
 # paths a stage's code names without reading them as data: ingest's scratch folder for the images it
-# generates or extracts (its real input is `${ingest.input}`), and the model folder, which tasks/files.py
-# (imported by every stage) names; the model files themselves are declared one by one
-NOT_DATA = {"raw", "model_dir"}
+# generates or extracts (its real input is `${ingest.input}`), the model folder, which tasks/files.py
+# (imported by every stage) names (the model files themselves are declared one by one), and the secret
+# salt of DICOM patient keys, which ingest creates on first need (a dep must exist before the stage runs)
+NOT_DATA = {"raw", "model_dir", "patient_salt"}
 
 
 def declared_paths(stage: dict, params: dict) -> set[str]:
