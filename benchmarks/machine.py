@@ -4,14 +4,15 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+from tasks.system import cpu_flags
+
 
 def cpu() -> str:
-    """The CPU model and the vector extensions that change TensorFlow's speed (avx2, avx512f, amx_tile)."""
+    """The CPU model and the extensions that change TensorFlow's speed (avx2, avx512f, avx512_bf16, amx_tile)."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
         name = next(x for x in lines if x.startswith("model name")).split(":", 1)[1].strip()
-        flags = next(x for x in lines if x.startswith("flags")).split()
-        extra = [f for f in ("avx2", "avx512f", "amx_tile") if f in flags]
-        return f"{name} ({', '.join(extra)})"
     except (OSError, StopIteration):
         return platform.processor()
+    extra = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in cpu_flags()]
+    return f"{name} ({', '.join(extra)})"

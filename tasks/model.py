@@ -43,13 +43,19 @@ def seed_cnn(size: int) -> keras.Model:
     x = layers.Flatten()(x)
     for units, rate in ((512, 0.7), (128, 0.5), (64, 0.3)):
         x = dense_block(x, units, rate)
-    return keras.Model(inputs, layers.Dense(1, activation="sigmoid", name="pneumonia")(x), name="seed_cnn")
+    return keras.Model(inputs, output(x), name="seed_cnn")
 
 
 def _conv_bn_relu(x, filters: int, strides: int = 1, name: str | None = None):
     x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)  # 0.99 lags for hundreds of steps: val scores collapse early
     return layers.Activation("relu", name=name)(x)
+
+
+def output(x):
+    """The pneumonia probability; float32 under any training precision (a bfloat16 sigmoid holds 3 digits,
+    too few for a threshold or an AUC)."""
+    return layers.Dense(1, activation="sigmoid", name="pneumonia", dtype="float32")(x)
 
 
 def fast_cnn(size: int, p: Model) -> keras.Model:
@@ -69,7 +75,7 @@ def fast_cnn(size: int, p: Model) -> keras.Model:
             x = layers.MaxPool2D(2)(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(p.dropout)(x)
-    return keras.Model(inputs, layers.Dense(1, activation="sigmoid", name="pneumonia")(x), name="fast_cnn")
+    return keras.Model(inputs, output(x), name="fast_cnn")
 
 
 def min_size(p: Model) -> int:

@@ -5,7 +5,7 @@ training (tasks/tracking.py: a run exists only for a model that was made). So th
 them itself: at the end of each epoch, the machine's CPU use since the previous epoch, its memory in
 use, and the training process's resident memory. They join the epoch's logs, so `paths.history`
 keeps them and the recorded run holds them as `system/...` metrics, which the MLflow UI draws in its
-"System metrics" tab.
+"System metrics" tab. `cpu_flags` says what the CPU computes natively (tasks.train.policy reads it).
 """
 from __future__ import annotations
 
@@ -13,6 +13,17 @@ CPU = "system/cpu_utilization_percentage"
 MEMORY = "system/system_memory_usage_megabytes"
 MEMORY_SHARE = "system/system_memory_usage_percentage"
 PROCESS = "system/train_process_rss_megabytes"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (/proc/cpuinfo: avx2, avx512_bf16, amx_bf16, ...); empty where unreadable."""
+    from pathlib import Path
+
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return set()
+    return set(line.split(":", 1)[1].split())
 
 
 def reading(process) -> dict[str, float]:

@@ -106,6 +106,34 @@ def callbacks(p: Params, extra: list):
     ]
 
 
+def policy(precision: str, flags: set[str] | None = None) -> str:
+    """The Keras dtype policy of training: `mixed_bfloat16` (float32 weights, bfloat16 compute, a float32
+    output layer) for `bfloat16`, and for `auto` where the CPU computes bfloat16 natively (AVX-512 BF16 or
+    AMX; elsewhere it is emulated and slower); else `float32`."""
+    if precision == "auto":
+        if flags is None:
+            from tasks import system
+
+            flags = system.cpu_flags()
+        precision = "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
+    return "mixed_bfloat16" if precision == "bfloat16" else "float32"
+
+
+def as_float32(model, p: Params):
+    """The trained model under the float32 policy, same weights: what evaluation, the package and serving run
+    (their 1e-5 agreement holds in float32, and a CPU without bfloat16 serves it at full speed)."""
+    import keras
+
+    from tasks.model import build_model
+
+    if model.dtype_policy.name == "float32":
+        return model
+    keras.mixed_precision.set_global_policy("float32")
+    plain = build_model(p.model, p.data.image_size)
+    plain.set_weights(model.get_weights())
+    return plain
+
+
 def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     """Build, compile and fit the model on splits['train'] with splits['val']; returns (model, history, seconds)."""
     import keras
@@ -116,6 +144,7 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     t = p.train
     keras.utils.set_random_seed(t.seed)
     strat = strategy(t.distribute)
+    keras.mixed_precision.set_global_policy(policy(t.precision))
     with strat.scope():
         model = build_model(p.model, p.data.image_size)
         model.compile(optimizer=keras.optimizers.Adam(t.learning_rate),
@@ -126,8 +155,11 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     train_ds, val_ds = datasets(splits["train"], splits["val"], t, t.batch_size * replicas, replicas)
     start = time.perf_counter()
     # class weights ride in train_ds, which also shuffles itself (Keras ignores `shuffle` for a tf.data.Dataset)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, verbose=2, shuffle=False,
-                        callbacks=callbacks(p, list(extra_callbacks)))
+    try:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, verbose=2, shuffle=False,
+                            callbacks=callbacks(p, list(extra_callbacks)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     return model, history, time.perf_counter() - start
 
 
@@ -153,6 +185,7 @@ def run(p: Params) -> dict:
         write_json(backup_dir(p) / "fingerprint.json", {"fingerprint": fingerprint(p)})
         resuming = False
         model, history, seconds = fit(p, splits)
+    model = as_float32(model, p)
     model.save(model_path(p))  # best weights (EarlyStopping restored them)
     # one row per epoch, before and after a resume (an epoch logged twice by a kill between backup and log: the last)
     rows = pd.read_csv(live_history(p), on_bad_lines="skip")  # a row the kill cut short is not an epoch
@@ -163,7 +196,8 @@ def run(p: Params) -> dict:
     images = len(splits["train"][0]) * len(history.history["loss"])  # the epochs this process ran
     report = {"epochs": epochs, "seconds": round(seconds, 1), "train_images": len(splits["train"][0]),
               "images_per_second": round(images / seconds, 1), "params": model.count_params(),
-              "best_val_auc": round(float(rows.val_auc.max()), 4), "resumed": resuming}
+              "best_val_auc": round(float(rows.val_auc.max()), 4), "resumed": resuming,
+              "precision": policy(p.train.precision)}
     shutil.rmtree(backup_dir(p), ignore_errors=True)  # training is done: a kill from here on starts over
     live_history(p).unlink()
     write_json(p.paths.train_report, report)

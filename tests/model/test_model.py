@@ -73,6 +73,36 @@ def test_training_lowers_the_loss(tiny_workdir):
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
+def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it():
+    assert train.policy("auto", {"avx2", "avx512f"}) == "float32"  # emulated there: slower, not faster
+    assert train.policy("auto", {"avx2", "avx512_bf16"}) == train.policy("auto", {"amx_bf16"}) == "mixed_bfloat16"
+    assert train.policy("bfloat16", set()) == "mixed_bfloat16" and train.policy("float32", {"amx_bf16"}) == "float32"
+
+
+@pytest.mark.slow
+def test_bfloat16_training_saves_a_float32_model_with_its_weights(tiny_workdir):
+    import keras
+
+    from tasks.files import model_path
+    from tests.helpers import write_params
+
+    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 2, "precision": "bfloat16"}}))
+    report = train.run(p)
+    assert report["precision"] == "mixed_bfloat16"
+    saved = keras.saving.load_model(model_path(p), compile=False)
+    assert saved.dtype_policy.name == "float32" and all(w.dtype == "float32" for w in saved.weights)
+    assert keras.mixed_precision.global_policy().name == "float32", "the policy leaked out of training"
+    x = np.random.default_rng(0).random((4, p.data.image_size, p.data.image_size, 1), dtype=np.float32)
+    prob = saved.predict(x, verbose=0)
+    assert prob.dtype == np.float32 and np.all((prob > 0) & (prob < 1))
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    mixed = build_model(p.model, p.data.image_size)
+    plain = train.as_float32(mixed, p)
+    assert plain.dtype_policy.name == "float32"
+    assert all(np.array_equal(a, b) for a, b in zip(mixed.get_weights(), plain.get_weights()))
+    assert np.allclose(mixed.predict(x, verbose=0), plain.predict(x, verbose=0), atol=0.05)  # bfloat16's 3 digits
+
+
 @pytest.mark.slow
 def test_killed_training_resumes_at_the_next_epoch(tiny_workdir):
     from tests.helpers import write_params

@@ -1,0 +1,86 @@
+"""Where a training epoch's time goes: the input pipeline alone, the model alone, both together.
+
+    python benchmarks/train_profile.py [--data ../shared/data/chest_xray/train] [--images 1024]
+
+Same images as train_throughput.py (every k-th film of the train split, params.yaml's model, augmentation and
+normalisation). Each figure is the second of two passes (the first traces graphs), in images per second:
+- input, augmented: one epoch of the training dataset iterated, no model (augmentation on the CPU);
+- input, not augmented: the same without the augmentation layers;
+- model alone: fit on batches already augmented and held in memory (forward, backward, optimizer);
+- model alone, bfloat16: the same under Keras' `mixed_bfloat16` policy (weights float32, compute bfloat16);
+- together: fit on the training dataset, as tasks/train.py does.
+The two cores are shared: if together ~ 1 / (1/input + 1/model), the input pipeline and the model take turns
+rather than overlapping, and time spent on augmentation is time the model does not get.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from machine import cpu
+
+
+def rate(fn, n: int) -> float:
+    fn()
+    start = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/chest_xray/train"))
+    ap.add_argument("--images", type=int, default=1024)
+    args = ap.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    from tasks import config, images
+    from tasks.data import datasets
+    from tasks.model import build_model
+
+    p = config.load()
+    files = sorted(Path(args.data).glob("*/*.jpeg"))
+    files = files[::max(len(files) // args.images, 1)][:args.images]
+    size, n = p.data.image_size, len(files)
+    pixels = np.stack([images.load_gray(f.read_bytes(), size) for f in files])
+    labels = np.array([f.parent.name == "PNEUMONIA" for f in files], np.float32)
+    print(f"cpu: {cpu()}; {n} images at {size} px, batch {p.train.batch_size}, model {p.model.name} "
+          f"{p.model.filters}, threads intra {tf.config.threading.get_intra_op_parallelism_threads()} "
+          f"inter {tf.config.threading.get_inter_op_parallelism_threads()} (0 = all cores)")
+
+    def train_ds(augment: bool):
+        t = p.train if augment else p.train.model_copy(update={"augment": p.train.augment.model_copy(update={
+            "rotation": 0.0, "zoom": 0.0, "shift": 0.0, "brightness": 0.0, "contrast": 0.0})})
+        return datasets((pixels, labels), (pixels[:32], labels[:32]), t, p.train.batch_size)[0]
+
+    def drain(ds):
+        return lambda: [None for _ in ds]
+
+    rows = {"input, augmented": rate(drain(train_ds(True)), n),
+            "input, not augmented": rate(drain(train_ds(False)), n)}
+    held = list(train_ds(True))
+    in_memory = tf.data.Dataset.from_tensor_slices(tuple(np.concatenate([b[i].numpy() for b in held])
+                                                         for i in range(3))).batch(p.train.batch_size).cache()
+
+    def fit(ds, policy="float32"):
+        keras.mixed_precision.set_global_policy(policy)
+        model = build_model(p.model, size)
+        model.compile(keras.optimizers.Adam(), "binary_crossentropy")
+        keras.mixed_precision.set_global_policy("float32")
+        return lambda: model.fit(ds, epochs=1, verbose=0)
+
+    rows["model alone"] = rate(fit(in_memory), n)
+    rows["model alone, bfloat16"] = rate(fit(in_memory, "mixed_bfloat16"), n)
+    rows["together (as tasks/train.py)"] = rate(fit(train_ds(True)), n)
+    both = 1 / (1 / rows["input, augmented"] + 1 / rows["model alone"])
+    for name, value in rows.items():
+        print(f"{name:32s} {value:7.1f} img/s")
+    print(f"{'taking turns would give':32s} {both:7.1f} img/s (1 / (1/input + 1/model))")
+
+
+if __name__ == "__main__":
+    main()
