@@ -3,7 +3,8 @@
     python benchmarks/train_throughput.py [--data ../shared/data/chest_xray/train] [--images 1024]
 
 Reference: 150 px, `image_dataset_from_directory` decoding JPEGs every epoch, zoom + flip, seed_cnn.
-Default: params.yaml's model and augmentation at `data.image_size`, fed from the prepared pixel store.
+Default: params.yaml's model and augmentation at `data.image_size`, fed from the prepared pixel store, in
+float32 and in bfloat16 (`train.precision`; emulated, so slower, on a CPU without AVX512_BF16 or AMX).
 Each trains two epochs on the same images; the second epoch is timed (the first traces graphs).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu
 
 
 def subset(src: Path, n: int, dest: Path) -> list[Path]:
@@ -51,19 +53,22 @@ def reference(folder: Path, n: int) -> float:
     return timed_fit(model, ds, n)
 
 
-def default(files: list[Path], n: int) -> float:
+def default(files: list[Path], n: int, precision: str = "float32") -> float:
     import keras
 
     from tasks import config, images
     from tasks.data import datasets
     from tasks.model import build_model
+    from tasks.train import policy
 
     p = config.load()
     size = p.data.image_size
     pixels = np.stack([images.load_gray(f.read_bytes(), size) for f in files])
     labels = np.array([f.parent.name == "PNEUMONIA" for f in files], np.float32)
     train_ds, _ = datasets((pixels, labels), (pixels[:32], labels[:32]), p.train, p.train.batch_size)
+    keras.mixed_precision.set_global_policy(policy(precision))
     model = build_model(p.model, size)
+    keras.mixed_precision.set_global_policy("float32")
     model.compile(keras.optimizers.Adam(), "binary_crossentropy", metrics=["accuracy"])
     return timed_fit(model, train_ds, n)
 
@@ -76,10 +81,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         files = subset(Path(args.data), args.images, Path(tmp))
         ref = reference(Path(tmp), len(files))
+        print(f"cpu: {cpu()}")
         print(f"reference recipe (seed_cnn, 150 px, JPEG pipeline): {ref:6.1f} img/s")
-        new = default(files, len(files))
-        print(f"project default (params.yaml, pixel store):        {new:6.1f} img/s")
-        print(f"ratio default / reference: {new / ref:.2f}x  ({len(files)} images, 2nd epoch timed)")
+        for precision in ("float32", "bfloat16"):
+            new = default(files, len(files), precision)
+            print(f"project default, precision {precision:8s}:   {new:6.1f} img/s = {new / ref:.2f}x the reference "
+                  f"({len(files)} images, 2nd epoch timed)")
 
 
 if __name__ == "__main__":
