@@ -12,24 +12,21 @@ number from films the weights and the threshold never used, with 95 % intervals 
 """
 from __future__ import annotations
 
-import base64
 import logging
-import shutil
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tasks import ood, reference, registry, tracking
+from tasks import registry, tracking
 from tasks.config import Params
 from tasks.errors import StepError
 from tasks.files import file_md5, write_json
 from tasks.sites import films, finetune, measure, runs, stage
+from tasks.sites.package import CHECKED, check_package, refit_ood, save, site_reference
 
 log = logging.getLogger(__name__)
-CHECKED = 16  # films re-scored through the saved package
 
 
 def source(uri: str):
@@ -63,60 +60,6 @@ def clone(model):
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
-
-
-def refit_ood(model, splits: dict, mode: str, pass_rate: float) -> dict:
-    """The out-of-distribution detector on the adapted model's own features (train fit, validation threshold)."""
-    from tasks.inference import scores_and_features
-
-    fitted = ood.fit(scores_and_features(model, splits["train"][0], mode)[1], splits["train"][1])
-    fitted["threshold"] = ood.threshold(ood.distance(scores_and_features(model, splits["val"][0], mode)[1], fitted),
-                                        pass_rate)
-    return fitted
-
-
-def site_reference(p: Params, model, serving: dict, detector: dict, folder: str, labelled: set[str]) -> dict:
-    """The adapted model's monitoring reference: a seeded sample of the site's films it was not trained on,
-    scored by the served functions (the site, not the source, is what its batches should look like)."""
-    from tasks.serving import predict_frame
-
-    unseen = [f for f in films.listing(folder) if f not in labelled]
-    r = p.evaluate.reference
-    chosen = [unseen[i] for i in reference.sample(len(unseen), r.films, r.seed)]
-    if not chosen:
-        raise StepError(f"{folder}: every film is labelled, none is left for the monitoring reference")
-    frame, features = predict_frame(model, serving, detector, films.load(folder, chosen, serving["image_size"]),
-                                    features=True)
-    return reference.build(features, frame.probability.to_numpy(), frame.ood_score.to_numpy(), serving["threshold"])
-
-
-def save(p: Params, name: str, model, serving: dict, detector: dict, ref: dict, example: bytes) -> Path:
-    """model/ and package/ of the site; returns the package folder."""
-    import mlflow
-
-    from tasks.serving import pyfunc_spec
-
-    f = stage.files(p, name)
-    shutil.rmtree(f["model"], ignore_errors=True)
-    f["model"].mkdir(parents=True)
-    model.save(f["model"] / "model.keras")
-    write_json(f["model"] / "serving.json", serving)
-    ood.save(f["model"] / "ood.npz", detector)
-    reference.save(f["model"] / "reference.npz", ref)
-    shutil.rmtree(f["package"], ignore_errors=True)
-    spec = pyfunc_spec(f["model"], example)
-    mlflow.pyfunc.save_model(str(f["package"]), **spec)
-    return f["package"]
-
-
-def check_package(folder: Path, images: np.ndarray, expected: np.ndarray) -> float:
-    import mlflow
-
-    from tasks.images import png_bytes
-
-    frame = pd.DataFrame({"image": [base64.b64encode(png_bytes(img)).decode() for img in images]})
-    served = mlflow.pyfunc.load_model(str(folder)).predict(frame).probability.to_numpy()
-    return float(np.max(np.abs(served - expected)))
 
 
 def adapt(p: Params, name: str) -> dict:

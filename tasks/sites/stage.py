@@ -24,7 +24,8 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 ADAPT_CODE = [f"tasks/{m}.py" for m in (
     "cli", "config", "data", "dicom", "errors", "files", "images", "inference", "metrics", "ood", "plots", "preprocess",
     "pyfunc_model", "reference", "registry", "serving", "sites/__init__", "sites/adapt", "sites/films",
-    "sites/finetune", "sites/measure", "sites/runs", "sites/stage", "sources/__init__", "sources/folder")]
+    "sites/finetune", "sites/measure", "sites/package", "sites/runs", "sites/stage", "sources/__init__",
+    "sources/folder")]
 GATE_CODE = [f"tasks/{m}.py" for m in ("cli", "config", "errors", "files", "registry", "sites/__init__", "sites/gate",
                                         "sites/stage")]
 
