@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import os
 import sys
 from collections.abc import Callable
 
@@ -50,6 +51,8 @@ def configure_logging() -> None:
     for noisy in ("mlflow", "alembic", "urllib3", "git", "matplotlib", "PIL", "absl", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes of scoring films in a loop
+    if not os.environ.get("PNEUMONIA_DEBUG"):  # MLflow logs a store fault with its SQL and traceback, then raises:
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # the raise is ours to report
 
 
 def main(step: str, run: Callable, argv: list[str] | None = None) -> None:
