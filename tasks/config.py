@@ -49,6 +49,7 @@ class Paths(Section):
     history: str
     train_report: str
     metrics: str
+    headline: str
     sweep: str
     figures: str
     curves: str

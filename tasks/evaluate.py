@@ -1,12 +1,12 @@
 """evaluate: calibrate and choose the operating point on validation, then measure on test once.
 
-Writes `paths.metrics` (metrics only, declared under `metrics:` in dvc.yaml), `paths.predictions`,
-curve CSVs under `paths.curves` (for `dvc plots`), figures under `paths.figures`, and the serving
-config `<model_dir>/serving.json` (preprocessing, calibration, threshold) and the out-of-distribution
-detector `<model_dir>/ood.npz` (tasks.ood, fitted on train, thresholded on validation) that the packaged
-model carries. `evaluation` measures (writes nothing), `write` writes the files, `report` prints; the
-package stage turns the model and its serving config into the servable pyfunc, and tasks.tracking logs
-all of it.
+Writes `paths.headline` (a dozen metrics, declared under `metrics:` in dvc.yaml), `paths.metrics` (every
+metric), `paths.predictions`, curve CSVs under `paths.curves` (for `dvc plots`), figures under
+`paths.figures`, the serving config `<model_dir>/serving.json` (preprocessing, calibration, threshold) and
+the out-of-distribution detector `<model_dir>/ood.npz` (tasks.ood, fitted on train, thresholded on
+validation) that the packaged model carries. `evaluation` measures (writes nothing), `write` writes the
+files, `report` prints; the package stage turns the model and its serving config into the servable pyfunc,
+and tasks.tracking logs all of it.
 """
 from __future__ import annotations
 
@@ -166,11 +166,27 @@ def monitoring_reference(p: Params, model, images, prob, ood_score, threshold: f
     return reference.build(features, prob[keep], ood_score[keep], threshold)
 
 
+HEADLINE = {"test": ("accuracy", "roc_auc", "recall", "specificity", "specificity_at_95_sensitivity", "pr_auc",
+                     "brier", "ece"), "val": ("accuracy", "roc_auc")}
+
+
+def headline(metrics: dict) -> dict:
+    """The dozen numbers a user compares runs on (`paths.headline`, what `dvc exp show` and `dvc metrics diff`
+    list); every one of them and the rest stay in `paths.metrics`."""
+    out = {split: {k: metrics[split][k] for k in keys} for split, keys in HEADLINE.items()}
+    out["threshold"] = metrics["threshold"]
+    out["stress_worst_drop_balanced_accuracy"] = max(m["drop_balanced_accuracy"] for m in metrics["stress"].values())
+    out["ood_test_pass"] = metrics["ood"]["test_pass"]
+    return out
+
+
 def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
-    """The files of an evaluation: metrics, predictions, curves, figures and the serving config."""
+    """The files of an evaluation: metrics (all, and the headline), predictions, curves, figures and the
+    serving config."""
     from tasks.preprocess import normalize
 
     write_json(p.paths.metrics, ev.metrics)
+    write_json(p.paths.headline, headline(ev.metrics))
     frame = pd.read_csv(p.paths.split)
     rows = [pd.DataFrame({"split": s, "path": frame.path[frame.split == s].to_numpy(), "label": ev.y[s],
                           "probability": ev.prob[s], "prediction": (ev.prob[s] >= ev.op["threshold"]).astype(int),

@@ -44,3 +44,22 @@ def test_failing_suite_stops_the_pipeline(repo_copy):
     assert not (repo_copy / "data/prepared/split.csv").exists()
     assert json.loads((repo_copy / "reports/validation.json").read_text())["success"] is False
     assert (repo_copy / "reports/data_docs/index.html").exists()
+
+
+def test_params_seen_before_restore_the_trained_model_from_the_run_cache(repo_copy):
+    """Back to params trained before, `dvc repro` restores the model and its history instead of retraining
+    (the run cache: every output of train, cached or not, is saved with it)."""
+    from tests.helpers import TINY_TRAIN, deep_update
+
+    repo_copy.params(TINY_TRAIN)
+    repo_copy.run("dvc", "repro", "train")
+    model, history = (repo_copy / "models/model.keras").read_bytes(), (repo_copy / "reports/history.csv").read_text()
+    repo_copy.params(deep_update(TINY_TRAIN, {"train": {"learning_rate": 0.001}}))
+    other = repo_copy.run("dvc", "repro", "train")
+    assert "Running stage 'train'" in other.stdout
+    repo_copy.params(TINY_TRAIN)
+    back = repo_copy.run("dvc", "repro", "train")
+    assert "Running stage 'train'" not in back.stdout and "train: " not in back.stdout  # no training ran
+    assert "cached" in back.stdout.lower()
+    assert (repo_copy / "models/model.keras").read_bytes() == model
+    assert (repo_copy / "reports/history.csv").read_text() == history

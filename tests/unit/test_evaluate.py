@@ -45,3 +45,17 @@ def test_a_split_is_scored_at_the_given_threshold_with_the_deployment_view():
     assert m["recall"] == pytest.approx(0.8) and m["specificity"] == pytest.approx(2 / 3)
     assert m["deployed_accuracy"] == pytest.approx(0.5 * 0.8 + 0.5 * 2 / 3)
     assert m["best_threshold_accuracy"] >= m["accuracy"]
+
+
+def test_the_headline_is_a_dozen_of_the_metrics_with_the_worst_stress_drop():
+    rng = np.random.default_rng(0)
+    split = {k: float(rng.random()) for k in (*evaluate.HEADLINE["test"], "tp", "fn", "f1", "deployed_ppv")}
+    metrics = {"test": split, "val": dict(split), "threshold": 0.4, "temperature": 1.1, "bias": 0.2,
+               "stress": {"blur": {"drop_balanced_accuracy": 0.01}, "noise": {"drop_balanced_accuracy": 0.07}},
+               "ood": {"test_pass": 0.98, "val_pass": 0.99, "flagged_flat": 1.0}}
+    head = evaluate.headline(metrics)
+    flat = {f"{s}.{k}": v for s, d in head.items() if isinstance(d, dict) for k, v in d.items()}
+    assert 10 <= len(flat) + sum(not isinstance(v, dict) for v in head.values()) <= 15
+    assert all(metrics[name.split(".")[0]][name.split(".")[1]] == v for name, v in flat.items())
+    assert "test.tp" not in flat and head["stress_worst_drop_balanced_accuracy"] == 0.07
+    assert head["threshold"] == 0.4 and head["ood_test_pass"] == 0.98
