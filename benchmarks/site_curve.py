@@ -1,15 +1,19 @@
 """The site learning curve: site accuracy, sensitivity, specificity and AUC against the number of labels, per
 query strategy, mean and spread over seeds, every number on films the adaptation never used.
 
-    python benchmarks/site_curve.py --site ../shared/data/chest_xray/test [--budgets 100 50 25]
-        [--strategies random typiclust badge] [--seeds 0 1 2] [--out reports/site_curve.jsonl]
+    python benchmarks/site_curve.py --site ../shared/data/chest_xray/test [--budgets 100 50 25] [--measure 50]
+        [--strategies random typiclust badge] [--seeds 0 1 2] [--tag NAME] [--out reports/site_curve.jsonl]
 
 Run from a checkout whose `@champion` was trained on the source data (`pneumonia-pipeline
 ingest.source=folder ...`). The site's patients are cut into two folds (A, B); labels are drawn only from
 fold A by the strategy, the model is adapted on them exactly as `pneumonia-site adapt` does (cross-fitting
 for the threshold included: tasks.sites.finetune with params.yaml `sites:`), and measured on fold B; then the
-folds swap. Each finished row is appended to `--out` as JSON, so a stopped run keeps its rows; a rerun
-skips rows already there. Prints the CPU, the seconds per adaptation and the table.
+folds swap. With `--measure N`, a measurement sample of about N random films (whole patients) is drawn from
+fold A first, as `pneumonia-site query` does, and the operating point is fitted three ways (worklist
+out-of-fold scores, the sample, both); each row also holds the adapted model's AUC on that sample, the only
+number a recipe (`--tag`, params.yaml `sites:` as it is) may be chosen on. Each finished row is appended to
+`--out` as JSON, so a stopped run keeps its rows; a rerun skips rows already there. Prints the CPU, the
+seconds per adaptation and the table.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ def main() -> None:
     ap.add_argument("--out", default="reports/site_curve.jsonl")
     ap.add_argument("--measure", type=int, default=0,
                     help="also draw a measurement sample of this many random films first, as query does")
+    ap.add_argument("--tag", default="", help="a name for this run's recipe (params.yaml `sites:` as it is)")
     ap.add_argument("--model-uri")
     args = ap.parse_args()
 
@@ -60,9 +65,10 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    done = {(r["strategy"], r["budget"], r["seed"], r["fold"], r.get("measure_asked", 0)) for r in rows}
+    done = {(r["strategy"], r["budget"], r["seed"], r["fold"], r.get("measure_asked", 0), r.get("tag", ""))
+            for r in rows}
     for fold in (0, 1):  # budget 0: the source model with its own threshold
-        if ("none", 0, 0, fold, 0) not in done:
+        if ("none", 0, 0, fold, 0, "") not in done:
             test = halves != fold
             m = measure.point(y[test], prob[test], serving["threshold"])
             with out.open("a") as fh:
@@ -72,7 +78,7 @@ def main() -> None:
         for seed in args.seeds:
             for strategy in args.strategies:
                 for fold in (0, 1):
-                    if (strategy, budget, seed, fold, args.measure) in done:
+                    if (strategy, budget, seed, fold, args.measure, args.tag) in done:
                         continue
                     start = time.perf_counter()
                     pool = np.flatnonzero(halves == fold)  # labels from this fold only
@@ -92,6 +98,8 @@ def main() -> None:
                     raw_test = raw_scores(model, x[test], mode, tta)
                     raw_sample = raw_scores(model, x[sample], mode, tta) if len(sample) else np.empty(0)
                     seconds = round(time.perf_counter() - start, 1)
+                    # what a recipe may be chosen on: the labelled half's own sample, never the reported half
+                    sample_auc = measure.point(y[sample], raw_sample, 0.5)["roc_auc"] if len(sample) else None
                     rules = {"worklist": (site[1], oof)}  # the operating point fitted on which scores
                     if len(np.unique(y[sample])) == 2:
                         rules["measure"] = (y[sample], raw_sample)
@@ -100,9 +108,9 @@ def main() -> None:
                         op = finetune.operating_point(y_fit, raw_fit, cfg.target_sensitivity)
                         m = measure.point(y[test], apply_temperature(raw_test, op["temperature"], op["bias"]),
                                           op["threshold"])
-                        row = {"strategy": strategy, "budget": budget, "measure_asked": args.measure,
+                        row = {"tag": args.tag, "strategy": strategy, "budget": budget, "measure_asked": args.measure,
                                "measure": len(sample), "rule": rule, "seed": seed, "fold": fold,
-                               "normal_labelled": int((site[1] == 0).sum()),
+                               "normal_labelled": int((site[1] == 0).sum()), "sample_roc_auc": sample_auc,
                                "seconds": seconds, **{k: m[k] for k in measure.SHOWN}}
                         with out.open("a") as fh:
                             fh.write(json.dumps(row) + "\n")
@@ -117,18 +125,21 @@ def summarize(path: Path) -> None:
 
     rows = pd.DataFrame(map(json.loads, path.read_text().splitlines()))
     rows = rows.assign(measure_asked=rows.get("measure_asked", 0), measure=rows.get("measure", 0),
+                       tag=rows.get("tag", ""),
                        rule=rows.get("rule", "worklist")).fillna(
-        {"measure_asked": 0, "measure": 0, "rule": "worklist"})
+        {"measure_asked": 0, "measure": 0, "rule": "worklist", "tag": ""})
     rows.loc[rows.strategy == "none", "rule"] = "its own"
-    key = ["strategy", "budget", "measure_asked", "rule"]
+    key = ["tag", "strategy", "budget", "measure_asked", "rule"]
     per_seed = rows.groupby(key + ["seed"]).mean(numeric_only=True).reset_index()
     keys = ["accuracy", "recall", "specificity", "roc_auc"]
-    lines = ["| strategy | worklist | + measured | threshold from | seeds | accuracy | sensitivity | specificity | "
-             "ROC-AUC | s / adaptation |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for (strategy, budget, _, rule), g in per_seed.groupby(key):
+    lines = ["| recipe | strategy | worklist | + measured | threshold from | seeds | accuracy | sensitivity | "
+             "specificity | ROC-AUC | sample AUC (labelled half: what a recipe is chosen on) | s / adaptation |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (tag, strategy, budget, _, rule), g in per_seed.groupby(key):
         cells = [f"{100 * g[k].mean():.1f} ± {100 * g[k].std(ddof=0):.1f}" if k != "roc_auc"
                  else f"{g[k].mean():.3f} ± {g[k].std(ddof=0):.3f}" for k in keys]
-        lines.append(f"| {strategy} | {budget} | {g.measure.mean():.0f} | {rule} | {len(g)} | " + " | ".join(cells)
+        lines.append(f"| {tag or 'default'} | {strategy} | {budget} | {g.measure.mean():.0f} | {rule} | {len(g)} | "
+                     + " | ".join(cells) + f" | {g.get('sample_roc_auc', pd.Series(dtype=float)).mean():.3f}"
                      + f" | {g.seconds.mean():.0f} |")
     print("\n".join(lines))
 
