@@ -129,8 +129,11 @@ def pneumonia_training(overrides: list[str] | None = None, experiment_name: str 
             return markdown
         else:
             get_run_logger().info(f"stages to rerun (dvc status): {', '.join(todo)}")
-        for stage in stages.stage_names():
-            run_stage.with_options(name=stage)(stage)  # raises, and so stops the flow, when a stage fails for good
+        previous = None
+        for stage in stages.stage_names():  # waiting for the previous one gives the flow's graph its edges
+            previous = run_stage.with_options(name=stage)(stage, wait_for=[previous] if previous else None,
+                                                          return_state=True)
+            previous.result()  # raises, and so stops the flow, when the stage failed for good
         push()
         markdown = summary()
         record_experiment(experiment_name or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime()))

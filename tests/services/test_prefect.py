@@ -146,8 +146,11 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         done = [r for r in flow_runs if r["state_type"] == "COMPLETED"]
         assert len(done) == 1, [r["state_type"] for r in flow_runs]
         runs = task_runs(api, done[0]["id"])
-        for stage in stages.stage_names(repo.path):
+        names = stages.stage_names(repo.path)
+        for stage in names:
             assert runs[stage]["state_type"] == "COMPLETED", stage
+        for before, stage in zip(names, names[1:]):  # the flow's graph has the stages' order as its edges
+            assert [i["id"] for i in runs[stage]["task_inputs"]["wait_for"]] == [runs[before]["id"]], stage
         assert runs["summary"]["state_type"] == "COMPLETED" and runs["push"]["state_type"] == "COMPLETED"
         assert manifest.stat().st_mtime_ns == ingested_at  # the rerun skipped the stage that had finished
         status = repo.run("dvc", "status")
