@@ -87,8 +87,6 @@ KNOWN_FAULTS = (("database is locked", "the MLflow store is locked by another pr
 
 def fail_known(step: str, err: Exception) -> None:
     """A known fault ends the command in one line (its traceback only with PNEUMONIA_DEBUG=1); else return."""
-    import os
-
     text = str(err)
     for needle, line, code in KNOWN_FAULTS:
         if needle in text and not os.environ.get("PNEUMONIA_DEBUG"):
