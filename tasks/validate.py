@@ -7,12 +7,12 @@ step exits 1, so nothing downstream runs.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from tasks import suite
 from tasks.cli import main
 from tasks.config import Params, Validate
 from tasks.errors import StepError
@@ -76,45 +76,20 @@ def expectations(cfg: Validate) -> list:
 
 
 def run_suite(manifest: pd.DataFrame, cfg: Validate, docs_dir: str) -> tuple[bool, list[str], dict]:
-    """Validate `manifest`: (success, one line per failed expectation, results as JSON)."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    context.add_data_docs_site(site_name="local", site_config={
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                          "base_directory": str(Path(docs_dir).resolve())},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
-    batch = context.data_sources.add_pandas("manifest").add_dataframe_asset("images") \
-        .add_batch_definition_whole_dataframe("all")
-    suite = context.suites.add(gx.ExpectationSuite(name="manifest"))
-    for rule in expectations(cfg):
-        suite.add_expectation(rule)
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name="manifest", data=batch, suite=suite))
-    checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name="manifest", validation_definitions=[definition],
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["local"])]))
+    """Validate `manifest`: (success, one line per failed expectation, results as JSON); Data Docs in `docs_dir`."""
     frame = derived(manifest)
-    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    success, failed, results = suite.check(frame, expectations(cfg), "manifest", docs_dir)
     failures = []
-    for run_result in result.run_results.values():
-        for r in run_result.results:
-            if not r.success:
-                cfg_ = r.expectation_config
-                column = cfg_.kwargs.get("column", "table")
-                detail = r.result.get("partial_unexpected_list") or r.result.get("observed_value")
-                count = r.result.get("unexpected_count")
-                if column in HINTS:  # a cross-row rule: name the files, say what it means
-                    low, high = cfg_.kwargs.get("min_value"), cfg_.kwargs.get("max_value")
-                    bad = frame[(frame[column] < low) | (frame[column] > high if high is not None else False)]
-                    failures.append(f"{HINTS[column]}: {len(bad)} file(s), e.g. {', '.join(bad.path.head(3))}")
-                    continue
-                failures.append(f"{cfg_.type} on `{column}` failed"
-                                + (f": {count} unexpected, e.g. {detail[:3]}" if count else f": observed {detail}"))
-    return result.success, failures, result.describe_dict()
+    for f in failed:
+        if f.column in HINTS:  # a cross-row rule: name the files, say what it means
+            bad = frame[f.rows(frame)]
+            failures.append(f"{HINTS[f.column]}: {len(bad)} file(s), e.g. {', '.join(bad.path.head(3))}")
+            continue
+        detail = f.result.get("partial_unexpected_list") or f.result.get("observed_value")
+        count = f.result.get("unexpected_count")
+        failures.append(f"{f.type} on `{f.column}` failed"
+                        + (f": {count} unexpected, e.g. {detail[:3]}" if count else f": observed {detail}"))
+    return success, failures, results
 
 
 def run(p: Params) -> None:

@@ -81,10 +81,6 @@ def load(folder: str | Path, paths: list[str], size: int, progress: bool = False
     return out
 
 
-def sha256(folder: str | Path, paths: list[str]) -> list[str]:
-    return [hashlib.sha256((Path(folder) / p).read_bytes()).hexdigest() for p in paths]
-
-
 def relative(path: str, folder: Path) -> str:
     """A labels-file path as the worklist gives it: relative to the images folder (an absolute one is made so)."""
     candidate = Path(path)
@@ -97,12 +93,16 @@ def relative(path: str, folder: Path) -> str:
 
 
 def read_labels(file: str | Path, folder: str | Path, held_out: set[str] = frozenset()) -> pd.DataFrame:
-    """The reviewer's labels checked against the site's films: (path, label 0/1, patient_id) per film.
+    """The reviewer's labels checked against the site's films: (path, label 0/1, patient_id, sha256) per film.
 
-    Refused, naming the first bad row (rows count from 1 after the header): a missing column, a path that is
-    not a film of `folder`, a label not in NORMAL/PNEUMONIA, the same film twice (by path or by content), and a
-    patient with films in `held_out` (the films the site is measured on). Nothing is written here.
+    The file must parse as CSV with `path,label` columns; then a Great Expectations suite (`label_rules`) checks
+    every row: the path is a film of `folder` and decodes, the label is NORMAL or PNEUMONIA, no film twice (by
+    path or by content), no patient with films in `held_out` (the films the site is measured on). A failure is
+    refused with one line naming the first bad row (rows count from 1 after the header) and the fix. Nothing is
+    written here.
     """
+    from tasks import suite
+
     file, folder = Path(file), Path(folder)
     if not file.is_file():
         raise LabelsError(f"{file} does not exist: write it as path,label (one row per labelled film)")
@@ -117,31 +117,63 @@ def read_labels(file: str | Path, folder: str | Path, held_out: set[str] = froze
                           "the header must be path,label")
     if frame.empty:
         raise LabelsError(f"{file} has a header but no rows: label at least one film of the worklist")
+    rows = label_rows(frame, folder, held_out)
+    ok, failed, _ = suite.check(rows, label_rules(), "labels")
+    if not ok:
+        f = failed[0]
+        row = rows[f.rows(rows)].iloc[0]
+        where = f"{file} row {row.row} ({row.path or 'empty path'})"
+        raise LabelsError(f"{where}: " + LABEL_FIXES[f.column].format(folder=folder, **row.to_dict()))
+    return rows[["path", "label", "patient_id", "sha256"]].reset_index(drop=True)
+
+
+# the fix for each rule of `label_rules`, by the column it checks; filled from the first bad row
+LABEL_FIXES = {
+    "is_film": "not an image file under {folder}; copy the path from the worklist",
+    "decodes": "the file does not decode as an image; replace it or drop the row",
+    "label_name": "label {label_name!r} is not NORMAL or PNEUMONIA; fix the label",
+    "path_row": "the film is labelled twice (row {path_row}); keep one row",
+    "sha256_row": "the same image as row {sha256_row} ({sha256_path}); keep one of the two",
+    "measured": "patient {patient_id} also has films the site is measured on; drop the row (a patient is "
+                "labelled or measured, never both)",
+}
+
+
+def label_rules() -> list:
+    """The labels suite; each rule bounds one per-row column of `label_rows`."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    return [e.ExpectColumnValuesToBeInSet(column="is_film", value_set=[1]),
+            e.ExpectColumnValuesToBeInSet(column="decodes", value_set=[1]),
+            e.ExpectColumnValuesToBeInSet(column="label_name", value_set=list(CLASSES)),
+            # a repeated path or content points back at its first row; the first row points at itself
+            e.ExpectColumnPairValuesToBeEqual(column_A="path_row", column_B="row"),
+            e.ExpectColumnPairValuesToBeEqual(column_A="sha256_row", column_B="row"),
+            e.ExpectColumnValuesToBeInSet(column="measured", value_set=[0])]
+
+
+def label_rows(frame: pd.DataFrame, folder: Path, held_out: set[str]) -> pd.DataFrame:
+    """One row per labels-file row with the columns the suite checks (cross-row facts made per-row)."""
     films = set(listing(folder))
-    rel = [relative(str(p), folder) if not pd.isna(p) else "" for p in frame.path]
-    seen: dict[str, int] = {}
-    for row, (path, label) in enumerate(zip(rel, frame.label.str.strip().str.upper()), start=1):
-        where = f"{file} row {row} ({path or 'empty path'})"
-        if path not in films:
-            raise LabelsError(f"{where}: not an image file under {folder}; copy the path from the worklist")
-        if label not in CLASSES:
-            raise LabelsError(f"{where}: label {label!r} is not NORMAL or PNEUMONIA; fix the label")
-        if path in seen:
-            raise LabelsError(f"{where}: the film is labelled twice (row {seen[path]}); keep one row")
-        seen[path] = row
-    out = pd.DataFrame({"path": rel, "label": (frame.label.str.strip().str.upper() == CLASSES[1]).astype(int)})
-    out["patient_id"] = patients(rel, frame.get("patient_id"))
-    digests = sha256(folder, rel)
-    first: dict[str, int] = {}
-    for row, digest in enumerate(digests, start=1):
-        if digest in first:
-            raise LabelsError(f"{file} row {row} ({rel[row - 1]}): the same image as row {first[digest]} "
-                              f"({rel[first[digest] - 1]}); keep one of the two")
-        first[digest] = row
+    out = pd.DataFrame({"row": range(1, len(frame) + 1),
+                        "path": [relative(str(p), folder) if not pd.isna(p) else "" for p in frame.path],
+                        "label_name": frame.label.fillna("").str.strip().str.upper().to_numpy()})
+    out["is_film"] = out.path.isin(films).astype(int)
+    out["decodes"], out["sha256"] = 1, ""
+    for i in np.flatnonzero(out.is_film):
+        data = (folder / out.path[i]).read_bytes()
+        out.loc[i, "sha256"] = hashlib.sha256(data).hexdigest()
+        try:
+            load_gray(data, 8)
+        except BadImage:
+            out.loc[i, "decodes"] = 0
+    out["label"] = (out.label_name == CLASSES[1]).astype(int)
+    out["patient_id"] = patients(out.path.tolist(), frame.get("patient_id"))
+    out["path_row"] = out.groupby("path").row.transform("min")
+    known = out.sha256 != ""
+    out["sha256_row"] = out.row.where(~known, out.groupby("sha256").row.transform("min"))
+    out["sha256_path"] = out.path.to_numpy()[out.sha256_row.to_numpy() - 1]
     held_patients = set(patients(sorted(held_out)))
-    for row, (path, pid) in enumerate(zip(rel, out.patient_id), start=1):
-        if path in held_out or pid in held_patients:
-            raise LabelsError(f"{file} row {row} ({path}): patient {pid} also has films the site is measured on; "
-                              "drop the row (a patient is labelled or measured, never both)")
-    out["sha256"] = digests
+    out["measured"] = (out.path.isin(held_out) | out.patient_id.isin(held_patients)).astype(int)
     return out

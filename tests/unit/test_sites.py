@@ -55,6 +55,12 @@ def test_same_image_under_two_names_is_refused(site, tmp_path):
         films.read_labels(write(tmp_path, ["b/film-x.jpeg,NORMAL", "b/copy.jpeg,PNEUMONIA"]), site)
 
 
+def test_a_film_that_does_not_decode_is_refused(site, tmp_path):
+    (site / "b" / "broken.jpeg").write_bytes(b"not a picture")
+    with pytest.raises(films.LabelsError, match=r"row 2 \(b/broken.jpeg\): the file does not decode"):
+        films.read_labels(write(tmp_path, ["b/film-x.jpeg,NORMAL", "b/broken.jpeg,PNEUMONIA"]), site)
+
+
 def test_a_patient_measured_on_cannot_be_labelled(site, tmp_path):
     labels = write(tmp_path, ["b/IM-0002-0001.jpeg,NORMAL", "a/person1_bacteria_2.jpeg,PNEUMONIA"])
     with pytest.raises(films.LabelsError, match=r"row 2 .*patient person1 also has films the site is measured on"):
