@@ -39,7 +39,7 @@ def main() -> None:
     import tensorflow as tf
 
     from tasks import config, images
-    from tasks.data import datasets
+    from tasks.batches import datasets
     from tasks.model import build_model
 
     p = config.load()
@@ -49,7 +49,7 @@ def main() -> None:
     pixels = np.stack([images.load_gray(f.read_bytes(), size) for f in files])
     labels = np.array([f.parent.name == "PNEUMONIA" for f in files], np.float32)
     print(f"cpu: {cpu()}; {n} images at {size} px, batch {p.train.batch_size}, model {p.model.name} "
-          f"{p.model.filters}, threads intra {tf.config.threading.get_intra_op_parallelism_threads()} "
+          f"{p.model.setting()}, threads intra {tf.config.threading.get_intra_op_parallelism_threads()} "
           f"inter {tf.config.threading.get_inter_op_parallelism_threads()} (0 = all cores)")
 
     def train_ds(augment: bool):

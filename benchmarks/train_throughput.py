@@ -57,7 +57,7 @@ def default(files: list[Path], n: int, precision: str = "float32") -> float:
     import keras
 
     from tasks import config, images
-    from tasks.data import datasets
+    from tasks.batches import datasets
     from tasks.model import build_model
     from tasks.train import policy
 

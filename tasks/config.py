@@ -7,11 +7,12 @@ defaults here, so a value can never disagree with params.yaml.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from tasks import plugins
 from tasks.errors import StepError
 
 PARAMS_FILE = "params.yaml"
@@ -31,6 +32,56 @@ Share = Annotated[float, Field(ge=0, le=1)]
 Below1 = Annotated[float, Field(ge=0, lt=1)]
 Amount = Annotated[float, Field(ge=0)]
 Rate = Annotated[float, Field(gt=0)]
+
+
+class Pluggable(Section):
+    """A section whose other keys name entries of a registry (tasks.plugins), each validated as that entry's
+    settings. `select` is the field that chooses one entry (None: every key is an active entry, in order)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    registry: ClassVar[str]
+    where: ClassVar[str]
+    select: ClassVar[str | None] = None
+
+    @model_validator(mode="after")
+    def _entries(self):
+        known = getattr(plugins, self.registry)
+        extra = self.__pydantic_extra__
+        for key, raw in extra.items():
+            if key not in known:
+                raise ValueError(f"unknown key `params.{self.where}.{key}`; known keys: "
+                                 f"{', '.join(known_keys(tuple(self.where.split('.'))))}")
+            extra[key] = settings_value(known.settings(key), raw, f"{self.where}.{key}")
+        if self.select:
+            chosen = getattr(self, self.select)
+            if chosen not in known:
+                raise ValueError(f"`params.{self.where}.{self.select}`: {chosen!r} is not known; choose one of "
+                                 f"{', '.join(known.names())}")
+            if known.settings(chosen) is not None and self.setting(chosen) is None:
+                raise ValueError(f"missing key `params.{self.where}.{chosen}` (the settings of {chosen})")
+        return self
+
+    def setting(self, name: str | None = None):
+        """The settings of entry `name` (default: the chosen one), or None when it has none."""
+        name = name or getattr(self, self.select)
+        return getattr(self, name) if name in type(self).model_fields else self.__pydantic_extra__.get(name)
+
+    def active(self) -> list[tuple[str, object]]:
+        """(name, settings) of every entry given, in params.yaml order."""
+        return list(self.__pydantic_extra__.items())
+
+
+def settings_value(kind, raw, where: str):
+    """`raw` validated as an entry's settings type (no type: an empty section only)."""
+    if kind is None:
+        if raw:
+            raise ValueError(f"`params.{where}` takes no settings; leave it empty ({{}})")
+        return None
+    try:
+        return TypeAdapter(kind).validate_python(raw)
+    except ValidationError as err:
+        e = first_error(err)
+        raise ValueError(describe({**e, "loc": (*where.split("."), *e["loc"])})) from None
 
 
 class Paths(Section):
@@ -78,16 +129,15 @@ class MedMNIST(Section):
     md5: dict[int, str]
 
 
-class Ingest(Section):
-    source: Literal["demo", "folder", "medmnist"]
+class Ingest(Pluggable):
+    registry, where, select = "SOURCES", "ingest", "source"
+    source: str  # tasks.plugins.SOURCES; its settings: ingest.<source>
     input: str
     on_bad_image: Literal["fail", "skip"]
     min_side: Positive
     max_pixels: Positive
     max_archive_bytes: Positive
     workers: Positive
-    demo: Demo
-    medmnist: MedMNIST
 
 
 class Validate(Section):
@@ -104,8 +154,12 @@ class Split(Section):
     seed: int
 
 
-class Model(Section):
-    name: str  # tasks.model.check names the known models
+class Model(Pluggable):
+    registry, where, select = "MODELS", "model", "name"
+    name: str  # tasks.plugins.MODELS; its settings: model.<name>
+
+
+class FastCnn(Section):
     stem: Positive
     stem_pool: bool
     filters: tuple[Positive, ...]
@@ -113,13 +167,8 @@ class Model(Section):
     dropout: Below1
 
 
-class Augment(Section):
-    rotation: Amount
-    zoom: Amount
-    shift: Amount
-    brightness: Amount
-    contrast: Amount
-    horizontal_flip: bool
+class Augment(Pluggable):
+    registry, where = "AUGMENTATIONS", "train.augment"  # every key a step of tasks.plugins.AUGMENTATIONS
 
 
 class Train(Section):
@@ -171,9 +220,10 @@ class Reference(Section):
     seed: int
 
 
-class Evaluate(Section):
-    threshold: Literal["target_sensitivity", "youden"]
-    target_sensitivity: Share
+class Evaluate(Pluggable):
+    registry, where, select = "THRESHOLDS", "evaluate", "threshold"
+    threshold: str  # tasks.plugins.THRESHOLDS; its settings: evaluate.<threshold>
+    target_sensitivity: Share  # the settings of `target_sensitivity`
     calibrate: Literal["platt", "temperature", "none"]
     prevalence: Annotated[float, Field(gt=0, lt=1)]
     tta: Annotated[int, Field(ge=0, le=5)]  # tasks.inference.MAX_TTA fixed views
@@ -226,10 +276,24 @@ def known_keys(loc: tuple) -> list[str]:
     model: type[BaseModel] = Params
     for part in loc:
         field = next((f for name, f in model.model_fields.items() if (f.alias or name) == part), None)
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        kind = field.annotation if field is not None else entry_settings(model, part)
+        if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
             return []
-        model = field.annotation
-    return sorted(f.alias or name for name, f in model.model_fields.items())
+        model = kind
+    names = {f.alias or name for name, f in model.model_fields.items()}
+    if issubclass(model, Pluggable):
+        names |= set(getattr(plugins, model.registry).names())
+    return sorted(names)
+
+
+def entry_settings(model: type[BaseModel], name: str):
+    """The settings type of entry `name` when `model` is a pluggable section, else None."""
+    if not issubclass(model, Pluggable):
+        return None
+    try:
+        return getattr(plugins, model.registry).settings(name)
+    except plugins.UnknownEntry:
+        return None
 
 
 def describe(error: dict) -> str:
@@ -239,6 +303,8 @@ def describe(error: dict) -> str:
         return f"unknown key `{key}`; known keys: {', '.join(known_keys(error['loc'][:-1]))}"
     if error["type"] == "missing":
         return f"missing key `{key}`"
+    if error["type"] == "value_error":  # a pluggable section's own check: the message names the key
+        return str(error["ctx"]["error"])
     message = error["msg"][0].lower() + error["msg"][1:]
     return f"`{key}`: {message}, got {error['input']!r}"
 
@@ -261,10 +327,13 @@ def load(path: str | Path = PARAMS_FILE) -> Params:
     try:
         return Params.model_validate(read_yaml(path))
     except ValidationError as err:
-        # a typo shows as an unknown key and a missing one: name the typo first
-        errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{path}: {describe(errors[0])}{more}") from None
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise ConfigError(f"{path}: {describe(first_error(err))}{more}") from None
+
+
+def first_error(err: ValidationError) -> dict:
+    """The error to name: a typo shows as an unknown key and a missing one, so the unknown key first."""
+    return sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
 
 
 def flat_params(obj, prefix: str = "") -> dict[str, str]:

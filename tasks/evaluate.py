@@ -36,7 +36,7 @@ def operating_point(y_val, raw_val, cfg: Evaluate) -> dict:
     else:  # none (tasks.config allows only these three)
         temperature, bias = 1.0, 0.0
     threshold = M.pick_threshold(y_val, M.apply_temperature(raw_val, temperature, bias), cfg.threshold,
-                                 cfg.target_sensitivity)
+                                 cfg.setting())
     return {"temperature": temperature, "bias": bias, "threshold": threshold}
 
 

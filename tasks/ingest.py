@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from tasks import dicom, images
+from tasks import dicom, images, plugins
 from tasks.cli import main
 from tasks.config import Ingest, Params
 from tasks.errors import StepError
 from tasks.files import atomic, write_json
-from tasks.sources import CLASSES, COLUMNS, Candidate, demo, folder, medmnist
+from tasks.sources import CLASSES, COLUMNS, Candidate, folder, medmnist
 
 log = logging.getLogger(__name__)
 
@@ -88,23 +88,12 @@ def ingest_arrays(npz: Path, size: int) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def collect(p: Params) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
-    """Read the configured source: (manifest, pixels, quarantine)."""
+    """Read the configured source (tasks.plugins.SOURCES): (manifest, pixels, quarantine)."""
     cfg, size = p.ingest, p.data.image_size
-    if cfg.source == "medmnist":
-        m = cfg.medmnist
-        npz = medmnist.download(medmnist.url_for(m.url, m.size), Path(cfg.input), m.md5.get(m.size))
-        manifest, pixels = ingest_arrays(npz, size)
+    root = Path(plugins.SOURCES.get(cfg.source)(cfg.setting(), cfg, Path(p.paths.raw)))
+    if root.suffix == ".npz":
+        manifest, pixels = ingest_arrays(root, size)
         return manifest, pixels, pd.DataFrame(columns=["path", "class", "patient_id", "source_split", "problem"])
-    if cfg.source == "demo":
-        root = demo.generate(cfg.demo, Path(p.paths.raw) / "demo")
-    else:  # folder
-        root = Path(cfg.input)
-        if not root.exists():
-            raise StepError(f"ingest.input {root} does not exist; point it at a chest_xray folder or the Kaggle zip")
-        if root.is_file():
-            if root.suffix.lower() != ".zip":
-                raise StepError(f"ingest.input {root} is a file but not a .zip; give a folder or the Kaggle zip")
-            root = folder.extract_zip(root, Path(p.paths.raw) / root.stem, cfg.max_archive_bytes)
     cands = folder.candidates(root)
     if not cands:
         raise StepError(f"{root}: no image files in its class folders")

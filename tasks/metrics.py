@@ -5,6 +5,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn import metrics as skm
 
+from tasks import plugins
+
 EPS = 1e-7
 
 
@@ -76,19 +78,21 @@ def specificity_at_sensitivity(y: np.ndarray, prob: np.ndarray, target: float) -
     return float(1 - fpr[np.argmax(tpr >= target)])
 
 
-def pick_threshold(y: np.ndarray, prob: np.ndarray, method: str, target: float = 0.95) -> float:
-    """A decision threshold from validation data only.
+def pick_threshold(y: np.ndarray, prob: np.ndarray, method: str, settings=None) -> float:
+    """A decision threshold from (validation) data only: `method`'s entry of tasks.plugins.THRESHOLDS."""
+    return float(plugins.THRESHOLDS.get(method)(y, prob, settings))
 
-    youden: maximises sensitivity + specificity - 1. target_sensitivity: the highest
-    threshold whose sensitivity is at least `target` (the most specific such point).
-    """
+
+def youden_threshold(y: np.ndarray, prob: np.ndarray, _=None) -> float:
+    """The threshold maximising sensitivity + specificity - 1."""
     fpr, tpr, thresholds = skm.roc_curve(y, prob)
-    thresholds = np.clip(thresholds, 0.0, 1.0)  # sklearn's first threshold is +inf
-    if method == "youden":
-        return float(thresholds[np.argmax(tpr - fpr)])
-    if method == "target_sensitivity":
-        return float(thresholds[np.argmax(tpr >= target)])
-    raise ValueError(f"evaluate.threshold must be youden or target_sensitivity, got {method!r}")
+    return float(np.clip(thresholds, 0.0, 1.0)[np.argmax(tpr - fpr)])  # sklearn's first threshold is +inf
+
+
+def target_sensitivity_threshold(y: np.ndarray, prob: np.ndarray, target: float) -> float:
+    """The highest threshold whose sensitivity is at least `target` (the most specific such point)."""
+    fpr, tpr, thresholds = skm.roc_curve(y, prob)
+    return float(np.clip(thresholds, 0.0, 1.0)[np.argmax(tpr >= target)])
 
 
 def fit_temperature(y: np.ndarray, prob: np.ndarray) -> float:

@@ -1,5 +1,8 @@
 """Model builders: `build_model(params.model, image_size)` -> an uncompiled keras.Model. No I/O.
 
+The builder is `model.name`'s entry of tasks.plugins.MODELS, called with its settings (`model.<name>`); a
+builder may carry `min_size(settings)`, the smallest input side it takes, checked before any training.
+
 Input: float32 (size, size, 1) in [0, 1] (see tasks.preprocess); output: P(pneumonia).
 `seed_cnn` is the reference recipe layer for layer (it saw RGB, so the gray channel is
 repeated to three); `fast_cnn`: a strided stem, plain conv blocks and global average pooling,
@@ -10,7 +13,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tasks.config import ConfigError, Model
+from tasks import plugins
+from tasks.config import ConfigError, FastCnn, Model
 
 LAST_CONV = "last_conv"  # Grad-CAM reads this layer
 
@@ -31,7 +35,7 @@ def dense_block(x, units: int, dropout: float):
     return layers.Dropout(dropout)(x)
 
 
-def seed_cnn(size: int) -> keras.Model:
+def seed_cnn(_, size: int) -> keras.Model:
     """The reference recipe: Conv 16, SeparableConv 32/64/128/256, dense 512/128/64, dropout .7/.5/.3."""
     inputs = keras.Input((size, size, 1), name="image")
     x = layers.Concatenate()([inputs, inputs, inputs])  # the recipe read RGB copies of gray X-rays
@@ -58,7 +62,7 @@ def output(x):
     return layers.Dense(1, activation="sigmoid", name="pneumonia", dtype="float32")(x)
 
 
-def fast_cnn(size: int, p: Model) -> keras.Model:
+def fast_cnn(p: FastCnn, size: int) -> keras.Model:
     """Strided stem (+ max-pool), blocks of `convs_per_block` conv+BN+ReLU with a max-pool between; GAP; sigmoid.
 
     Plain convolutions: on this CPU, TF's separable convolutions train 3-10x slower per FLOP.
@@ -78,25 +82,19 @@ def fast_cnn(size: int, p: Model) -> keras.Model:
     return keras.Model(inputs, output(x), name="fast_cnn")
 
 
-def min_size(p: Model) -> int:
-    """The smallest input side the architecture accepts."""
-    if p.name == "seed_cnn":
-        return 32
-    return 2 ** (len(p.filters) + p.stem_pool) * 2
+seed_cnn.min_size = lambda _: 32
+fast_cnn.min_size = lambda p: 2 ** (len(p.filters) + p.stem_pool) * 2
 
 
 def check(p: Model, size: int) -> None:
-    """Raise ConfigError for an unknown model or an input too small for it, before any training."""
-    if p.name not in BUILDERS:
-        raise ConfigError(f"model.name {p.name!r} is unknown; choose one of {', '.join(BUILDERS)}")
-    if size < min_size(p):
-        raise ConfigError(f"data.image_size={size} is too small for {p.name} (needs >= {min_size(p)}); "
-                          "raise data.image_size or use fewer model.filters")
-
-
-BUILDERS = {"seed_cnn": lambda size, p: seed_cnn(size), "fast_cnn": fast_cnn}
+    """Raise ConfigError for an input too small for the chosen model, before any training."""
+    builder = plugins.MODELS.get(p.name)
+    need = getattr(builder, "min_size", lambda _: 1)(p.setting())
+    if size < need:
+        raise ConfigError(f"data.image_size={size} is too small for {p.name} (needs >= {need}); "
+                          f"raise data.image_size or change model.{p.name}")
 
 
 def build_model(p: Model, size: int) -> keras.Model:
     check(p, size)
-    return BUILDERS[p.name](size, p)
+    return plugins.MODELS.get(p.name)(p.setting(), size)

@@ -138,7 +138,7 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     """Build, compile and fit the model on splits['train'] with splits['val']; returns (model, history, seconds)."""
     import keras
 
-    from tasks.data import datasets
+    from tasks.batches import datasets
     from tasks.model import build_model
 
     t = p.train

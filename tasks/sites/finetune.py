@@ -42,7 +42,7 @@ def fine_tune(model, site: tuple, source: tuple, cfg, t: Train, normalize_mode: 
     import keras
     import tensorflow as tf
 
-    from tasks.data import augmenter
+    from tasks.augment import augmenter
     from tasks.preprocess import normalize
 
     rng = np.random.default_rng(seed)

@@ -66,3 +66,8 @@ def generate(cfg: Demo, dest: Path) -> Path:
             path = root / "train" / CLASSES[pneumonia] / f"DEMO-{patient:04d}-{image:02d}.png"
             Image.fromarray(pixels, mode="L").save(path)
     return root
+
+
+def source(cfg: Demo, ingest, workdir: Path) -> Path:
+    """The `demo` source (tasks.plugins.SOURCES): the generated folder under `workdir`."""
+    return generate(cfg, workdir / "demo")

@@ -184,3 +184,16 @@ def _candidate(path: Path, root: Path, class_name: str, folder_name: str, split:
             if not inside:  # a linked file, class or split folder
                 problem = "symbolic link that leaves the source folder"
     return Candidate(shown, class_name, split, patient_id(path.name), problem)
+
+
+def source(_, ingest, workdir: Path) -> Path:
+    """The `folder` source (tasks.plugins.SOURCES): `ingest.input` itself, or the Kaggle zip unpacked under
+    `workdir`."""
+    root = Path(ingest.input)
+    if not root.exists():
+        raise StepError(f"ingest.input {root} does not exist; point it at a chest_xray folder or the Kaggle zip")
+    if root.is_file():
+        if root.suffix.lower() != ".zip":
+            raise StepError(f"ingest.input {root} is a file but not a .zip; give a folder or the Kaggle zip")
+        root = extract_zip(root, workdir / root.stem, ingest.max_archive_bytes)
+    return root

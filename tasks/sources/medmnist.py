@@ -84,3 +84,8 @@ def read(npz_path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     if not out:
         raise SourceError(f"{npz_path}: no `train_images`/`val_images`/`test_images` arrays; not a MedMNIST npz")
     return out
+
+
+def source(cfg, ingest, workdir: Path) -> Path:
+    """The `medmnist` source (tasks.plugins.SOURCES): the verified npz, downloaded to `ingest.input` once."""
+    return download(url_for(cfg.url, cfg.size), Path(ingest.input), cfg.md5.get(cfg.size))

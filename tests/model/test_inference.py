@@ -57,7 +57,8 @@ def test_the_compiled_pass_is_keras_predict_for_any_batch_and_each_model(model):
     x = normalize(many, "scale")
     expected = np.mean([model.predict(v, verbose=0)[:, 0] for v in inference.views(x, 1)], axis=0)
     assert np.allclose(inference.raw_scores(model, many, "scale", tta=1, batch_size=32), expected, atol=1e-6)
-    other = build_model(defaults("model", filters=(8,)), 48)  # another model, another input size
+    narrow = defaults("model").fast_cnn.model_copy(update={"filters": (8,)})
+    other = build_model(defaults("model", fast_cnn=narrow), 48)  # another model, another input size
     small = many[:3, :48, :48]
     assert np.allclose(inference.raw_scores(other, small, "scale"),
                        other.predict(normalize(small, "scale"), verbose=0)[:, 0], atol=1e-6)
@@ -98,7 +99,7 @@ def test_bad_tta_is_rejected_before_any_work(workdir):
 
 
 def test_train_batches_carry_the_class_weight_of_each_label():
-    from tasks.data import class_weights, datasets
+    from tasks.batches import class_weights, datasets
 
     still = defaults("train").augment.model_copy(update=dict(rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0,
                                                              contrast=0.0))

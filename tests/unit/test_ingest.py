@@ -133,7 +133,7 @@ def test_medmnist_bad_md5_is_refused_and_not_cached(workdir, http_dir):
 
 
 def test_unknown_source_is_a_clear_error(workdir):
-    with pytest.raises(ingest.StepError, match="`params.ingest.source`: input should be 'demo', 'folder' or 'medm"):
+    with pytest.raises(ingest.StepError, match="`params.ingest.source`: 'dicom' is not known; choose one of demo"):
         write_params(workdir, {"ingest": {"source": "dicom"}})
 
 

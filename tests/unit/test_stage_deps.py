@@ -5,14 +5,24 @@ from pathlib import Path
 
 import yaml
 
+from tasks import plugins
 from tests.helpers import REPO
 
 PACKAGES = ("tasks", "flows")
 # tasks.tracking records a finished step in MLflow and writes no stage output: a change there must not
 # rerun (retrain) the stages, so the closure does not follow it
 EDGES = {"tasks.tracking"}
-# modules a module runs by file path rather than by import: serving packages pyfunc_model.py as the model's code
-BY_PATH = {"tasks.serving": {"tasks.pyfunc_model"}}
+
+def builtin_modules(registry) -> set[str]:
+    return {e.target.partition(":")[0] for e in registry.entries.values() if isinstance(e.target, str)}
+
+
+# modules a module runs by name rather than by import: serving packages pyfunc_model.py as the model's code;
+# the module that looks up a registry of tasks.plugins runs its built-in entries, named "module:attribute"
+BY_PATH = {"tasks.serving": {"tasks.pyfunc_model"},
+           "tasks.ingest": builtin_modules(plugins.SOURCES), "tasks.model": builtin_modules(plugins.MODELS),
+           "tasks.augment": builtin_modules(plugins.AUGMENTATIONS),
+           "tasks.metrics": builtin_modules(plugins.THRESHOLDS)}
 
 
 def module_file(name: str) -> Path | None:
