@@ -28,6 +28,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows import queue, stages
 from flows.pipeline import transient
 from tasks import config, tracking
+from tasks.sections import flat_params
 
 
 def selection_scores(metrics: dict) -> dict[str, float]:
@@ -156,7 +157,7 @@ def queued_experiments(runs: list[tuple[str, str, dict]], base_params: str, jobs
     logger = get_run_logger()
     Path(config.PARAMS_FILE).write_text(base_params)
     p = config.load()
-    base = config.flat_params({"ingest": p.ingest})
+    base = flat_params({"ingest": p.ingest})
     names = [name for _, name, _ in runs]
     subprocess.run(["dvc", "queue", "remove", *names], env=stages.dvc_env(), capture_output=True)  # a past try's
     for _, name, overrides in runs:

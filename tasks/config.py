@@ -7,81 +7,19 @@ defaults here, so a value can never disagree with params.yaml.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
-from tasks import plugins
 from tasks.errors import StepError
+from tasks.sections import Below1, Count, Pluggable, Positive, Rate, Section, Share, describe, first_error
 
 PARAMS_FILE = "params.yaml"
 
 
 class ConfigError(StepError):
     """params.yaml is missing a key, has an unknown one, or a value of the wrong kind or range."""
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Count = Annotated[int, Field(ge=0)]
-Positive = Annotated[int, Field(gt=0)]
-Share = Annotated[float, Field(ge=0, le=1)]
-Below1 = Annotated[float, Field(ge=0, lt=1)]
-Amount = Annotated[float, Field(ge=0)]
-Rate = Annotated[float, Field(gt=0)]
-
-
-class Pluggable(Section):
-    """A section whose other keys name entries of a registry (tasks.plugins), each validated as that entry's
-    settings. `select` is the field that chooses one entry (None: every key is an active entry, in order)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    registry: ClassVar[str]
-    where: ClassVar[str]
-    select: ClassVar[str | None] = None
-
-    @model_validator(mode="after")
-    def _entries(self):
-        known = getattr(plugins, self.registry)
-        extra = self.__pydantic_extra__
-        for key, raw in extra.items():
-            if key not in known:
-                raise ValueError(f"unknown key `params.{self.where}.{key}`; known keys: "
-                                 f"{', '.join(known_keys(tuple(self.where.split('.'))))}")
-            extra[key] = settings_value(known.settings(key), raw, f"{self.where}.{key}")
-        if self.select:
-            chosen = getattr(self, self.select)
-            if chosen not in known:
-                raise ValueError(f"`params.{self.where}.{self.select}`: {chosen!r} is not known; choose one of "
-                                 f"{', '.join(known.names())}")
-            if known.settings(chosen) is not None and self.setting(chosen) is None:
-                raise ValueError(f"missing key `params.{self.where}.{chosen}` (the settings of {chosen})")
-        return self
-
-    def setting(self, name: str | None = None):
-        """The settings of entry `name` (default: the chosen one), or None when it has none."""
-        name = name or getattr(self, self.select)
-        return getattr(self, name) if name in type(self).model_fields else self.__pydantic_extra__.get(name)
-
-    def active(self) -> list[tuple[str, object]]:
-        """(name, settings) of every entry given, in params.yaml order."""
-        return list(self.__pydantic_extra__.items())
-
-
-def settings_value(kind, raw, where: str):
-    """`raw` validated as an entry's settings type (no type: an empty section only)."""
-    if kind is None:
-        if raw:
-            raise ValueError(f"`params.{where}` takes no settings; leave it empty ({{}})")
-        return None
-    try:
-        return TypeAdapter(kind).validate_python(raw)
-    except ValidationError as err:
-        e = first_error(err)
-        raise ValueError(describe({**e, "loc": (*where.split("."), *e["loc"])})) from None
 
 
 class Paths(Section):
@@ -113,20 +51,6 @@ class Paths(Section):
 
 class Data(Section):
     image_size: Positive
-
-
-class Demo(Section):
-    patients: Positive
-    max_images_per_patient: Positive
-    pneumonia_fraction: Share
-    size: Positive
-    seed: int
-
-
-class MedMNIST(Section):
-    size: Literal[28, 64, 128, 224]
-    url: str
-    md5: dict[int, str]
 
 
 class Ingest(Pluggable):
@@ -271,44 +195,6 @@ class Params(Section):
         return self.register_
 
 
-def known_keys(loc: tuple) -> list[str]:
-    """The keys params.yaml may hold at `loc` (the path of a mapping)."""
-    model: type[BaseModel] = Params
-    for part in loc:
-        field = next((f for name, f in model.model_fields.items() if (f.alias or name) == part), None)
-        kind = field.annotation if field is not None else entry_settings(model, part)
-        if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
-            return []
-        model = kind
-    names = {f.alias or name for name, f in model.model_fields.items()}
-    if issubclass(model, Pluggable):
-        names |= set(getattr(plugins, model.registry).names())
-    return sorted(names)
-
-
-def entry_settings(model: type[BaseModel], name: str):
-    """The settings type of entry `name` when `model` is a pluggable section, else None."""
-    if not issubclass(model, Pluggable):
-        return None
-    try:
-        return getattr(plugins, model.registry).settings(name)
-    except plugins.UnknownEntry:
-        return None
-
-
-def describe(error: dict) -> str:
-    """One pydantic error as a sentence that names the key."""
-    key = ".".join(["params", *map(str, error["loc"])])
-    if error["type"] == "extra_forbidden":
-        return f"unknown key `{key}`; known keys: {', '.join(known_keys(error['loc'][:-1]))}"
-    if error["type"] == "missing":
-        return f"missing key `{key}`"
-    if error["type"] == "value_error":  # a pluggable section's own check: the message names the key
-        return str(error["ctx"]["error"])
-    message = error["msg"][0].lower() + error["msg"][1:]
-    return f"`{key}`: {message}, got {error['input']!r}"
-
-
 def read_yaml(path: str | Path = PARAMS_FILE) -> dict:
     path = Path(path)
     if not path.exists():
@@ -328,24 +214,4 @@ def load(path: str | Path = PARAMS_FILE) -> Params:
         return Params.model_validate(read_yaml(path))
     except ValidationError as err:
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-        raise ConfigError(f"{path}: {describe(first_error(err))}{more}") from None
-
-
-def first_error(err: ValidationError) -> dict:
-    """The error to name: a typo shows as an unknown key and a missing one, so the unknown key first."""
-    return sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-
-
-def flat_params(obj, prefix: str = "") -> dict[str, str]:
-    """Sections (or dicts) as {'train.augment.zoom': '0.1', ...}: the params MLflow logs and the training
-    fingerprint hashes."""
-    if isinstance(obj, BaseModel):
-        obj = obj.model_dump(by_alias=True)
-    out = {}
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, (BaseModel, dict)):
-            out.update(flat_params(value, name + "."))
-        else:
-            out[name] = str(value)
-    return out
+        raise ConfigError(f"{path}: {describe(first_error(err), Params)}{more}") from None

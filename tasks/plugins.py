@@ -90,23 +90,23 @@ class Registry:
 
 
 SOURCES = Registry("sources", {
-    "demo": Entry("tasks.sources.demo:source", "tasks.config:Demo"),
+    "demo": Entry("tasks.sources.demo:source", "tasks.sources.demo:Demo"),
     "folder": Entry("tasks.sources.folder:source"),
-    "medmnist": Entry("tasks.sources.medmnist:source", "tasks.config:MedMNIST"),
+    "medmnist": Entry("tasks.sources.medmnist:source", "tasks.sources.medmnist:MedMNIST"),
 })
 MODELS = Registry("models", {
     "fast_cnn": Entry("tasks.model:fast_cnn", "tasks.config:FastCnn"),
     "seed_cnn": Entry("tasks.model:seed_cnn"),
 })
 AUGMENTATIONS = Registry("augmentations", {
-    "rotation": Entry("tasks.augment:rotation", "tasks.config:Amount"),
-    "zoom": Entry("tasks.augment:zoom", "tasks.config:Amount"),
-    "shift": Entry("tasks.augment:shift", "tasks.config:Amount"),
-    "brightness": Entry("tasks.augment:brightness", "tasks.config:Amount"),
-    "contrast": Entry("tasks.augment:contrast", "tasks.config:Amount"),
+    "rotation": Entry("tasks.augment:rotation", "tasks.sections:Amount"),
+    "zoom": Entry("tasks.augment:zoom", "tasks.sections:Amount"),
+    "shift": Entry("tasks.augment:shift", "tasks.sections:Amount"),
+    "brightness": Entry("tasks.augment:brightness", "tasks.sections:Amount"),
+    "contrast": Entry("tasks.augment:contrast", "tasks.sections:Amount"),
     "horizontal_flip": Entry("tasks.augment:horizontal_flip", bool),
 })
 THRESHOLDS = Registry("thresholds", {
-    "target_sensitivity": Entry("tasks.metrics:target_sensitivity_threshold", "tasks.config:Share"),
+    "target_sensitivity": Entry("tasks.metrics:target_sensitivity_threshold", "tasks.sections:Share"),
     "youden": Entry("tasks.metrics:youden_threshold"),
 })

@@ -19,8 +19,9 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.config import Params, flat_params
+from tasks.config import Params
 from tasks.files import file_md5, model_path, read_json
+from tasks.sections import flat_params
 
 
 def experiment_name(p: Params) -> str:

@@ -16,9 +16,10 @@ import pandas as pd
 
 from tasks import system
 from tasks.cli import main
-from tasks.config import Params, Train, flat_params
+from tasks.config import Params, Train
 from tasks.errors import StepError
 from tasks.files import atomic, file_md5, model_path, out_path, read_json, write_json
+from tasks.sections import flat_params
 
 log = logging.getLogger(__name__)
 

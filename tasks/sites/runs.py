@@ -3,8 +3,9 @@ md5 of the site's report, by which the gate finds it again."""
 from __future__ import annotations
 
 from tasks import tracking
-from tasks.config import Params, flat_params
+from tasks.config import Params
 from tasks.files import file_md5
+from tasks.sections import flat_params
 from tasks.sites.measure import SHOWN
 
 SITE_METRICS = ("accuracy", "recall", "specificity", "roc_auc", "balanced_accuracy")

@@ -13,8 +13,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from tasks.config import Demo
+from tasks.sections import Positive, Section, Share
 from tasks.sources import CLASSES
+
+
+class Demo(Section):
+    """`ingest.demo`: the generated patients."""
+
+    patients: Positive
+    max_images_per_patient: Positive
+    pneumonia_fraction: Share
+    size: Positive
+    seed: int
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:

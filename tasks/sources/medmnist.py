@@ -9,13 +9,23 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import requests
 from tqdm import tqdm
 
+from tasks.sections import Section
 from tasks.sources import SPLITS
 from tasks.sources.folder import SourceError
+
+
+class MedMNIST(Section):
+    """`ingest.medmnist`: which PneumoniaMNIST file, where from, and its checksum per size."""
+
+    size: Literal[28, 64, 128, 224]
+    url: str
+    md5: dict[int, str]
 
 SIZES = (28, 64, 128, 224)
 
@@ -86,6 +96,6 @@ def read(npz_path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return out
 
 
-def source(cfg, ingest, workdir: Path) -> Path:
+def source(cfg: MedMNIST, ingest, workdir: Path) -> Path:
     """The `medmnist` source (tasks.plugins.SOURCES): the verified npz, downloaded to `ingest.input` once."""
     return download(url_for(cfg.url, cfg.size), Path(ingest.input), cfg.md5.get(cfg.size))

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from tasks import config, monitor
-from tasks.config import Demo
 from tasks.errors import StepError
 from tasks.sources import demo
+from tasks.sources.demo import Demo
 from tests.helpers import webhook
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tasks.config import Section
+from tasks.sections import Section
 
 
 class Shapes(Section):
