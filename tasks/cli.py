@@ -1,6 +1,6 @@
 """The shared entry point of every `python -m tasks.<step>`: load params, run, record, report errors.
 
-A step computes and writes its files; then tasks.tracking records the result in MLflow (the one edge
+A step computes and writes its files; then tasks.recorders records the result in MLflow (the one edge
 that logs runs), so a step's `run(params)` can be called, and tested, without a tracking store.
 
 Steps report through `logging` (configured once, here). A `StepError` (bad input, bad params, a failed
@@ -20,12 +20,12 @@ from tasks.errors import EXIT_REJECTED, StepError
 
 
 def execute(step: str, p, run: Callable | None = None):
-    """Run `tasks.<step>.run(p)` (or `run`), then record its result through tasks.tracking; returns it."""
-    from tasks import tracking
+    """Run `tasks.<step>.run(p)` (or `run`), then record its result through tasks.recorders; returns it."""
+    from tasks import recorders
 
     run = run or importlib.import_module(f"tasks.{step}").run
     result = run(p)
-    tracking.record(step, p, result)
+    recorders.record(step, p, result)
     return result
 
 

@@ -6,7 +6,7 @@ metric), `paths.predictions`, curve CSVs under `paths.curves` (for `dvc plots`),
 the out-of-distribution detector `<model_dir>/ood.npz` (tasks.ood, fitted on train, thresholded on
 validation) that the packaged model carries. `evaluation` measures (writes nothing), `write` writes the
 files, `report` prints; the package stage turns the model and its serving config into the servable pyfunc,
-and tasks.tracking logs all of it.
+and tasks.recorders logs all of it.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Saves `<paths.model_dir>/package` from the trained model and the serving config 
 loaded back through MLflow and must give evaluate's validation probabilities and out-of-distribution
 scores (`paths.predictions`) for a sample of validation images sent as PNG files, to 1e-5: what is
 registered and served is what was measured. Serve it without a registry: `mlflow models serve -m
-models/package`. tasks.tracking logs the same package to the evaluation's MLflow run, and register
+models/package`. tasks.recorders logs the same package to the evaluation's MLflow run, and register
 registers that logged model.
 """
 from __future__ import annotations

@@ -155,7 +155,7 @@ def pyfunc_spec(folder: str | Path, example_image: bytes) -> dict:
     """The arguments of `mlflow.pyfunc.save_model` / `log_model` for the model in `folder` (its ARTIFACTS: the
     Keras model, the serving config, the out-of-distribution detector and the monitoring reference): the one
     description of the package, whether it is saved to a folder (the package stage, a site's adapt) or logged
-    to a run (tasks.tracking)."""
+    to a run (tasks.recorders)."""
     import pandas as pd
     from mlflow.models import infer_signature
 

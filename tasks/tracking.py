@@ -1,11 +1,7 @@
-"""The edge where runs are recorded in MLflow: steps compute and write their files, `record` logs them.
-
-`tasks.cli` calls `record(step, params, result)` after a step succeeded; no step logs to a run (package writes
-an MLflow model folder, a file format; the registry's reads and writes live in tasks/registry.py). The
-tracking URI is `MLFLOW_TRACKING_URI` when set, else `tracking.uri` (sqlite under mlruns/). One MLflow run per
-trained model: train's record starts it, evaluate's logs into it (or into a child run when the same model is
-re-evaluated with other `evaluate` params, so no configuration's metrics overwrite another's), package's logs
-the servable model there, register's tags it.
+"""The edge to MLflow's runs: the store and experiment (`configure`), the tags that tie a run to the data and
+code, and finding a run again. What each finished step logs is in tasks.recorders; the registry's reads and
+writes are in tasks/registry.py. The tracking URI is `MLFLOW_TRACKING_URI` when set, else `tracking.uri`
+(sqlite under mlruns/).
 
 Runs are found again by the content of the files the steps wrote, not by a file of run ids: train's
 run is tagged with the md5 of the model file, evaluate's with the md5 of `paths.metrics`. DVC restores
@@ -16,11 +12,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.config import Params
-from tasks.files import file_md5, model_path, read_json
+from tasks.files import file_md5, model_path
 from tasks.sections import flat_params
 
 
@@ -96,159 +91,7 @@ def logged_params(p: Params) -> dict[str, str]:
     return flat_params({k: getattr(p, k) for k in sections})
 
 
-def record(step: str, p: Params, result) -> None:
-    """Log what `step` computed and wrote (its return value `result` and its declared files) to MLflow.
-    Steps without a record (ingest, validate, split) log nothing."""
-    recorders = {"train": record_train, "evaluate": record_evaluate, "package": record_package,
-                 "register": record_register}
-    if step in recorders:
-        recorders[step](p, result)
-
-
-LINKED_METRICS = ("roc_auc", "accuracy", "recall", "specificity", "f1", "balanced_accuracy")
 SWEEP_RUN_ENV = "PNEUMONIA_SWEEP_RUN"  # set by the sweep flow: its parent run's id
-
-
-def record_train(p: Params, report: dict) -> None:
-    """A new run: params, data tags, the md5 of the model file (how evaluate finds the run again), one
-    point per epoch for every curve of `paths.history`, and the training time. Under a sweep it is a child
-    of the sweep's run."""
-    import mlflow
-    import pandas as pd
-
-    experiment_id = configure(p)
-    parent = os.environ.get(SWEEP_RUN_ENV)
-    # named after the DVC experiment when `dvc exp run` runs the stage (MLflow's random name otherwise)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"),
-                          tags={"mlflow.parentRunId": parent} if parent else None):
-        tags = describe_model_run(p)
-        history = pd.read_csv(p.paths.history)
-        for row in history.to_dict("records"):
-            epoch = int(row.pop("epoch"))
-            mlflow.log_metrics({k: float(v) for k, v in row.items()}, step=epoch)
-        mlflow.log_metrics({"train_seconds": report["seconds"], "train_images_per_second": report["images_per_second"]})
-        mlflow.log_artifact(p.paths.history, "curves")
-        log_datasets(p, tags)
-
-
-def describe_model_run(p: Params) -> dict[str, str]:
-    """Params and tags of a new run of the workspace's model, the model file's md5 among them (how the run is
-    found again); returns the tags."""
-    import mlflow
-
-    tags = {**run_tags(p), "model_md5": file_md5(model_path(p))}
-    mlflow.log_params(logged_params(p))
-    mlflow.set_tags(tags)
-    return tags
-
-
-def log_datasets(p: Params, tags: dict[str, str]) -> None:
-    """The train, val and test splits as the run's MLflow datasets (the UI's "Datasets" panel): their rows
-    of the split file, the source the images came from, and a digest of the DVC hashes of the pixel
-    store and the split file with the split's name, so equal digests mean the same images and labels."""
-    import mlflow
-    import pandas as pd
-
-    frame = pd.read_csv(p.paths.split)
-    for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
-        mlflow.log_input(split_dataset(p, frame, split, tags), context=context)
-
-
-def split_dataset(p: Params, frame, split: str, tags: dict[str, str]):
-    """One split of `frame` (the split file) as an MLflow dataset; its digest comes from run_tags' DVC hashes
-    (not read again) and the split's name."""
-    import hashlib
-    import warnings
-
-    import mlflow
-
-    rows = frame[frame.split == split].reset_index(drop=True)
-    digest = hashlib.md5(f"{tags['data_md5']} {tags['split_md5']} {split}".encode()).hexdigest()[:16]
-    with warnings.catch_warnings():  # MLflow 3 registers its local-path source twice and warns it is ambiguous
-        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-        return mlflow.data.from_pandas(rows, source=str(Path(p.ingest.input).resolve()), targets="label",
-                                       name=f"{p.ingest.source}-{split}", digest=digest)
-
-
-@contextmanager
-def _evaluation_run(p: Params):
-    """Train's run when it was logged with these `evaluate` params, else a new child run of it (tag
-    `mlflow.parentRunId`) with the full current params; a model no run trained gets a run of its own."""
-    import mlflow
-
-    experiment_id = configure(p)
-    parent, params = train_run(p), logged_params(p)
-    if parent is None:
-        with mlflow.start_run(experiment_id=experiment_id):
-            describe_model_run(p)
-            yield
-        return
-    if all(parent.data.params.get(k) == v for k, v in params.items() if k.startswith("evaluate.")):
-        with mlflow.start_run(run_id=parent.info.run_id):
-            yield
-        return
-    # not the parent's model_md5: the model file must keep leading to its training run
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{parent.info.run_name}-reeval",
-                          tags={**run_tags(p), "mlflow.parentRunId": parent.info.run_id}):
-        mlflow.log_params(params)
-        yield
-
-
-def record_evaluate(p: Params, result: dict) -> None:
-    """Metrics, figures and predictions on the training's run; tagged with the md5 of `paths.metrics`."""
-    import mlflow
-    import pandas as pd
-
-    with _evaluation_run(p):
-        mlflow.log_metrics({f"{s}/{k}": float(v) for s in ("val", "test") for k, v in result[s].items()})
-        mlflow.log_metrics({k: float(result[k]) for k in ("temperature", "bias", "threshold")})
-        # the breakdowns as one table each (the run's Artifacts, and comparable across runs in the UI's
-        # Evaluation view), the headline of each as a metric: 40 single-bar charts said less than two tables
-        stress, ood = result["stress"], result["ood"]
-        mlflow.log_table(pd.DataFrame([{"shift": name, **m} for name, m in stress.items()]), "stress.json")
-        kinds = {k.removeprefix("flagged_"): v for k, v in ood.items() if k.startswith("flagged_")}
-        mlflow.log_table(pd.DataFrame({"kind": list(kinds), "flagged": list(kinds.values())}), "ood.json")
-        mlflow.log_metrics({"stress/worst_drop_balanced_accuracy": max(m["drop_balanced_accuracy"] for m in
-                                                                       stress.values()),
-                            **{f"ood/{k}": float(ood[k]) for k in ("val_pass", "test_pass", "threshold")},
-                            "ood/flagged_min": min(kinds.values())})
-        for path in sorted(Path(p.paths.figures).glob("*.png")):
-            mlflow.log_artifact(str(path), "figures")
-        mlflow.log_artifact(p.paths.metrics)
-        mlflow.log_artifact(p.paths.predictions)
-        mlflow.set_tag("metrics_md5", file_md5(p.paths.metrics))
-
-
-def checkpoint_epoch(p: Params) -> int:
-    """The epoch whose weights train kept (the best validation AUC, as ModelCheckpoint and EarlyStopping chose)."""
-    import pandas as pd
-
-    history = pd.read_csv(p.paths.history)
-    return int(history.epoch[history.val_auc.idxmax()])
-
-
-def record_package(p: Params, result: dict) -> None:
-    """The servable pyfunc (the package stage's model and serving config) logged to the evaluation's run,
-    its `models:/m-…` URI kept as the run's tag `servable_model_uri` (what register registers)."""
-    import mlflow
-    import pandas as pd
-
-    from tasks.serving import example_image, pyfunc_spec
-
-    run = evaluation_run(p)
-    if run is None:
-        raise LookupError(f"no MLflow run recorded the evaluation in {p.paths.metrics}: rerun evaluate")
-    with mlflow.start_run(run_id=run.info.run_id):
-        # at the checkpoint's epoch: the model's page links the metrics logged at its step, so it shows the
-        # train and validation figures of the weights it holds (at step 0 it showed the first epoch's)
-        info = mlflow.pyfunc.log_model(name="model", step=checkpoint_epoch(p),
-                                       **pyfunc_spec(model_path(p).parent, example_image(p.paths.pixels)))
-        mlflow.set_tag("servable_model_uri", info.model_uri)
-        # the test metrics again, linked to the logged model and the test dataset: the model's own page shows them
-        # (the dataset's digest from the run's own data tags, not from hashing the pixel store again)
-        test = read_json(p.paths.metrics)["test"]
-        mlflow.log_metrics({f"test/{k}": float(test[k]) for k in LINKED_METRICS if k in test}, model_id=info.model_id,
-                           dataset=split_dataset(p, pd.read_csv(p.paths.split), "test", run.data.tags))
 
 
 def start_sweep(p: Params, name: str) -> str:
@@ -278,16 +121,6 @@ def finish_sweep(p: Params, run_id: str, results: dict | None) -> None:
         if path.exists():
             client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, "FINISHED")
-
-
-def record_register(p: Params, report: dict) -> None:
-    """The registry's decision as tags of the run that logged the registered model."""
-    import mlflow
-
-    configure(p)
-    with mlflow.start_run(run_id=report["run_id"]):
-        mlflow.set_tags({"registry.version": report["version"], "registry.decision": report["promoted"],
-                         "registry.reason": report["reason"]})
 
 
 def record_monitoring(p: Params, experiment: str, site: str, out: dict) -> str:

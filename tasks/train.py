@@ -1,4 +1,4 @@
-"""train: fit the CNN on the train split and select it on validation (tasks.tracking records the run).
+"""train: fit the CNN on the train split and select it on validation (tasks.recorders records the run).
 
 Writes `<paths.model_dir>/model.keras` (best validation AUC weights), `paths.history`
 (one row per epoch, drawn by `dvc plots`) and `paths.train_report`. A training killed
