@@ -104,7 +104,7 @@ class Train(Section):
     label_smoothing: Below1
     normalize: Literal["equalize", "scale"]
     distribute: Literal["none", "mirrored", "multi_worker"]
-    precision: Literal["float32", "bfloat16", "auto"]  # tasks.train.policy
+    precision: Literal["float32", "bfloat16", "auto"]  # tasks.precision.policy
     seed: int
     augment: Augment
 

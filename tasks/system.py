@@ -5,7 +5,7 @@ training (tasks/tracking.py: a run exists only for a model that was made). So th
 them itself: at the end of each epoch, the machine's CPU use since the previous epoch, its memory in
 use, and the training process's resident memory. They join the epoch's logs, so `paths.history`
 keeps them and the recorded run holds them as `system/...` metrics, which the MLflow UI draws in its
-"System metrics" tab. `cpu_flags` says what the CPU computes natively (tasks.train.policy reads it).
+"System metrics" tab. `cpu_flags` says what the CPU computes natively (tasks.precision.policy reads it).
 """
 from __future__ import annotations
 

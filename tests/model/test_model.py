@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import config, train
+from tasks import config, precision, train
 from tasks.model import build_model
 from tests.helpers import REPO, TINY_TRAIN, deep_update, defaults
 
@@ -73,9 +73,10 @@ def test_training_lowers_the_loss(tiny_workdir):
 
 
 def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it():
-    assert train.policy("auto", {"avx2", "avx512f"}) == "float32"  # emulated there: slower, not faster
-    assert train.policy("auto", {"avx2", "avx512_bf16"}) == train.policy("auto", {"amx_bf16"}) == "mixed_bfloat16"
-    assert train.policy("bfloat16", set()) == "mixed_bfloat16" and train.policy("float32", {"amx_bf16"}) == "float32"
+    assert precision.policy("auto", {"avx2", "avx512f"}) == "float32"  # emulated there: slower, not faster
+    policy = precision.policy
+    assert policy("auto", {"avx2", "avx512_bf16"}) == policy("auto", {"amx_bf16"}) == "mixed_bfloat16"
+    assert policy("bfloat16", set()) == "mixed_bfloat16" and policy("float32", {"amx_bf16"}) == "float32"
 
 
 @pytest.mark.slow
@@ -96,7 +97,7 @@ def test_bfloat16_training_saves_a_float32_model_with_its_weights(tiny_workdir):
     assert prob.dtype == np.float32 and np.all((prob > 0) & (prob < 1))
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     mixed = build_model(p.model, p.data.image_size)
-    plain = train.as_float32(mixed, p)
+    plain = precision.as_float32(mixed, p)
     assert plain.dtype_policy.name == "float32"
     assert all(np.array_equal(a, b) for a, b in zip(mixed.get_weights(), plain.get_weights()))
     assert np.allclose(mixed.predict(x, verbose=0), plain.predict(x, verbose=0), atol=0.05)  # bfloat16's 3 digits
