@@ -10,5 +10,6 @@ model), the worklist, the validated copy of the reviewer's labels, and a `dvc.ya
 `dvc.lock`. Modules: `films` (the site's files, patients and labels), `query` (which films to label),
 `finetune` (the adaptation, its cross-fitting and the served operating point), `measure` (metrics with
 intervals over patients), `adapt` (the adapt stage), `package` (the site model's servable parts), `runs` (its
-MLflow run), `gate` (the site alias), `cli` (the commands), `stage` (the site folder and its DVC stages).
+MLflow run), `gate` (the site alias), `cli` (the commands), `report` (what `report` prints), `stage` (the
+site folder and its DVC stages).
 """

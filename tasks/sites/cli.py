@@ -133,40 +133,9 @@ def adapt(p: Params, args) -> int:
 
 
 def report(p: Params, args) -> int:
-    from tasks.files import read_json
-    from tasks.sites import measure
+    from tasks.sites.report import show
 
-    name = stage.check_name(args.site)
-    f = stage.files(p, name)
-    if not f["report"].exists():
-        raise StepError(f"site {name} has no report yet ({f['report']}): run `pneumonia-site adapt --site {name} "
-                        "--labels labels.csv`")
-    r = read_json(f["report"])
-    print(f"site {name}: {r['labels']} films labelled to adapt on ({r['normal']} NORMAL, {r['pneumonia']} PNEUMONIA, "
-          f"query {r['query']}), source {r['source_model']}; 95 % intervals over patients")
-    worklist = measure.table({"source model": r["before"], "adapted (cross-fitted)": r["after"]})
-    if r.get("measured"):
-        m = r["measured"]
-        print(f"on the measurement sample: {m['films']} films drawn at random, never trained on ({m['normal']} NORMAL, "
-              f"{m['pneumonia']} PNEUMONIA); the site's estimate, and what the site gate decides on")
-        if r.get("fitted_on") == "measurement sample":
-            print("the served threshold is fitted on these films; each patient here is decided by the threshold "
-                  "of the others (nested)")
-        print(measure.table({"source model": m["before"], "adapted": m["after"]}))
-        print(f"on the films the query picked ({r['folds']}-fold patient-grouped cross-fitting, each fold at the "
-              "others' threshold): the hardest films, not an estimate of the site")
-    else:
-        print(f"on the labelled films ({r['folds']}-fold patient-grouped cross-fitting, each fold at the others' "
-              "threshold)")
-    print(worklist)
-    if f["registry"].exists():
-        g = read_json(f["registry"])
-        print(f"registry: v{g['version']} {'is now' if g['promoted'] else 'not promoted to'} @{g['alias']}: "
-              f"{g['reason']}")
-        if g["after"] is not None:
-            print(f"serve it: pneumonia-predict FILES --model-uri models:/{registry.model_name(p)}@{g['alias']} "
-                  f"(v{g['after']})")
-    print(f"figure: {f['figure']}")
+    show(p, args.site)
     return 0
 
 

@@ -1,7 +1,7 @@
 """The sweep's grid expansion over seeds, its validation-only choice and its mean ± sd table (no DVC here)."""
 import pytest
 
-from flows.sweep import choose, expand, table
+from flows.sweep_grid import choose, expand, table
 
 
 def row(set_name, seed, val_auc, test_acc):
