@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import shutil
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -100,3 +102,18 @@ def webhook():
         yield f"http://127.0.0.1:{server.server_port}/hook", bodies
     finally:
         server.shutdown()
+
+
+CHROMIUM = shutil.which("chromium")
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--virtual-time-budget=15000", "--window-size=1400,1000"]
+
+
+def chromium(url: str, out: Path, offline: bool = False) -> str:
+    """Screenshot `url` to `out` and return the rendered DOM; `offline`: every request off the page fails (a
+    proxy on a closed port), as on a hospital machine without internet."""
+    profile = out.parent / f"profile-{out.stem}"
+    flags = [*CHROME_FLAGS, f"--user-data-dir={profile}"] + (["--proxy-server=127.0.0.1:9"] if offline else [])
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={out}", url], capture_output=True, timeout=120)
+    return subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout

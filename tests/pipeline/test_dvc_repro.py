@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.helpers import TINY_DEMO
+from tests.helpers import CHROMIUM, TINY_DEMO
 
 pytestmark = pytest.mark.slow
 DATA_STAGES = ["ingest", "validate", "split"]
@@ -63,3 +63,37 @@ def test_params_seen_before_restore_the_trained_model_from_the_run_cache(repo_co
     assert "cached" in back.stdout.lower()
     assert (repo_copy / "models/model.keras").read_bytes() == model
     assert (repo_copy / "reports/history.csv").read_text() == history
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing (apt-get install chromium): the page was not drawn")
+def test_dvc_plots_draw_offline_one_metric_per_chart(repo_copy, tmp_path):
+    """`dvc plots show` writes a page that draws every chart with no network (vega inlined by the repo's HTML
+    template), and each training chart holds one metric (train and validation), not every column."""
+    import re
+
+    from tests.helpers import chromium
+
+    epochs = range(4)
+    history = pd.DataFrame({"epoch": epochs, "loss": [0.7, 0.5, 0.4, 0.3], "val_loss": [0.6, 0.5, 0.45, 0.4],
+                            "accuracy": [0.6, 0.7, 0.8, 0.9], "val_accuracy": [0.6, 0.7, 0.75, 0.8],
+                            "auc": [0.6, 0.8, 0.9, 0.95], "val_auc": [0.7, 0.8, 0.85, 0.9],
+                            "learning_rate": [0.002, 0.0015, 0.001, 0.0005], "system/cpu": [90, 91, 92, 93]})
+    (repo_copy / "reports/curves").mkdir(parents=True, exist_ok=True)
+    history.to_csv(repo_copy / "reports/history.csv", index=False)
+    pd.DataFrame({"fpr": [0, 0.1, 1], "tpr": [0, 0.8, 1]}).to_csv(repo_copy / "reports/curves/roc.csv", index=False)
+    pd.DataFrame({"recall": [1, 0.8, 0], "precision": [0.6, 0.9, 1]}).to_csv(repo_copy / "reports/curves/pr.csv",
+                                                                               index=False)
+    pd.DataFrame({"actual": ["NORMAL", "PNEUMONIA"], "predicted": ["NORMAL", "NORMAL"]}).to_csv(
+        repo_copy / "reports/curves/confusion.csv", index=False)
+    (repo_copy / "dvc.lock").unlink()  # its figures are in no cache of this copy: DVC would draw nothing
+    repo_copy.run("dvc", "plots", "show", "-o", "plots")
+    page = (repo_copy / "plots/index.html").read_text()
+    assert "<script src=" not in page and "cdn.jsdelivr" not in page  # nothing to fetch
+    specs = dict(re.findall(r'<div id = "(\w+)">\s*<script type = "text/javascript">\s*var spec = (.*?);\n', page,
+                            re.S))
+    assert {"loss", "accuracy", "auc", "reports_history_csv"} <= set(specs)
+    for metric in ("loss", "accuracy", "auc"):  # the lines drawn: one per `field` of the chart's rows
+        drawn = {row["field"] for row in json.loads(specs[metric])["data"]["values"]}
+        assert drawn == {metric, f"val_{metric}"}, (metric, drawn)
+    dom = chromium((repo_copy / "plots/index.html").as_uri(), tmp_path / "plots.png", offline=True)
+    assert dom.count('class="marks"') == len(specs)  # every chart drawn, offline

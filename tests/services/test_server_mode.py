@@ -14,15 +14,11 @@ import requests
 
 from tasks import tracking
 from tasks.cli import execute
-from tests.helpers import REPO, TINY_TRAIN, deep_update, write_params
+from tests.helpers import CHROMIUM, REPO, TINY_TRAIN, chromium, deep_update, write_params
 from tests.mlflow_server import free_port, mlflow_server, wait_http
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
-CHROMIUM = shutil.which("chromium")
 OPEN_GATE = deep_update(TINY_TRAIN, {"register": {"min_sensitivity": 0.0, "min_specificity": 0.0}})
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--virtual-time-budget=15000", "--window-size=1400,1000"]
 
 
 def test_compose_file_is_valid_where_docker_compose_exists(tmp_path):
@@ -68,16 +64,6 @@ def postgres():
         subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(folder / "db"), "-m", "fast", "stop"],
                        capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def chromium(url: str, out: Path) -> str:
-    """Screenshot `url` to `out` and return the rendered DOM."""
-    profile = out.parent / f"profile-{out.stem}"
-    subprocess.run([CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", f"--screenshot={out}", url],
-                   capture_output=True, timeout=120)
-    dom = subprocess.run([CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
-                         capture_output=True, text=True, timeout=120)
-    return dom.stdout
 
 
 @pytest.mark.slow
