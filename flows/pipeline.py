@@ -29,10 +29,10 @@ from tasks.errors import EXIT_REJECTED, StepError
 
 
 def transient(task, task_run, state) -> bool:
-    """Retry only failures a retry can fix; a StageRejected (bad data or params) is final."""
+    """Retry only failures a retry can fix; a StageRejected (bad data or params) or a StageTimedOut is final."""
     try:
         state.result()
-    except stages.StageRejected:
+    except (stages.StageRejected, stages.StageTimedOut):
         return False
     except Exception:  # noqa: BLE001 - anything else may be transient
         return True
@@ -41,8 +41,10 @@ def transient(task, task_run, state) -> bool:
 
 @task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_condition_fn=transient)
 def run_stage(stage: str) -> str:
-    logger = get_run_logger()
-    return stages.run_stage(stage, logger.info)
+    from tasks import config
+
+    minutes = config.load().orchestration.stage_timeout_minutes
+    return stages.run_stage(stage, get_run_logger().info, timeout=60 * minutes)
 
 
 def _read(path: str) -> dict:

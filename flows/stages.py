@@ -5,8 +5,10 @@ import fcntl
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +27,10 @@ class StageRejected(RuntimeError):
     """A stage refused its input or parameters (exit 2): retrying cannot help."""
 
 
+class StageTimedOut(RuntimeError):
+    """A stage ran past its time limit and was killed: a retry would hold the workspace as long again."""
+
+
 def stage_names(root: Path = Path(".")) -> list[str]:
     """The stages of dvc.yaml in file order: the order the pipeline runs them."""
     return list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
@@ -36,18 +42,39 @@ def dvc_env() -> dict:
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
 
 
-def run_stage(stage: str, log: Callable[[str], None] = print, root: Path = Path(".")) -> str:
-    """`dvc repro --single-item <stage>`: runs it only if its deps or params changed; returns its output."""
+def run_stage(stage: str, log: Callable[[str], None] = print, root: Path = Path("."),
+              timeout: float | None = None) -> str:
+    """`dvc repro --single-item <stage>`: runs it only if its deps or params changed; returns its output.
+    After `timeout` seconds the stage (dvc and every process it started) is killed: StageTimedOut."""
     proc = subprocess.Popen(["dvc", "repro", "--single-item", stage], cwd=root, env=dvc_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            start_new_session=True)  # its own process group, so a kill reaches the step too
+    killed = threading.Event()
+
+    def kill():
+        killed.set()
+        os.killpg(proc.pid, signal.SIGKILL)
+
+    watchdog = threading.Timer(timeout, kill) if timeout else None
+    if watchdog:
+        watchdog.daemon = True
+        watchdog.start()
     lines = []
-    for line in proc.stdout:
-        line = line.rstrip()
-        lines.append(line)
-        if line and not line.startswith(("ingest:", "I0000", "WARNING: All log")):
-            log(line)
+    try:
+        for line in proc.stdout:
+            line = line.rstrip()
+            lines.append(line)
+            if line and not line.startswith(("ingest:", "I0000", "WARNING: All log")):
+                log(line)
+        code = proc.wait()
+    finally:
+        if watchdog:
+            watchdog.cancel()
+    if killed.is_set():
+        raise StageTimedOut(f"stage {stage} ran longer than {timeout / 60:.3g} minutes and was killed "
+                            "(orchestration.stage_timeout_minutes in params.yaml): find what hung, or raise the limit")
     output = "\n".join(lines)
-    if proc.wait():
+    if code:
         errors = [line for line in lines if "error:" in line.lower()]
         message = f"stage {stage} failed: " + ("\n".join(errors[-5:]) or output[-2000:])
         if re.search(rf"exited with {EXIT_REJECTED}\b", output):

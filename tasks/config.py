@@ -171,6 +171,10 @@ class Register(Section):
     min_specificity: Share
 
 
+class Orchestration(Section):
+    stage_timeout_minutes: Positive  # flows.stages.run_stage kills a stage that runs longer
+
+
 class Params(Section):
     paths: Paths
     data: Data
@@ -184,6 +188,7 @@ class Params(Section):
     evaluate: Evaluate
     tracking: Tracking
     register_: Register = Field(alias="register")  # `register` too (BaseModel's ABC metaclass)
+    orchestration: Orchestration
 
     # the sections under their params.yaml names
     @property
