@@ -4,7 +4,8 @@
         [--out reports/seeds.jsonl]
 
 Run in a scratch checkout whose `dvc repro split` has prepared the real data (`pneumonia-pipeline
-ingest.source=folder ...` does): for each `--set` (a params override, or several joined by `,`) and seed it
+ingest.source=folder ...` does): for each `--set` (a params override, or several joined by `,`;
+`model.fast_cnn.filters=[32,64,128]` is one) and seed it
 sets params.yaml (`flows.stages.set_params`), runs `python -m tasks.train` and `python -m tasks.evaluate`
 (no DVC, no registry), and appends the CPU, the setting, the seed, the training seconds and img/s, the best
 validation AUC and the test split's accuracy, AUC, sensitivity and specificity to `--out`; rows already
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -41,7 +43,7 @@ def main() -> None:
                 if (setting, seed) in done:
                     continue
                 shutil.copy("params.yaml.seeds-backup", "params.yaml")
-                set_params([*setting.split(","), f"train.seed={seed}"])
+                set_params([*re.split(r",(?=[\w.]+=)", setting), f"train.seed={seed}"])  # a list value keeps its commas
                 for step in ("train", "evaluate"):
                     subprocess.run([sys.executable, "-m", f"tasks.{step}"], check=True, stdout=subprocess.DEVNULL)
                 t = json.loads(Path("reports/train.json").read_text())
