@@ -1,6 +1,7 @@
 """What every benchmark prints first: the CPU it ran on (figures only compare within one machine)."""
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -8,11 +9,14 @@ from tasks.system import cpu_flags
 
 
 def cpu() -> str:
-    """The CPU model and the extensions that change TensorFlow's speed (avx2, avx512f, avx512_bf16, amx_tile)."""
+    """The CPU model and the extensions that change TensorFlow's speed (avx2, avx512f, avx512_bf16, amx_tile),
+    and the limit `ONEDNN_MAX_CPU_ISA` sets on the ones TensorFlow uses."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
         name = next(x for x in lines if x.startswith("model name")).split(":", 1)[1].strip()
     except (OSError, StopIteration):
         return platform.processor()
     extra = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in cpu_flags()]
-    return f"{name} ({', '.join(extra)})"
+    # ONEDNN_MAX_CPU_ISA=AVX2 makes TensorFlow's kernels run as on an AVX2-only CPU of the same cores
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f"{name} ({', '.join(extra)})" + (f", oneDNN limited to {limit}" if limit else "")

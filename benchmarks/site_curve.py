@@ -39,10 +39,10 @@ def main() -> None:
     ap.add_argument("--model-uri")
     args = ap.parse_args()
 
-    from tasks import config, ood, tracking
+    from tasks import config, intervals, ood, tracking
     from tasks.inference import raw_scores, scores_and_features
     from tasks.metrics import apply_temperature
-    from tasks.sites import films, finetune, measure, query
+    from tasks.sites import films, finetune, query
     from tasks.sites.adapt import clone, source, source_data
     from tasks.sites.cli import source_uri
 
@@ -70,10 +70,10 @@ def main() -> None:
     for fold in (0, 1):  # budget 0: the source model with its own threshold
         if ("none", 0, 0, fold, 0, "") not in done:
             test = halves != fold
-            m = measure.point(y[test], prob[test], serving["threshold"])
+            m = intervals.point(y[test], prob[test], serving["threshold"])
             with out.open("a") as fh:
                 fh.write(json.dumps({"strategy": "none", "budget": 0, "seed": 0, "fold": fold, "seconds": 0,
-                                     **{k: m[k] for k in measure.SHOWN}}) + "\n")
+                                     **{k: m[k] for k in intervals.SHOWN}}) + "\n")
     for budget in args.budgets:
         for seed in args.seeds:
             for strategy in args.strategies:
@@ -99,19 +99,19 @@ def main() -> None:
                     raw_sample = raw_scores(model, x[sample], mode, tta) if len(sample) else np.empty(0)
                     seconds = round(time.perf_counter() - start, 1)
                     # what a recipe may be chosen on: the labelled half's own sample, never the reported half
-                    sample_auc = measure.point(y[sample], raw_sample, 0.5)["roc_auc"] if len(sample) else None
+                    sample_auc = intervals.point(y[sample], raw_sample, 0.5)["roc_auc"] if len(sample) else None
                     rules = {"worklist": (site[1], oof)}  # the operating point fitted on which scores
                     if len(np.unique(y[sample])) == 2:
                         rules["measure"] = (y[sample], raw_sample)
                         rules["pooled"] = (np.concatenate([site[1], y[sample]]), np.concatenate([oof, raw_sample]))
                     for rule, (y_fit, raw_fit) in rules.items():
                         op = finetune.operating_point(y_fit, raw_fit, cfg.target_sensitivity)
-                        m = measure.point(y[test], apply_temperature(raw_test, op["temperature"], op["bias"]),
+                        m = intervals.point(y[test], apply_temperature(raw_test, op["temperature"], op["bias"]),
                                           op["threshold"])
                         row = {"tag": args.tag, "strategy": strategy, "budget": budget, "measure_asked": args.measure,
                                "measure": len(sample), "rule": rule, "seed": seed, "fold": fold,
                                "normal_labelled": int((site[1] == 0).sum()), "sample_roc_auc": sample_auc,
-                               "seconds": seconds, **{k: m[k] for k in measure.SHOWN}}
+                               "seconds": seconds, **{k: m[k] for k in intervals.SHOWN}}
                         with out.open("a") as fh:
                             fh.write(json.dumps(row) + "\n")
                         print(json.dumps(row), flush=True)

@@ -152,6 +152,7 @@ class Evaluate(Pluggable):
     prevalence: Annotated[float, Field(gt=0, lt=1)]
     tta: Annotated[int, Field(ge=0, le=5)]  # tasks.inference.MAX_TTA fixed views
     gradcam: Count
+    bootstrap: Count  # resamples of the test patients for the intervals (tasks.evaluate.test_intervals); 0: none
     stress: dict[str, float]
     ood: Ood
     reference: Reference

@@ -1,12 +1,13 @@
 """evaluate: calibrate and choose the operating point on validation, then measure on test once.
 
 Writes `paths.headline` (a dozen metrics, declared under `metrics:` in dvc.yaml), `paths.metrics` (every
-metric), `paths.predictions`, curve CSVs under `paths.curves` (for `dvc plots`), figures under
-`paths.figures`, the serving config `<model_dir>/serving.json` (preprocessing, calibration, threshold) and
-the out-of-distribution detector `<model_dir>/ood.npz` (tasks.ood, fitted on train, thresholded on
-validation) that the packaged model carries. `evaluation` measures (writes nothing), `write` writes the
-files, `report` prints; the package stage turns the model and its serving config into the servable pyfunc,
-and tasks.recorders logs all of it.
+metric; `test_intervals`: the test split's 95 % intervals over patients), `paths.predictions`, curve CSVs
+under `paths.curves` (for `dvc plots`), figures under `paths.figures`, the serving config
+`<model_dir>/serving.json` (preprocessing, calibration, threshold) and the out-of-distribution detector
+`<model_dir>/ood.npz` (tasks.ood, fitted on train, thresholded on validation) that the packaged model
+carries. `evaluation` measures (writes nothing), `write` writes the files, `report` (tasks.evaluation_report)
+prints; the package stage turns the model and its serving config into the servable pyfunc, and
+tasks.recorders logs all of it.
 """
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from tasks import intervals, ood, plots, reference
 from tasks import metrics as M
-from tasks import ood, plots, reference
 from tasks.cli import main
 from tasks.config import Evaluate, Params
 from tasks.evaluation_figures import figures, write_curves
+from tasks.evaluation_report import report
 from tasks.files import atomic, model_path, ood_path, reference_path, serving_config, write_json
 
 log = logging.getLogger(__name__)
@@ -61,20 +63,6 @@ def stress_test(model, images, y, op: dict, p: Params, clean: dict) -> dict:
     return out
 
 
-def summary_block(test: dict, train_acc: float | None) -> str:
-    """The reference article's printout, so results compare at a glance."""
-    lines = ["CONFUSION MATRIX ------------------", f"[[{test['tn']:4d} {test['fp']:4d}]",
-             f" [{test['fn']:4d} {test['tp']:4d}]]", "", "TEST METRICS ----------------------",
-             f"Accuracy: {100 * test['accuracy']:.1f}%", f"Precision: {100 * test['precision']:.1f}%",
-             f"Recall: {100 * test['recall']:.1f}%", f"Specificity: {100 * test['specificity']:.1f}%",
-             f"F1-score: {100 * test['f1']:.1f}", f"ROC-AUC: {test['roc_auc']:.4f}",
-             f"Best threshold's accuracy: {100 * test['best_threshold_accuracy']:.1f}% (the operating point costs "
-             f"{100 * (test['best_threshold_accuracy'] - test['accuracy']):.1f} points; the rest is the ranking)", "",
-             "TRAIN METRIC ----------------------"]
-    lines.append(f"Train acc: {100 * train_acc:.1f}%" if train_acc is not None else "Train acc: n/a")
-    return "\n".join(lines)
-
-
 @dataclass
 class Evaluation:
     """What evaluate measured. `metrics` is the content of `paths.metrics`; the rest, per split ("val",
@@ -112,8 +100,21 @@ def evaluation(p: Params, model, splits: dict) -> Evaluation:
     o = p.evaluate.ood
     fitted, ood_scores, result["ood"] = ood.measure(model, splits, p.train.normalize, o.pass_rate, o.generated, o.seed)
     result.update(op, threshold_method=p.evaluate.threshold, calibration=p.evaluate.calibrate)
+    result["test_intervals"] = test_intervals(y["test"], prob["test"], op["threshold"], p.paths.split,
+                                              p.evaluate.bootstrap)
     return Evaluation(result, y, raw, prob, op, fitted, ood_scores,
                       monitoring_reference(p, model, splits["val"][0], prob["val"], ood_scores["val"], op["threshold"]))
+
+
+def test_intervals(y, prob, threshold: float, split_file: str, resamples: int) -> dict:
+    """95 % intervals of the test split's accuracy, sensitivity, specificity and AUC from `resamples` bootstrap
+    resamples of its patients (tasks.intervals), with the number of films and patients; {} when 0."""
+    if not resamples:
+        return {}
+    frame = pd.read_csv(split_file)
+    patients = frame.patient_id[frame.split == "test"].to_numpy()
+    m = intervals.with_intervals(y, prob, threshold, patients, resamples)
+    return {**{k: m[f"{k}_ci"] for k in intervals.SHOWN}, "films": m["films"], "patients": m["patients"]}
 
 
 def monitoring_reference(p: Params, model, images, prob, ood_score, threshold: float) -> dict:
@@ -161,23 +162,6 @@ def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
                                    "tta": p.evaluate.tta, **ev.op})
     ood.save(ood_path(p), ev.ood)
     reference.save(reference_path(p), ev.reference)
-
-
-def report(p: Params, ev: Evaluation) -> None:
-    """The printout: the reference article's block, the stress test's worst shift, the operating point."""
-    history = pd.read_csv(p.paths.history) if Path(p.paths.history).exists() else None
-    train_acc = float(history.accuracy.iloc[-1]) if history is not None else None
-    log.info(summary_block(ev.metrics["test"], train_acc))
-    worst = max(ev.metrics["stress"].items(), key=lambda kv: kv[1]["drop_balanced_accuracy"])
-    log.info(f"evaluate: stress test: worst shift `{worst[0]}` costs {100 * worst[1]['drop_balanced_accuracy']:.1f} "
-          "points of balanced accuracy on validation")
-    o = ev.metrics["ood"]
-    flagged = ", ".join(f"{k} {100 * o[f'flagged_{k}']:.0f} %" for k in ood.KINDS)
-    log.info(f"evaluate: out-of-distribution flag passes {100 * o['val_pass']:.1f} % of validation and "
-          f"{100 * o['test_pass']:.1f} % of test X-rays; flags {flagged}")
-    log.info(f"evaluate: threshold {ev.op['threshold']:.3f} ({p.evaluate.threshold}, chosen on validation), "
-          f"{p.evaluate.calibrate} calibration T={ev.op['temperature']:.2f} b={ev.op['bias']:+.2f}; "
-          f"metrics -> {p.paths.metrics}; figures -> {p.paths.figures}")
 
 
 def run(p: Params) -> dict:

@@ -121,6 +121,8 @@ def record_evaluate(p: Params, result: dict) -> None:
     with _evaluation_run(p):
         mlflow.log_metrics({f"{s}/{k}": float(v) for s in ("val", "test") for k, v in result[s].items()})
         mlflow.log_metrics({k: float(result[k]) for k in ("temperature", "bias", "threshold")})
+        mlflow.log_metrics({f"test/{k}_ci_{end}": float(v) for k, ci in result.get("test_intervals", {}).items()
+                            if isinstance(ci, list) for end, v in zip(("low", "high"), ci)})
         # the breakdowns as one table each (the run's Artifacts, and comparable across runs in the UI's
         # Evaluation view), the headline of each as a metric: 40 single-bar charts said less than two tables
         stress, ood = result["stress"], result["ood"]

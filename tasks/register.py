@@ -24,11 +24,13 @@ from tasks.metrics import LOWER_IS_BETTER
 log = logging.getLogger(__name__)
 
 
-def decide(candidate: dict, champion: dict | None, cfg: Register) -> tuple[bool, str]:
+def decide(candidate: dict, champion: dict | None, cfg: Register, interval: list | None = None) -> tuple[bool, str]:
     """(promote?, reason) from test metrics of the candidate and of the champion (None: no champion).
 
     `register.metric` is compared in its own direction (Brier, ECE: lower is better); a metric that is not
-    a finite number on either side is a StepError, since NaN passes every comparison."""
+    a finite number on either side is a StepError, since NaN passes every comparison. With the candidate's
+    95 % `interval` of the metric (over test patients), the reason says whether the champion's value lies
+    inside it, that is whether the difference is within what the test split can tell apart."""
     metric = cfg.metric
     for who, values in (("candidate", candidate), ("champion", champion or {})):
         bad = [k for k in {metric, "recall", "specificity"} & set(values) if not math.isfinite(values[k])]
@@ -43,10 +45,16 @@ def decide(candidate: dict, champion: dict | None, cfg: Register) -> tuple[bool,
         return True, f"first model to clear the floors ({metric} {candidate[metric]:.4f})"
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     gain = sign * (candidate[metric] - champion[metric])  # > 0: the candidate is better
+    noise = ""
+    if interval:
+        lo, hi = interval
+        inside = lo <= champion[metric] <= hi
+        noise = (f"; the champion's value is {'inside' if inside else 'outside'} the candidate's 95 % interval "
+                 f"[{lo:.4f}, {hi:.4f}]: {'within' if inside else 'beyond'} the test split's noise")
     if gain < cfg.min_improvement:
         return False, (f"{metric} {candidate[metric]:.4f} vs champion {champion[metric]:.4f}: gain {gain:+.4f} is "
-                       f"below register.min_improvement {cfg.min_improvement}")
-    return True, f"{metric} {candidate[metric]:.4f} beats champion {champion[metric]:.4f} by {gain:+.4f}"
+                       f"below register.min_improvement {cfg.min_improvement}{noise}")
+    return True, f"{metric} {candidate[metric]:.4f} beats champion {champion[metric]:.4f} by {gain:+.4f}{noise}"
 
 
 def rescore(model_uri: str, images: np.ndarray, labels: np.ndarray) -> dict:
@@ -98,7 +106,8 @@ def run(p: Params) -> dict:
 
     if not Path(p.paths.metrics).exists():
         raise StepError(f"{p.paths.metrics} is missing: run train and evaluate first (`dvc repro evaluate`)")
-    candidate = read_json(p.paths.metrics)["test"]
+    metrics = read_json(p.paths.metrics)
+    candidate = metrics["test"]
     if p.register.metric not in candidate:
         raise StepError(f"register.metric {p.register.metric!r} is not a test metric; choose from {sorted(candidate)}")
     try:
@@ -108,7 +117,8 @@ def run(p: Params) -> dict:
     test = load_splits(p.paths)["test"]  # read once: hashed, and re-scored by the champion if it changed
     md5 = test_md5(*test)
     champion, champ_metrics, how = champion_metrics(p, test, md5)
-    promote, reason = decide(candidate, champ_metrics, p.register)
+    promote, reason = decide(candidate, champ_metrics, p.register,
+                             metrics.get("test_intervals", {}).get(p.register.metric))
     version = registry.add_version(p, model_uri, tags={
         "test_md5": md5, "decision": "promoted" if promote else "rejected", "reason": reason,
         "compared_with": f"v{champion.version}" if champion else "none",

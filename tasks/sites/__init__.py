@@ -8,8 +8,8 @@ Everything a site has lives in `<paths.sites>/<NAME>/`: `site.yaml` (its images 
 model), the worklist, the validated copy of the reviewer's labels, and a `dvc.yaml` whose stages (`adapt`,
 `register`) DVC runs, so the labels and the images are versioned inputs with their hashes in the site's
 `dvc.lock`. Modules: `films` (the site's files, patients and labels), `query` (which films to label),
-`finetune` (the adaptation, its cross-fitting and the served operating point), `measure` (metrics with
-intervals over patients), `adapt` (the adapt stage), `package` (the site model's servable parts), `runs` (its
-MLflow run), `gate` (the site alias), `cli` (the commands), `report` (what `report` prints), `stage` (the
-site folder and its DVC stages).
+`finetune` (the adaptation, its cross-fitting and the served operating point), `adapt` (the adapt stage),
+`package` (the site model's servable parts), `runs` (its MLflow run), `gate` (the site alias), `cli` (the
+commands), `report` (what `report` prints), `stage` (the site folder and its DVC stages); the metrics'
+intervals over patients come from tasks.intervals.
 """

@@ -19,11 +19,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from tasks import registry, tracking
+from tasks import intervals, registry, tracking
 from tasks.config import Params
 from tasks.errors import StepError
 from tasks.files import file_md5, write_json
-from tasks.sites import films, finetune, measure, runs, stage
+from tasks.sites import films, finetune, runs, stage
 from tasks.sites.package import CHECKED, check_package, refit_ood, save, site_reference
 
 log = logging.getLogger(__name__)
@@ -88,12 +88,12 @@ def adapt(p: Params, name: str) -> dict:
     x = films.load(s["images"], labels.path.tolist(), serving["image_size"], progress=sys.stderr.isatty())
     mode, tta = serving["normalize"], serving.get("tta", 0)
     before_raw = raw_scores(base, x, mode, tta)
-    before = measure.with_intervals(y, M.apply_temperature(before_raw, serving["temperature"], serving["bias"]),
+    before = intervals.with_intervals(y, M.apply_temperature(before_raw, serving["temperature"], serving["bias"]),
                                     serving["threshold"], labels.patient_id, cfg.bootstrap, cfg.seed)
     oof, folds = finetune.crossfit(lambda: clone(base), (x, y), labels.patient_id.to_numpy(), splits["train"], cfg,
                                    p.train, serving, cfg.seed, log.info)
     prob, threshold = finetune.nested(y, oof, folds, cfg.target_sensitivity)
-    after = measure.with_intervals(y, prob, threshold, labels.patient_id, cfg.bootstrap, cfg.seed)
+    after = intervals.with_intervals(y, prob, threshold, labels.patient_id, cfg.bootstrap, cfg.seed)
     log.info(f"site: adapting the served model on all {len(y)} labelled films")
     model = finetune.fine_tune(clone(base), (x, y), splits["train"], cfg, p.train, mode, cfg.seed)
     op, fitted_on, measured = operating_point(s, held, base, model, serving, (y, oof), cfg)
@@ -118,11 +118,11 @@ def adapt(p: Params, name: str) -> dict:
               "measure_md5": file_md5(f["measure"]) if f["measure"].exists() else None}
     write_json(f["report"], report)
     log.info(f"site {name}: {len(y)} labelled films; source model vs adapted (cross-fitted, 95 % intervals):\n"
-             + measure.table({"source model": before, "adapted": after}))
+             + intervals.table({"source model": before, "adapted": after}))
     if measured:
         log.info(f"site {name}: the measurement sample ({measured['films']} films never trained on; served "
                  f"operating point fitted on the {fitted_on}, nested when that is the sample):\n"
-                 + measure.table({"source model": measured["before"], "adapted": measured["after"]}))
+                 + intervals.table({"source model": measured["before"], "adapted": measured["after"]}))
     return report
 
 
@@ -150,8 +150,8 @@ def operating_point(s: dict, held: pd.DataFrame, base, model, serving: dict, wor
                     "point comes from the worklist's cross-fitted scores")
     return op, fitted_on, {
         "films": int(len(y)), "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
-        "before": measure.with_intervals(y, source, serving["threshold"], patients, cfg.bootstrap, cfg.seed),
-        "after": measure.with_intervals(y, prob, threshold, patients, cfg.bootstrap, cfg.seed)}
+        "before": intervals.with_intervals(y, source, serving["threshold"], patients, cfg.bootstrap, cfg.seed),
+        "after": intervals.with_intervals(y, prob, threshold, patients, cfg.bootstrap, cfg.seed)}
 
 
 def films_md5(digests) -> str:

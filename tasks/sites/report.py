@@ -3,11 +3,11 @@ patients, on the measurement sample (the site's estimate) and then on the films 
 registry's decision. Read from the site's `report.json` and `registry.json`; nothing is computed here."""
 from __future__ import annotations
 
-from tasks import registry
+from tasks import intervals, registry
 from tasks.config import Params
 from tasks.errors import StepError
 from tasks.files import read_json
-from tasks.sites import measure, stage
+from tasks.sites import stage
 
 
 def show(p: Params, name: str) -> None:
@@ -19,7 +19,7 @@ def show(p: Params, name: str) -> None:
     r = read_json(f["report"])
     print(f"site {name}: {r['labels']} films labelled to adapt on ({r['normal']} NORMAL, {r['pneumonia']} PNEUMONIA, "
           f"query {r['query']}), source {r['source_model']}; 95 % intervals over patients")
-    worklist = measure.table({"source model": r["before"], "adapted (cross-fitted)": r["after"]})
+    worklist = intervals.table({"source model": r["before"], "adapted (cross-fitted)": r["after"]})
     if r.get("measured"):
         m = r["measured"]
         print(f"on the measurement sample: {m['films']} films drawn at random, never trained on ({m['normal']} NORMAL, "
@@ -27,7 +27,7 @@ def show(p: Params, name: str) -> None:
         if r.get("fitted_on") == "measurement sample":
             print("the served threshold is fitted on these films; each patient here is decided by the threshold "
                   "of the others (nested)")
-        print(measure.table({"source model": m["before"], "adapted": m["after"]}))
+        print(intervals.table({"source model": m["before"], "adapted": m["after"]}))
         print(f"on the films the query picked ({r['folds']}-fold patient-grouped cross-fitting, each fold at the "
               "others' threshold): the hardest films, not an estimate of the site")
     else:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from tasks import tracking
 from tasks.config import Params
 from tasks.files import file_md5
+from tasks.intervals import SHOWN
 from tasks.sections import flat_params
-from tasks.sites.measure import SHOWN
 
 SITE_METRICS = ("accuracy", "recall", "specificity", "roc_auc", "balanced_accuracy")
 

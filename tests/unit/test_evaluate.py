@@ -59,3 +59,23 @@ def test_the_headline_is_a_dozen_of_the_metrics_with_the_worst_stress_drop():
     assert all(metrics[name.split(".")[0]][name.split(".")[1]] == v for name, v in flat.items())
     assert "test.tp" not in flat and head["stress_worst_drop_balanced_accuracy"] == 0.07
     assert head["threshold"] == 0.4 and head["ood_test_pass"] == 0.98
+
+
+def test_test_intervals_are_over_patients_and_hold_the_point(tmp_path):
+    import pandas as pd
+
+    y, prob = validation(n=200)
+    split = tmp_path / "split.csv"
+    rows = [{"split": "val", "patient_id": "v"}] * 7  # other splits' rows are not the test's patients
+    pd.DataFrame(rows + [{"split": "test", "patient_id": f"p{i}"} for i in range(200)]).to_csv(split, index=False)
+    per_film = evaluate.test_intervals(y, prob, 0.5, str(split), 300)
+    pd.DataFrame(rows + [{"split": "test", "patient_id": f"p{i // 10}"} for i in range(200)]).to_csv(split,
+                                                                                                  index=False)
+    per_patient = evaluate.test_intervals(y, prob, 0.5, str(split), 300)
+    assert (per_film["films"], per_film["patients"], per_patient["patients"]) == (200, 200, 20)
+    point = evaluate.score(y, prob, 0.5, prevalence=0.5)
+    for k in ("accuracy", "recall", "specificity", "roc_auc"):
+        assert per_film[k][0] <= point[k] <= per_film[k][1]
+    # ten films a patient are not ten independent films: the interval widens
+    assert per_patient["accuracy"][1] - per_patient["accuracy"][0] > per_film["accuracy"][1] - per_film["accuracy"][0]
+    assert evaluate.test_intervals(y, prob, 0.5, str(split), 0) == {}

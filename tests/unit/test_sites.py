@@ -3,8 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tasks import intervals
 from tasks.metrics import apply_temperature
-from tasks.sites import films, finetune, measure, query
+from tasks.sites import films, finetune, query
 from tasks.sites.gate import decide, floors
 from tests.helpers import image_bytes
 
@@ -159,13 +160,13 @@ def test_intervals_contain_the_estimate_and_widen_with_fewer_patients():
     rng = np.random.default_rng(0)
     y = np.tile([0, 1], 100)
     prob = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.2, len(y)), 0, 1)
-    many = measure.with_intervals(y, prob, 0.5, np.arange(len(y)), n=300)
-    few = measure.with_intervals(y, prob, 0.5, np.arange(len(y)) // 20, n=300)  # 10 patients of 20 films
-    for k in measure.SHOWN:
+    many = intervals.with_intervals(y, prob, 0.5, np.arange(len(y)), n=300)
+    few = intervals.with_intervals(y, prob, 0.5, np.arange(len(y)) // 20, n=300)  # 10 patients of 20 films
+    for k in intervals.SHOWN:
         assert many[f"{k}_ci"][0] <= many[k] <= many[f"{k}_ci"][1]
     width = lambda m: m["accuracy_ci"][1] - m["accuracy_ci"][0]  # noqa: E731
     assert few["patients"] == 10 and width(few) > width(many)
-    assert "| adapted | 200 |" in measure.table({"adapted": many})
+    assert "| adapted | 200 |" in intervals.table({"adapted": many})
 
 
 def test_the_site_gate_moves_only_on_a_win():

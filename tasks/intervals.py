@@ -1,5 +1,6 @@
-"""Site metrics with 95 % confidence intervals from a bootstrap over patients (films of one patient move
-together, so the interval is not narrowed by counting a patient's films as independent)."""
+"""Metrics with 95 % confidence intervals from a bootstrap over patients (films of one patient move
+together, so the interval is not narrowed by counting a patient's films as independent): evaluate's test split
+and a site's films."""
 from __future__ import annotations
 
 import numpy as np
