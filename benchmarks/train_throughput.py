@@ -59,7 +59,7 @@ def default(files: list[Path], n: int, precision: str = "float32") -> float:
     from tasks import config, images
     from tasks.batches import datasets
     from tasks.model import build_model
-    from tasks.train import policy
+    from tasks.precision import policy
 
     p = config.load()
     size = p.data.image_size

@@ -70,3 +70,22 @@ def test_the_import_graph_has_no_circle_and_only_goes_down():
     assert {m: sorted(g[m] & STEPS) for m in g if m.startswith("tasks.") and g[m] & STEPS} == {}
     assert g["tasks.errors"] <= {"__future__"}
     assert [m for m in g if m.startswith("tasks") and "prefect" in g[m]] == []
+
+
+def test_every_project_import_names_something_that_exists():
+    """A name moved to another module fails here, not in a benchmark's lazy import an hour later."""
+    import importlib
+
+    missing = []
+    for pkg in ("tasks", "flows", "benchmarks", "tests"):
+        for path in (REPO / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not (isinstance(node, ast.ImportFrom) and node.module and not node.level
+                        and node.module.split(".")[0] in ("tasks", "flows")):
+                    continue
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if not hasattr(module, alias.name) and not (
+                            hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{alias.name}")):
+                        missing.append(f"{path.relative_to(REPO)}: {node.module}.{alias.name}")
+    assert not missing, missing
