@@ -59,9 +59,6 @@ class Registry:
     def add(self, name: str, target: Any, settings: Any = None) -> None:
         self.entries[name] = Entry(target, settings)
 
-    def remove(self, name: str) -> None:
-        self.entries.pop(name, None)
-
     def _load(self) -> None:
         if not self._loaded:
             self._loaded = True
