@@ -2,7 +2,7 @@
 lists, in its order; each step is an entry of tasks.plugins.AUGMENTATIONS called as `fn(amount, seed)`.
 
 The built-in steps suit X-rays: a small affine, brightness and contrast, an optional horizontal flip and
-never a vertical one (a chest film has an orientation). Inputs are float32 in [0, 1]; tasks.data clips after.
+never a vertical one (a chest film has an orientation). Inputs are float32 in [0, 1]; tasks.batches clips after.
 """
 from __future__ import annotations
 

@@ -4,19 +4,19 @@ and one params.yaml section under the name it is registered with.
 
 | registry | chosen by | its settings in params.yaml | the implementation is called as |
 |---|---|---|---|
-| SOURCES | `ingest.source` | `ingest.<name>` | `fn(settings, ingest, workdir) -> Path or (manifest, pixels)` |
+| SOURCES | `ingest.source` | `ingest.<name>` | `fn(settings, ingest, workdir) -> Path` (a folder or an .npz) |
 | MODELS | `model.name` | `model.<name>` | `fn(settings, image_size) -> keras.Model` (uncompiled) |
 | AUGMENTATIONS | every key of `train.augment` | `train.augment.<name>` | `fn(settings, seed) -> keras layer or None` |
 | THRESHOLDS | `evaluate.threshold` | `evaluate.<name>` | `fn(y, prob, settings) -> float` |
 
-A source returns a folder in the Kaggle layout (`<split>/<CLASS>/<files>`, read and decoded by ingest) or the
-manifest and pixels themselves. An augmentation returns None to stand aside (a zero amount). Settings are
-validated when params.yaml is loaded (tasks.config), so a typo fails before any work; an entry with no
-settings type takes none (its section may be left out).
+A source returns a folder in the Kaggle layout (`<split>/<CLASS>/<files>`, read and decoded by ingest) or an
+`.npz` in the MedMNIST layout (`<split>_images`, `<split>_labels`). An augmentation returns None to stand
+aside (the flip, when off). Settings are validated when params.yaml is loaded (tasks.config), so a typo fails
+before any work; an entry with no settings type takes none (its section may be left out).
 
-Entries are registered three ways: the built-ins below (named by "module:attribute", imported on first use,
-so checking params never imports keras); a package's entry points in the group `pneumonia_mlops.<registry>`
-(`sources`, `models`, `augmentations`, `thresholds`), each pointing at an `Entry`; or `add()` at run time.
+Entries come from the built-ins below (named by "module:attribute", imported on first use, so checking params
+never imports keras) and from installed packages' entry points in the group `pneumonia_mlops.<registry>`
+(`sources`, `models`, `augmentations`, `thresholds`), each pointing at an `Entry`.
 """
 from __future__ import annotations
 
@@ -55,9 +55,6 @@ class Registry:
 
     def __init__(self, kind: str, builtin: dict[str, Entry]):
         self.kind, self.entries, self._loaded = kind, dict(builtin), False
-
-    def add(self, name: str, target: Any, settings: Any = None) -> None:
-        self.entries[name] = Entry(target, settings)
 
     def _load(self) -> None:
         if not self._loaded:
