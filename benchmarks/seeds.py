@@ -6,7 +6,7 @@
 Run in a scratch checkout whose `dvc repro split` has prepared the real data (`pneumonia-pipeline
 ingest.source=folder ...` does): for each `--set` (a params override, or several joined by `,`;
 `model.fast_cnn.filters=[32,64,128]` is one) and seed it
-sets params.yaml (`flows.stages.set_params`), runs `python -m tasks.train` and `python -m tasks.evaluate`
+sets params.yaml (`flows.overrides.set_params`), runs `python -m tasks.train` and `python -m tasks.evaluate`
 (no DVC, no registry), and appends the CPU, the setting, the seed, the training seconds and img/s, the best
 validation AUC and the test split's accuracy, AUC, sensitivity and specificity to `--out`; rows already
 there are skipped. Prints a mean +- spread table per setting. params.yaml is restored at the end.
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--out", default="reports/seeds.jsonl")
     args = ap.parse_args()
 
-    from flows.stages import set_params
+    from flows.overrides import set_params
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.tasks import exponential_backoff
 
 from flows import stages
+from flows.overrides import check_params, set_params
 from tasks.errors import EXIT_REJECTED, StepError
 
 
@@ -122,7 +123,7 @@ def pneumonia_training(overrides: list[str] | None = None, experiment_name: str 
 
     with stages.workspace_lock("pneumonia-training"):
         if overrides:
-            stages.set_params(overrides)
+            set_params(overrides)
         elif not (todo := stages.changed()):
             markdown = "# pneumonia-training\n\nnothing new since the last run (`dvc status` is clean): not retrained\n"
             get_run_logger().info("nothing new since the last run (dvc status is clean: no new data, code or "
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     if bad := [o for o in args.overrides if "=" not in o]:
         ap.error(f"overrides are key=value, got {' '.join(bad)}")
     try:  # before Prefect starts: a bad params.yaml or override is one line and exit 2, in a second
-        stages.check_params(args.overrides)
+        check_params(args.overrides)
     except (stages.StageRejected, StepError) as err:
         print(f"pneumonia-pipeline: error: {err}", file=sys.stderr)
         sys.exit(EXIT_REJECTED)

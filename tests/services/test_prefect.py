@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from flows import stages
+from flows import overrides, stages
 from tests.helpers import REPO, TINY_TRAIN, deep_update, webhook
 from tests.mlflow_server import free_port, wait_http
 from tests.pipeline.conftest import RepoCopy
@@ -27,11 +27,11 @@ def test_flow_runs_exactly_the_dvc_stages_in_order():
 def test_overrides_keep_comments_and_reject_unknown_sections(tmp_path):
     original = (REPO / "params.yaml").read_text()
     (tmp_path / "params.yaml").write_text(original)
-    stages.set_params(["train.learning_rate=0.001"], tmp_path)
+    overrides.set_params(["train.learning_rate=0.001"], tmp_path)
     expected = original.replace("  learning_rate: 0.002        # peak", "  learning_rate: 0.001        # peak")
     assert expected != original and (tmp_path / "params.yaml").read_text() == expected
     with pytest.raises(stages.StageRejected, match="no section"):
-        stages.set_params(["nope.x=1"], tmp_path)
+        overrides.set_params(["nope.x=1"], tmp_path)
 
 
 @pytest.mark.parametrize("override, match", [("train.epochs=many", "params.train.epochs"),
@@ -40,7 +40,7 @@ def test_overrides_keep_comments_and_reject_unknown_sections(tmp_path):
 def test_a_bad_override_leaves_params_yaml_as_it_was(tmp_path, override, match):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     with pytest.raises(stages.StageRejected, match=match):
-        stages.set_params(["train.batch_size=16", override], tmp_path)
+        overrides.set_params(["train.batch_size=16", override], tmp_path)
     assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
