@@ -42,6 +42,22 @@ def dvc_env() -> dict:
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
 
 
+# DVC's advice after each stage (git add the lock file, autostage, push), repeated 6 lines a stage, and native
+# start-up notices; the flow pushes and records the run itself. A progress bar's redraws (tqdm's "desc: 40%|")
+# arrive as lines too. Everything else a stage prints is relayed.
+CHATTER = ("Updating lock file", "Generating lock file", "To track the changes with git", "git add ",
+           "To enable auto staging", "dvc config core.autostage", "Use `dvc push` to send", "I0000",
+           "WARNING: All log messages before absl")
+
+PROGRESS = re.compile(r"[\w.-]+:\s+\d+%\|")
+
+
+def relayed(line: str) -> bool:
+    """Whether a line of a stage's output is worth the user's eyes (not empty, not DVC's advice or a notice)."""
+    line = line.strip()
+    return bool(line) and not line.startswith(CHATTER) and not PROGRESS.match(line)
+
+
 def run_stage(stage: str, log: Callable[[str], None] = print, root: Path = Path("."),
               timeout: float | None = None) -> str:
     """`dvc repro --single-item <stage>`: runs it only if its deps or params changed; returns its output.
@@ -64,7 +80,7 @@ def run_stage(stage: str, log: Callable[[str], None] = print, root: Path = Path(
         for line in proc.stdout:
             line = line.rstrip()
             lines.append(line)
-            if line and not line.startswith(("ingest:", "I0000", "WARNING: All log")):
+            if relayed(line):
                 log(line)
         code = proc.wait()
     finally:

@@ -9,6 +9,7 @@ import json
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
@@ -22,7 +23,11 @@ class PneumoniaModel(mlflow.pyfunc.PythonModel):
         import keras
 
         from tasks import ood, reference
-        from tasks.serving import predict_frame
+        from tasks.server_log import quiet_disconnects
+        from tasks.serving import http_request, predict_frame
+
+        if http_request():  # in the scoring server: a client hanging up mid-request is one line, not a traceback
+            quiet_disconnects()
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
         with open(context.artifacts["config"]) as fh:
@@ -34,7 +39,9 @@ class PneumoniaModel(mlflow.pyfunc.PythonModel):
         size = self.config["image_size"]
         predict_frame(self.model, self.config, self.detector, np.zeros((1, size, size), np.uint8))
 
-    def predict(self, context, model_input, params=None):
+    # DataFrame in and out: the type hint MLflow takes as "no schema from hints" (the signature is declared in
+    # tasks.serving.pyfunc_spec); without any hint MLflow warns on every load
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from tasks.serving import check_request, http_request, predict_column
 
         if "image" not in getattr(model_input, "columns", []):

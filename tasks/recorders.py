@@ -85,6 +85,8 @@ def split_dataset(p: Params, frame, split: str, tags: dict[str, str]):
     digest = hashlib.md5(f"{tags['data_md5']} {tags['split_md5']} {split}".encode()).hexdigest()[:16]
     with warnings.catch_warnings():  # MLflow 3 registers its local-path source twice and warns it is ambiguous
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        # and hints that integer columns cannot hold missing values: the split file has none, by validation
+        warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column")
         return mlflow.data.from_pandas(rows, source=str(Path(p.ingest.input).resolve()), targets="label",
                                        name=f"{p.ingest.source}-{split}", digest=digest)
 

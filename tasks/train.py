@@ -92,12 +92,31 @@ def cosine(p: Train):
     return schedule
 
 
+class BackupUnreadable(RuntimeError):
+    """The backup of an interrupted training cannot be restored (a kill cut it in half)."""
+
+
+def restore(p: Params):
+    """Keras' BackupAndRestore, whose failure to read the backup raises BackupUnreadable: only that failure
+    makes a resumed training start over; any other error of a resumed fit (a full disk, bad data) is raised."""
+    import keras
+
+    class Restore(keras.callbacks.BackupAndRestore):
+        def on_train_begin(self, logs=None):
+            try:
+                super().on_train_begin(logs)
+            except (OSError, ValueError, KeyError) as err:  # a cut weights file, cut or empty metadata JSON
+                raise BackupUnreadable(str(err).splitlines()[0][:200] if str(err) else type(err).__name__) from err
+
+    return Restore(str(backup_dir(p)))
+
+
 def callbacks(p: Params, extra: list):
     import keras
 
     t = p.train
     return [
-        keras.callbacks.BackupAndRestore(str(backup_dir(p))),
+        restore(p),
         keras.callbacks.ModelCheckpoint(str(model_path(p)), monitor="val_auc", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=t.patience, restore_best_weights=True),
         keras.callbacks.LearningRateScheduler(cosine(t)),
@@ -150,10 +169,8 @@ def run(p: Params) -> dict:
     splits = load_splits(p.paths)
     try:
         model, history, seconds = fit(p, splits)
-    except (OSError, ValueError) as err:  # a backup the kill cut in half cannot be restored: start over, once
-        if not resuming:
-            raise
-        log.warning(f"train: the backup in {backup_dir(p)} cannot be restored ({str(err).splitlines()[0][:200]}); "
+    except BackupUnreadable as err:  # a backup the kill cut in half: start over, once
+        log.warning(f"train: the backup in {backup_dir(p)} cannot be restored ({err}); "
                     "training starts over")
         shutil.rmtree(backup_dir(p), ignore_errors=True)
         live_history(p).unlink(missing_ok=True)

@@ -23,9 +23,9 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 # the project files each site stage runs (tests/unit/test_stage_deps.py checks them against the imports)
 ADAPT_CODE = [f"tasks/{m}.py" for m in (
     "augment", "cli", "config", "data", "dicom", "errors", "files", "images", "inference", "intervals", "metrics",
-    "ood", "plots", "plugins", "preprocess", "pyfunc_model", "reference", "registry", "sections", "serving",
-    "sites/__init__", "sites/adapt", "sites/films", "sites/finetune", "sites/package", "sites/runs", "sites/stage",
-    "sources/__init__", "sources/folder", "suite")]
+    "ood", "plots", "plugins", "preprocess", "pyfunc_model", "reference", "registry", "sections", "server_log",
+    "serving", "sites/__init__", "sites/adapt", "sites/films", "sites/finetune", "sites/package", "sites/runs",
+    "sites/stage", "sources/__init__", "sources/folder", "suite")]
 GATE_CODE = [f"tasks/{m}.py" for m in ("cli", "config", "errors", "files", "plugins", "registry", "sections",
                                         "sites/__init__", "sites/gate", "sites/stage")]
 

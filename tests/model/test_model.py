@@ -174,6 +174,28 @@ def test_a_backup_the_kill_cut_in_half_starts_training_over(tiny_workdir, caplog
 
 
 @pytest.mark.slow
+def test_a_resumed_training_that_fails_for_another_reason_is_not_started_over(tiny_workdir, monkeypatch, caplog):
+    """Only an unreadable backup starts a resumed training over: a full disk mid-fit is raised, not retrained."""
+    import keras
+
+    from tests.helpers import write_params
+
+    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 2}}))
+    train.backup_dir(p).mkdir(parents=True)
+    (train.backup_dir(p) / "fingerprint.json").write_text(json.dumps({"fingerprint": train.fingerprint(p)}))
+
+    class DiskFull(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train.system, "callback", DiskFull)
+    with caplog.at_level("WARNING"), pytest.raises(OSError, match="No space left"):
+        train.run(p)
+    assert "starts over" not in caplog.text
+    assert (train.backup_dir(p) / "fingerprint.json").exists(), "the backup is kept for the next rerun"
+
+
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tiny_workdir):
     from tests.helpers import write_params
 

@@ -2,8 +2,10 @@
 import base64
 import io
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -271,8 +273,16 @@ def test_predict_and_serve_the_champion(registry, capsys):
         broken = requests.post(f"{url}/invocations", data="{not json", timeout=30,
                                headers={"Content-Type": "application/json"})
         assert 400 <= broken.status_code < 500
+        with socket.create_connection(("127.0.0.1", port)) as half:  # a client that hangs up mid-request
+            half.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100000\r\n\r\n{\"dataframe_split\": ")
+            time.sleep(0.5)
         assert post([good]).status_code == 200  # still serving after the bad requests
     finally:
         server.terminate()
         server.wait(30)
         log.close()
+    from tasks.server_log import DISCONNECT
+
+    served = Path("serve.log").read_text()
+    assert DISCONNECT in served and "ClientDisconnect" not in served and "Exception in ASGI" not in served
