@@ -26,6 +26,7 @@ from prefect.tasks import exponential_backoff
 
 from flows import stages
 from flows.overrides import check_params, set_params
+from flows.settings import TrainingSettings
 from tasks.errors import EXIT_REJECTED, StepError
 
 
@@ -41,11 +42,15 @@ def transient(task, task_run, state) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_condition_fn=transient)
-def run_stage(stage: str) -> str:
-    from tasks import config
+def run_stage(stage: str, run_name: str) -> str:
+    """One DVC stage; its MLflow run (train's) is named `run_name` and names this flow run."""
+    from prefect.runtime import flow_run
+
+    from tasks import config, tracking
 
     minutes = config.load().orchestration.stage_timeout_minutes
-    return stages.run_stage(stage, get_run_logger().info, timeout=60 * minutes)
+    env = {tracking.RUN_NAME_ENV: run_name, tracking.FLOW_RUN_ENV: f"{flow_run.name} ({flow_run.id})"}
+    return stages.run_stage(stage, get_run_logger().info, timeout=60 * minutes, env=env)
 
 
 def _read(path: str) -> dict:
@@ -73,9 +78,18 @@ def summary() -> str:
     reg = _read(p.paths.registry)
     rows = "\n".join(f"| {k} | {test[k]:.4f} |" for k in ("accuracy", "recall", "specificity", "f1", "roc_auc")
                      if k in test)
+    run, version = f"`{reg.get('run_id', 'n/a')}`", f"{reg.get('model_name', 'n/a')} v{reg.get('version', '?')}"
+    if reg.get("run_id"):  # links into MLflow's UI (its model-training view)
+        from mlflow import MlflowClient
+
+        from tasks import tracking
+
+        found = MlflowClient(tracking.tracking_uri(p)).get_run(reg["run_id"]).info
+        run = f"[{found.run_name}]({tracking.run_link(p, found.experiment_id, found.run_id)}) (`{found.run_id}`)"
+        version = f"[{version}]({tracking.version_link(p, reg['model_name'], reg['version'])})"
     markdown = (f"# pneumonia-training\n\n- data: `{p.ingest.source}` pixels md5 `{data_md5}`\n"
-                f"- MLflow run: `{reg.get('run_id', 'n/a')}`, model `{reg.get('model_uri', 'n/a')}`\n"
-                f"- registry: {reg.get('model_name', 'n/a')} v{reg.get('version', '?')} "
+                f"- MLflow run: {run}, model `{reg.get('model_uri', 'n/a')}`\n"
+                f"- registry: {version} "
                 f"**{'promoted' if reg.get('promoted') else 'not promoted'}**: {reg.get('reason', '')}\n\n"
                 f"| test metric | value |\n|---|---|\n{rows}\n")
     create_markdown_artifact(markdown, key="pneumonia-training-summary", description="run summary")
@@ -116,11 +130,19 @@ def record_experiment(name: str) -> str:
 
 
 @flow(name="pneumonia-training", log_prints=True, on_failure=[report_failure])
-def pneumonia_training(overrides: list[str] | None = None, experiment_name: str | None = None) -> str:
-    """Run every DVC stage in order and record the run as a DVC experiment; without overrides and with nothing
-    new since the last run (`dvc status` clean: no new data, code or params), stop at once and say so."""
+def pneumonia_training(settings: TrainingSettings | None = None, overrides: list[str] | None = None,
+                       experiment_name: str | None = None) -> str:
+    """Run every DVC stage in order and record the run as a DVC experiment; without settings or overrides and
+    with nothing new since the last run (`dvc status` clean: no new data, code or params), stop at once and say so.
+
+    Args:
+        settings: typed values of the params.yaml keys most often changed (empty: the file's value)
+        overrides: any other params.yaml key, as `key.sub=value` strings (e.g. `model.name=seed_cnn`)
+        experiment_name: the DVC experiment (and MLflow run) name; default `run-<UTC time>`
+    """
     import time
 
+    overrides = [*(settings.overrides() if settings else []), *(overrides or [])]
     with stages.workspace_lock("pneumonia-training"):
         if overrides:
             set_params(overrides)
@@ -132,14 +154,15 @@ def pneumonia_training(overrides: list[str] | None = None, experiment_name: str 
             return markdown
         else:
             get_run_logger().info(f"stages to rerun (dvc status): {', '.join(todo)}")
+        name = experiment_name or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
         previous = None
         for stage in stages.stage_names():  # waiting for the previous one gives the flow's graph its edges
-            previous = run_stage.with_options(name=stage)(stage, wait_for=[previous] if previous else None,
+            previous = run_stage.with_options(name=stage)(stage, name, wait_for=[previous] if previous else None,
                                                           return_state=True)
             previous.result()  # raises, and so stops the flow, when the stage failed for good
         push()
         markdown = summary()
-        record_experiment(experiment_name or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime()))
+        record_experiment(name)
     return markdown
 
 

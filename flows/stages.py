@@ -59,10 +59,11 @@ def relayed(line: str) -> bool:
 
 
 def run_stage(stage: str, log: Callable[[str], None] = print, root: Path = Path("."),
-              timeout: float | None = None) -> str:
+              timeout: float | None = None, env: dict[str, str] | None = None) -> str:
     """`dvc repro --single-item <stage>`: runs it only if its deps or params changed; returns its output.
-    After `timeout` seconds the stage (dvc and every process it started) is killed: StageTimedOut."""
-    proc = subprocess.Popen(["dvc", "repro", "--single-item", stage], cwd=root, env=dvc_env(),
+    After `timeout` seconds the stage (dvc and every process it started) is killed: StageTimedOut. `env` is
+    added to the stage's environment."""
+    proc = subprocess.Popen(["dvc", "repro", "--single-item", stage], cwd=root, env={**dvc_env(), **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             start_new_session=True)  # its own process group, so a kill reaches the step too
     killed = threading.Event()

@@ -162,6 +162,7 @@ class Tracking(Section):
     uri: str
     artifacts: str
     experiment: str
+    ui: str  # where links point for a local store (a tracking server's links use its own address)
 
 
 class Register(Section):

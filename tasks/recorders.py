@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tasks.config import Params
 from tasks.files import file_md5, model_path, read_json
-from tasks.tracking import SWEEP_RUN_ENV, configure, evaluation_run, logged_params, run_tags, train_run
+from tasks.tracking import (FLOW_RUN_ENV, RUN_NAME_ENV, SWEEP_RUN_ENV, configure, evaluation_run, logged_params,
+                            run_tags, train_run)
 
 
 def record(step: str, p: Params, result) -> None:
@@ -36,10 +37,14 @@ def record_train(p: Params, report: dict) -> None:
     import pandas as pd
 
     experiment_id = configure(p)
-    parent = os.environ.get(SWEEP_RUN_ENV)
-    # named after the DVC experiment when `dvc exp run` runs the stage (MLflow's random name otherwise)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"),
-                          tags={"mlflow.parentRunId": parent} if parent else None):
+    parent, flow_run = os.environ.get(SWEEP_RUN_ENV), os.environ.get(FLOW_RUN_ENV)
+    tags = {"mlflow.note.content": describe_training(p, report, flow_run)}  # the run page's description
+    tags.update({"mlflow.parentRunId": parent} if parent else {})
+    tags.update({"prefect_flow_run": flow_run} if flow_run else {})
+    # named after the DVC experiment it is recorded as (`dvc exp run`, the training flow); MLflow's random name
+    # only under a bare `dvc repro`
+    name = os.environ.get("DVC_EXP_NAME") or os.environ.get(RUN_NAME_ENV)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags):
         tags = describe_model_run(p)
         history = pd.read_csv(p.paths.history)
         for row in history.to_dict("records"):
@@ -48,6 +53,14 @@ def record_train(p: Params, report: dict) -> None:
         mlflow.log_metrics({"train_seconds": report["seconds"], "train_images_per_second": report["images_per_second"]})
         mlflow.log_artifact(p.paths.history, "curves")
         log_datasets(p, tags)
+
+
+def describe_training(p: Params, report: dict, flow_run: str | None) -> str:
+    """A training run's description: what was trained on what, how long, and what started it."""
+    started = f"the Prefect flow run {flow_run}" if flow_run else "`dvc repro`"
+    return (f"`{p.model.name}` trained on `{p.ingest.source}` data ({report['train_images']} images at "
+            f"{p.data.image_size} px) for {report['epochs']} epochs in {report['seconds']:.0f} s; the weights of the "
+            f"best validation AUC ({report['best_val_auc']}) are the model. Started by {started}.")
 
 
 def describe_model_run(p: Params) -> dict[str, str]:

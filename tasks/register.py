@@ -22,6 +22,7 @@ from tasks.files import read_json, write_json
 from tasks.metrics import LOWER_IS_BETTER
 
 log = logging.getLogger(__name__)
+HEADLINE = ("roc_auc", "accuracy", "recall", "specificity")  # each version's test metrics as tags
 
 
 def decide(candidate: dict, champion: dict | None, cfg: Register, interval: list | None = None) -> tuple[bool, str]:
@@ -73,11 +74,12 @@ def rescore(model_uri: str, images: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def champion_metrics(p: Params, test: tuple, md5: str) -> tuple[object | None, dict | None, str]:
-    """(champion version, its test metrics on today's test data, how they were obtained)."""
+    """(champion version, its test metrics on today's test data, how they were obtained): the version's tags
+    when they hold `register.metric` on the same test data, else the champion re-scored."""
     version = registry.champion(p)
     if version is None:
         return None, None, "no champion yet"
-    if version.tags.get("test_md5") == md5:
+    if version.tags.get("test_md5") == md5 and f"test/{p.register.metric}" in version.tags:
         return version, {k.removeprefix("test/"): float(v) for k, v in version.tags.items()
                          if k.startswith("test/")}, "recorded on the same test data"
     images, labels = test
@@ -119,10 +121,13 @@ def run(p: Params) -> dict:
     champion, champ_metrics, how = champion_metrics(p, test, md5)
     promote, reason = decide(candidate, champ_metrics, p.register,
                              metrics.get("test_intervals", {}).get(p.register.metric))
+    # the tags a reader filters the versions table on (the reason and every metric are in the description
+    # and the run); the gate reads its metric back from them
+    shown = {*HEADLINE, p.register.metric} & set(candidate)
     version = registry.add_version(p, model_uri, tags={
-        "test_md5": md5, "decision": "promoted" if promote else "rejected", "reason": reason,
+        "test_md5": md5, "decision": "promoted" if promote else "rejected",
         "compared_with": f"v{champion.version}" if champion else "none",
-        **{f"test/{k}": str(v) for k, v in candidate.items() if isinstance(v, (int, float))}},
+        **{f"test/{k}": str(candidate[k]) for k in sorted(shown)}},
         description=describe(candidate, promote, reason, champion, len(test[1])))
     if promote:  # a ChampionMoved here exits 1: the flow's retry decides again against the new champion
         registry.promote(p, version, decided_against=champion)

@@ -8,6 +8,12 @@ from __future__ import annotations
 from tasks.config import Params
 
 ALIAS = "champion"
+MODEL_NOTE = ("Pneumonia in frontal chest X-rays, as an MLflow pyfunc. In: base64 image files (PNG, JPEG, DICOM, "
+              "...) in an `image` column. Out: the calibrated `probability` of pneumonia, the `label` (NORMAL or "
+              "PNEUMONIA) at the `threshold` chosen on validation, `ood_score` and `in_distribution` (false: the "
+              "image does not look like the chest films the model learned, and its label means nothing). "
+              "`@champion` is the version to serve; `@site-<name>` is a hospital's own adapted version. Each "
+              "version's description says what it was trained on and why it was or was not promoted.")
 
 
 def model_name(p: Params) -> str:
@@ -107,7 +113,9 @@ def add_version(p: Params, model_uri: str, tags: dict[str, str], description: st
     version = mlflow.register_model(model_uri, model_name(p), tags={**tags, **data})
     text = (f"{description}\n\nData: {data['data_source']} images at {data['image_size']} px, pixels md5 "
             f"{data['data_md5']}, split md5 {data['split_md5']}; code {data['git_commit']}; model {data['model']}.")
-    mlflow.MlflowClient().update_model_version(model_name(p), version.version, description=text)
+    client = mlflow.MlflowClient()
+    client.update_model_version(model_name(p), version.version, description=text)
+    client.update_registered_model(model_name(p), description=MODEL_NOTE)
     return version
 
 

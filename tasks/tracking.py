@@ -35,9 +35,19 @@ def tracking_uri(p: Params) -> str:
     return uri
 
 
-def configure(p: Params, name: str | None = None) -> str:
-    """Point MLflow at the configured store and experiment (`name`, default the project's); returns the
-    experiment id."""
+EXPERIMENT_NOTE = ("Training runs of the pneumonia pipeline (ingest, validate, split, train, evaluate, package, "
+                   "register): one run per trained model with its per-epoch curves, its test metrics with 95 % "
+                   "intervals, figures, the servable model and the registry's decision. A run named `<name>-reeval` "
+                   "re-evaluates its parent's model with other evaluate params; a run `site-<name>` adapts the "
+                   "champion to a hospital's labelled films (pneumonia-site).")
+MONITORING_NOTE = ("Monitoring runs (pneumonia-monitor): one per scored batch of a site's films, with the drift "
+                   "tests' statistics and p-values against the model's reference, the verdict as tags, and the "
+                   "batch's report and figure (counts and statistics only: no file name or pixel).")
+
+
+def configure(p: Params, name: str | None = None, note: str = EXPERIMENT_NOTE) -> str:
+    """Point MLflow at the configured store and experiment (`name`, default the project's; created with `note`
+    as its description); returns the experiment id."""
     import mlflow
 
     uri = tracking_uri(p)
@@ -47,8 +57,25 @@ def configure(p: Params, name: str | None = None) -> str:
     if experiment is None:
         # a server stores artifacts itself; a local sqlite store keeps them beside it under mlruns/
         location = None if uri.startswith("http") else Path(p.tracking.artifacts).resolve().as_uri()
-        return mlflow.create_experiment(name, artifact_location=location)
+        return mlflow.create_experiment(name, artifact_location=location, tags={"mlflow.note.content": note})
     return experiment.experiment_id
+
+
+VIEW = "workflowType=machine_learning"  # MLflow 3's model-training view; its UI opens in the GenAI view otherwise
+
+
+def ui_url(p: Params) -> str:
+    """The MLflow UI that links open: a tracking server's own address, else `tracking.ui` (`make ui`)."""
+    uri = tracking_uri(p)
+    return (uri if uri.startswith("http") else p.tracking.ui).rstrip("/")
+
+
+def run_link(p: Params, experiment_id: str, run_id: str) -> str:
+    return f"{ui_url(p)}/#/experiments/{experiment_id}/runs/{run_id}?{VIEW}"
+
+
+def version_link(p: Params, model: str, version) -> str:
+    return f"{ui_url(p)}/#/models/{model}/versions/{version}?{VIEW}"
 
 
 def git_commit() -> str:
@@ -92,6 +119,8 @@ def logged_params(p: Params) -> dict[str, str]:
 
 
 SWEEP_RUN_ENV = "PNEUMONIA_SWEEP_RUN"  # set by the sweep flow: its parent run's id
+RUN_NAME_ENV = "PNEUMONIA_RUN_NAME"  # set by the training flow: the DVC experiment its run is recorded as
+FLOW_RUN_ENV = "PNEUMONIA_FLOW_RUN"  # set by the training flow: its Prefect flow run, "name (id)"
 
 
 def start_sweep(p: Params, name: str) -> str:
@@ -132,7 +161,7 @@ def record_monitoring(p: Params, experiment: str, site: str, out: dict) -> str:
     from tasks.drift import TESTS
 
     r = out["result"]
-    experiment_id = configure(p, experiment)
+    experiment_id = configure(p, experiment, MONITORING_NOTE)
     tags = {"site": site, "model_uri": out["model_uri"], "model_version": out["model_version"], "batch": r["batch"],
             "drift": str(r["drift"]).lower(), "drifted": ",".join(r["drifted"]) or "none"}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{site}-{r['batch']}", tags=tags) as run:

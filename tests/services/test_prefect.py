@@ -139,7 +139,16 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         assert {"site", "images", "labels"} <= set(site["parameter_openapi_schema"]["properties"])
         watch = requests.get(f"{api}/deployments/name/pneumonia-monitor/site-monitoring").json()
         assert [(s["schedule"]["cron"], s["active"]) for s in watch["schedules"]] == [("0 * * * *", False)]
-        repo.run("prefect", "deployment", "run", "pneumonia-training/nightly-retrain")
+        # typed parameters: a form with the types and ranges of tasks.config; a bad value is refused at creation
+        schema = deployment["parameter_openapi_schema"]
+        epochs = schema["definitions"]["TrainingSettings"]["properties"]["epochs"]["anyOf"][0]
+        assert epochs == {"type": "integer", "exclusiveMinimum": 0}, epochs
+        refused = requests.post(f"{api}/deployments/{deployment['id']}/create_flow_run",
+                                json={"parameters": {"settings": {"epochs": 0}}})
+        assert refused.status_code in (409, 422) and "epochs" in refused.text, refused.text[:500]
+        epochs = TINY_FLOW["train"]["epochs"]  # the value params.yaml has: a typed run that changes nothing
+        repo.run("prefect", "deployment", "run", "pneumonia-training/nightly-retrain", "--param",
+                 f'settings={{"epochs": {epochs}}}')
         repo.run("prefect", "worker", "start", "--pool", "pneumonia-pool", "--run-once", timeout=900)
         flow_runs = requests.post(f"{api}/flow_runs/filter",
                                   json={"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}).json()
@@ -166,6 +175,17 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         refs = repo.run("git", "for-each-ref", "--format=%(refname)", "refs/exps").stdout.split()
         experiment = client.get_run(run_id).data.tags["dvc_experiment"]  # the scheduled run is an experiment
         assert experiment.startswith("run-") and any(r.endswith(f"/{experiment}") for r in refs), (experiment, refs)
+        # the MLflow run is named after the experiment, names the flow run, and the summary links to both in MLflow
+        run = client.get_run(run_id)
+        assert run.info.run_name == experiment
+        assert run.data.tags["prefect_flow_run"] == f"{done[0]['name']} ({done[0]['id']})"
+        assert done[0]["name"] in run.data.tags["mlflow.note.content"]
+        assert "Training runs of the pneumonia pipeline" in client.get_experiment(
+            run.info.experiment_id).tags["mlflow.note.content"]
+        summary = [a for a in artifacts if a["key"] == "pneumonia-training-summary"][-1]["data"]
+        assert (f"[{experiment}](http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+                "?workflowType=machine_learning)") in summary, summary
+        assert "](http://127.0.0.1:5000/#/models/" in summary, summary
         quiet = repo.run(sys.executable, "-m", "flows.pipeline")  # nothing new: stops at once and says so
         assert "nothing new since the last run" in quiet.stdout + quiet.stderr
         assert "Running stage" not in quiet.stdout + quiet.stderr

@@ -120,6 +120,10 @@ def test_a_better_run_moves_the_champion(registry):
     assert version.description.startswith(f"Promoted to @champion against champion v{before}")
     assert f"ROC-AUC {report['candidate']:.4f}" in version.description
     assert version.tags["data_md5"] in version.description
+    # the versions table shows what a reader filters on, not every metric; the model says what it is
+    assert {"decision", "data_source", "model", "test/roc_auc", "test/recall", "test/specificity"} <= set(version.tags)
+    assert len(version.tags) <= 16 and "test/tp" not in version.tags, sorted(version.tags)
+    assert "`image` column" in client.get_registered_model(name).description
 
 
 def test_an_alias_moved_since_the_decision_is_left_alone(registry):
