@@ -11,10 +11,10 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from tasks import tracking
 from tasks.config import Params
 from tasks.files import file_md5, model_path, read_json
-from tasks.tracking import (FLOW_RUN_ENV, RUN_NAME_ENV, SWEEP_RUN_ENV, configure, evaluation_run, logged_params,
-                            run_tags, train_run)
+from tasks.tracking import SWEEP_RUN_ENV, configure, evaluation_run, logged_params, run_tags, train_run
 
 
 def record(step: str, p: Params, result) -> None:
@@ -37,13 +37,13 @@ def record_train(p: Params, report: dict) -> None:
     import pandas as pd
 
     experiment_id = configure(p)
-    parent, flow_run = os.environ.get(SWEEP_RUN_ENV), os.environ.get(FLOW_RUN_ENV)
+    parent, flow_run = os.environ.get(SWEEP_RUN_ENV), os.environ.get(tracking.FLOW_RUN_ENV)
     tags = {"mlflow.note.content": describe_training(p, report, flow_run)}  # the run page's description
     tags.update({"mlflow.parentRunId": parent} if parent else {})
     tags.update({"prefect_flow_run": flow_run} if flow_run else {})
     # named after the DVC experiment it is recorded as (`dvc exp run`, the training flow); MLflow's random name
     # only under a bare `dvc repro`
-    name = os.environ.get("DVC_EXP_NAME") or os.environ.get(RUN_NAME_ENV)
+    name = os.environ.get("DVC_EXP_NAME") or os.environ.get(tracking.RUN_NAME_ENV)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags):
         tags = describe_model_run(p)
         history = pd.read_csv(p.paths.history)
