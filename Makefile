@@ -9,8 +9,11 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test test-fast install lint clean schedule ui
-.DEFAULT_GOAL := demo
+.PHONY: help demo test test-fast install lint clean schedule ui
+.DEFAULT_GOAL := help  # a bare `make` lists the targets; it never starts a run
+
+help:  ## list the targets (the two a fresh machine needs: demo, test)
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +41,7 @@ test: install  ## run the whole test suite (what CI runs: real dvc, MLflow, Pref
 test-fast: install  ## unit and light model tests: no server, no training (a guard in tests/conftest.py fails any that does)
 	pytest -m "not slow"
 
-lint: install
+lint: install  ## ruff over the code and tests
 	ruff check tasks flows tests benchmarks
 
 clean:  ## remove what the pipeline produced (not the venv)

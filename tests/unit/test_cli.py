@@ -48,6 +48,17 @@ def test_console_scripts_are_installed(script):
     assert done.returncode == 0 and f"usage: {script}" in done.stdout
 
 
+def test_a_bare_make_lists_the_targets_and_runs_nothing():
+    from tests.helpers import REPO
+
+    dry = subprocess.run(["make", "-n", "--no-print-directory"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0 and "flows.pipeline" not in dry.stdout and "pip install" not in dry.stdout, dry.stdout
+    shown = subprocess.run(["make", "--no-print-directory"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0
+    listed = {line.split()[1] for line in shown.stdout.splitlines() if line.startswith("  make ")}
+    assert {"demo", "test", "test-fast", "ui", "help"} <= listed, shown.stdout
+
+
 @pytest.mark.parametrize("override, message", [
     ("data.image_size.x=1", "override 'data.image_size.x=1': data.image_size is a value, not a section"),
     ("train.learning_rate=abc", "`params.train.learning_rate`: input should be a valid number"),
