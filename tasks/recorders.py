@@ -82,24 +82,34 @@ def log_datasets(p: Params, tags: dict[str, str]) -> None:
     import pandas as pd
 
     frame = pd.read_csv(p.paths.split)
-    for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
-        mlflow.log_input(split_dataset(p, frame, split, tags), context=context)
+    with dataset_warnings_off():
+        for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
+            mlflow.log_input(split_dataset(p, frame, split, tags), context=context)
+
+
+@contextmanager
+def dataset_warnings_off():
+    """MLflow's warnings about a dataset it is given (and infers a schema of, when it is logged): that its
+    local-path source is ambiguous (it registers that kind twice) and that integer columns cannot hold missing
+    values (the split file has none, by validation). Neither is the user's to act on."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column")
+        yield
 
 
 def split_dataset(p: Params, frame, split: str, tags: dict[str, str]):
     """One split of `frame` (the split file) as an MLflow dataset; its digest comes from run_tags' DVC hashes
     (not read again) and the split's name."""
     import hashlib
-    import warnings
 
     import mlflow
 
     rows = frame[frame.split == split].reset_index(drop=True)
     digest = hashlib.md5(f"{tags['data_md5']} {tags['split_md5']} {split}".encode()).hexdigest()[:16]
-    with warnings.catch_warnings():  # MLflow 3 registers its local-path source twice and warns it is ambiguous
-        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-        # and hints that integer columns cannot hold missing values: the split file has none, by validation
-        warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column")
+    with dataset_warnings_off():
         return mlflow.data.from_pandas(rows, source=str(Path(p.ingest.input).resolve()), targets="label",
                                        name=f"{p.ingest.source}-{split}", digest=digest)
 
@@ -183,8 +193,10 @@ def record_package(p: Params, result: dict) -> None:
         # the test metrics again, linked to the logged model and the test dataset: the model's own page shows them
         # (the dataset's digest from the run's own data tags, not from hashing the pixel store again)
         test = read_json(p.paths.metrics)["test"]
-        mlflow.log_metrics({f"test/{k}": float(test[k]) for k in LINKED_METRICS if k in test}, model_id=info.model_id,
-                           dataset=split_dataset(p, pd.read_csv(p.paths.split), "test", run.data.tags))
+        linked = {f"test/{k}": float(test[k]) for k in LINKED_METRICS if k in test}
+        with dataset_warnings_off():
+            mlflow.log_metrics(linked, model_id=info.model_id,
+                               dataset=split_dataset(p, pd.read_csv(p.paths.split), "test", run.data.tags))
 
 
 def record_register(p: Params, report: dict) -> None:

@@ -104,13 +104,19 @@ def add_version(p: Params, model_uri: str, tags: dict[str, str], description: st
     """Register the logged model at `model_uri` (`models:/m-…`) as a new version of the project's model, tagged
     with `tags` and the data it was trained on (tracking.run_tags), with `description` followed by that data
     version as the version's description (what the registry UI shows first)."""
+    import contextlib
+    import io
+
     import mlflow
 
     from tasks import tracking
 
     tracking.configure(p)
     data = tracking.run_tags(p)
-    version = mlflow.register_model(model_uri, model_name(p), tags={**tags, **data})
+    # MLflow prints "Successfully registered model" and "Created version N" to stderr: the caller's own line says
+    # which version, with the decision; an error still raises
+    with contextlib.redirect_stderr(io.StringIO()):
+        version = mlflow.register_model(model_uri, model_name(p), tags={**tags, **data})
     text = (f"{description}\n\nData: {data['data_source']} images at {data['image_size']} px, pixels md5 "
             f"{data['data_md5']}, split md5 {data['split_md5']}; code {data['git_commit']}; model {data['model']}.")
     client = mlflow.MlflowClient()

@@ -40,9 +40,13 @@ def check(frame: pd.DataFrame, rules: list, name: str, docs_dir: str | Path | No
           ) -> tuple[bool, list[Failure], dict]:
     """Validate `frame` with the expectations `rules`: (success, failures in rule order, results as JSON)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import logging
+
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # GX sets this module's logger to INFO itself ("Created temporary directory ... for ephemeral docs site")
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     actions = []

@@ -149,7 +149,11 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         epochs = TINY_FLOW["train"]["epochs"]  # the value params.yaml has: a typed run that changes nothing
         repo.run("prefect", "deployment", "run", "pneumonia-training/nightly-retrain", "--param",
                  f'settings={{"epochs": {epochs}}}')
-        repo.run("prefect", "worker", "start", "--pool", "pneumonia-pool", "--run-once", timeout=900)
+        worked = repo.run("prefect", "worker", "start", "--pool", "pneumonia-pool", "--run-once", timeout=900)
+        told = worked.stdout + worked.stderr  # the pipeline's own story: no DVC advice, no library warnings
+        assert "train: " in told and "register: " in told
+        for noise in ("git add dvc.lock", "autostage", "UserWarning", "Created version", "Validating input example"):
+            assert noise not in told, (noise, told[-3000:])
         flow_runs = requests.post(f"{api}/flow_runs/filter",
                                   json={"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}).json()
         done = [r for r in flow_runs if r["state_type"] == "COMPLETED"]
