@@ -53,6 +53,7 @@ def pneumonia_monitor(site: str, images: str, model_uri: str | None = None) -> d
     if out["alert"]:
         log.warning(f"ALERT: {out['alert']}")
         r = out["result"]
+        notify.send(config.load().orchestration.notify_block, f"pneumonia-monitor ALERT, site {site}", out["alert"])
         notify.post(os.environ.get("PNEUMONIA_ALERT_WEBHOOK"),
                     {"text": f"pneumonia-monitor ALERT: {out['alert']}", "site": site, "model_uri": out["model_uri"],
                      "batch": r["batch"], "drifted": r["drifted"],

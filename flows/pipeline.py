@@ -67,7 +67,8 @@ def push() -> str:
 
 @task
 def summary() -> str:
-    """A markdown report of this run: data version, key metrics, registry decision, MLflow run id."""
+    """A markdown report of this run: data version, key metrics, registry decision, links to MLflow; sent to the
+    notification block (`orchestration.notify_block`) when the run made a new champion."""
     from tasks import config
 
     p = config.load()
@@ -93,13 +94,18 @@ def summary() -> str:
                 f"**{'promoted' if reg.get('promoted') else 'not promoted'}**: {reg.get('reason', '')}\n\n"
                 f"| test metric | value |\n|---|---|\n{rows}\n")
     create_markdown_artifact(markdown, key="pneumonia-training-summary", description="run summary")
+    if reg.get("promoted"):
+        from flows import notify
+
+        notify.send(p.orchestration.notify_block, f"pneumonia-training: {reg['model_name']} v{reg['version']} is "
+                    "the new @champion", markdown)
     return markdown
 
 
 def report_failure(flow, flow_run, state) -> None:
-    """Prefect's on_failure hook: a markdown artifact `pneumonia-training-failure` saying what failed, and,
-    when `PNEUMONIA_FAILURE_WEBHOOK` is set, the same as JSON POSTed to that URL (Slack, Teams or any
-    incident hook). A webhook that fails is logged, never raised: the run has already failed."""
+    """Prefect's on_failure hook: a markdown artifact `pneumonia-training-failure` saying what failed, sent to
+    the notification block (`orchestration.notify_block`) and, when `PNEUMONIA_FAILURE_WEBHOOK` is set, POSTed
+    as JSON to that URL (for a run without a Prefect server). A channel that fails is logged, never raised."""
     import os
 
     from flows import notify
@@ -108,6 +114,7 @@ def report_failure(flow, flow_run, state) -> None:
     markdown = (f"# pneumonia-training failed\n\n- flow run: `{flow_run.name}` (`{flow_run.id}`)\n"
                 f"- state: {state.name}\n\n```\n{message[-3000:]}\n```\n")
     create_markdown_artifact(markdown, key="pneumonia-training-failure", description="why the run failed")
+    notify.send(notify.configured_block(), f"pneumonia-training run {flow_run.name} failed", markdown)
     notify.post(os.environ.get("PNEUMONIA_FAILURE_WEBHOOK"),
                 {"text": f"pneumonia-training run {flow_run.name} failed: {message[-1000:]}",
                  "flow_run_id": str(flow_run.id), "state": state.name})

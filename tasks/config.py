@@ -175,6 +175,7 @@ class Register(Section):
 
 class Orchestration(Section):
     stage_timeout_minutes: Positive  # flows.stages.run_stage kills a stage that runs longer
+    notify_block: str  # flows.notify.send: "<block-type-slug>/<name>" of a Prefect notification block, or ""
 
 
 class Params(Section):

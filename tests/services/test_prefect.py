@@ -103,12 +103,18 @@ def task_runs(api: str, flow_run_id: str) -> dict[str, dict]:
 def test_flow_on_a_real_prefect_server(tmp_path):
     home = tmp_path / "prefect-home"
     home.mkdir()
-    with prefect_server(home) as api, webhook() as (hook_url, alerts):
+    with prefect_server(home) as api, webhook() as (hook_url, alerts), webhook() as (block_url, told):
         repo = RepoCopy(tmp_path / "repo", env={"PREFECT_API_URL": api, "PREFECT_HOME": str(home),
                                                 "PNEUMONIA_REPO": str(tmp_path / "repo"),
                                                 "PNEUMONIA_FAILURE_WEBHOOK": hook_url})
+        # a Prefect notification block (here a custom webhook; Slack, Teams, email alike) hears of failures and
+        # promotions
+        repo.run(sys.executable, "-c", "from prefect.blocks.notifications import CustomWebhookNotificationBlock as C; "
+                 f"C(name='alerts', url='{block_url}', json_data={{'text': '{{{{subject}}}}', 'body': '{{{{body}}}}'}}, "
+                 "allow_private_urls=True).save('pneumonia-alerts')")
+        flow = deep_update(TINY_FLOW, {"orchestration": {"notify_block": "custom-webhook/pneumonia-alerts"}})
         # a failing data validation stops the flow at once: no retries, nothing downstream
-        repo.params(deep_update(TINY_FLOW, {"validate": {"min_per_class": 100_000}}))
+        repo.params(deep_update(flow, {"validate": {"min_per_class": 100_000}}))
         failed = repo.run(sys.executable, "-m", "flows.pipeline", check=False)
         assert failed.returncode != 0
         flow_runs = requests.post(f"{api}/flow_runs/filter", json={}).json()
@@ -122,12 +128,13 @@ def test_flow_on_a_real_prefect_server(tmp_path):
                     if a["key"] == "pneumonia-training-failure"]
         assert len(failures) == 1 and "validate" in failures[0]["data"]
         assert len(alerts) == 1 and "validate" in alerts[0]["text"] and alerts[0]["state"] == "Failed"
+        assert len(told) == 1 and "failed" in told[0]["text"] and "validate" in told[0]["body"], told
         manifest = repo / "data/prepared/manifest.csv"
         ingested_at = manifest.stat().st_mtime_ns
 
         # the scheduled deployment, triggered through the API and run by a worker
         store = tmp_path / "dvc-store"  # the checkout has no DVC remote: the flow sets this one up and pushes
-        repo.params(deep_update(TINY_FLOW, {"paths": {"dvc_remote": str(store)}}))
+        repo.params(deep_update(flow, {"paths": {"dvc_remote": str(store)}}))
         repo.run("prefect", "work-pool", "create", "--type", "process", "pneumonia-pool")
         repo.run("prefect", "--no-prompt", "deploy", "--all")
         deployment = requests.get(f"{api}/deployments/name/pneumonia-training/nightly-retrain").json()
@@ -150,10 +157,10 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         repo.run("prefect", "deployment", "run", "pneumonia-training/nightly-retrain", "--param",
                  f'settings={{"epochs": {epochs}}}')
         worked = repo.run("prefect", "worker", "start", "--pool", "pneumonia-pool", "--run-once", timeout=900)
-        told = worked.stdout + worked.stderr  # the pipeline's own story: no DVC advice, no library warnings
-        assert "train: " in told and "register: " in told
+        story = worked.stdout + worked.stderr  # the pipeline's own story: no DVC advice, no library warnings
+        assert "train: " in story and "register: " in story
         for noise in ("git add dvc.lock", "autostage", "UserWarning", "Created version", "Validating input example"):
-            assert noise not in told, (noise, told[-3000:])
+            assert noise not in story, (noise, story[-3000:])
         flow_runs = requests.post(f"{api}/flow_runs/filter",
                                   json={"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}).json()
         done = [r for r in flow_runs if r["state_type"] == "COMPLETED"]
@@ -176,6 +183,7 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         artifacts = requests.post(f"{api}/artifacts/filter", json={}).json()
         assert any(a["key"] == "pneumonia-training-summary" for a in artifacts)
         assert len(alerts) == 1  # a successful run calls no webhook
+        assert len(told) == 2 and "is the new @champion" in told[1]["text"], told  # the first model promoted
         refs = repo.run("git", "for-each-ref", "--format=%(refname)", "refs/exps").stdout.split()
         experiment = client.get_run(run_id).data.tags["dvc_experiment"]  # the scheduled run is an experiment
         assert experiment.startswith("run-") and any(r.endswith(f"/{experiment}") for r in refs), (experiment, refs)
