@@ -109,9 +109,10 @@ def test_flow_on_a_real_prefect_server(tmp_path):
                                                 "PNEUMONIA_FAILURE_WEBHOOK": hook_url})
         # a Prefect notification block (here a custom webhook; Slack, Teams, email alike) hears of failures and
         # promotions
+        payload = {"text": "{{subject}}", "body": "{{body}}"}  # Prefect fills in the message's subject and body
         repo.run(sys.executable, "-c", "from prefect.blocks.notifications import CustomWebhookNotificationBlock as C; "
-                 f"C(name='alerts', url='{block_url}', json_data={{'text': '{{{{subject}}}}', 'body': '{{{{body}}}}'}}, "
-                 "allow_private_urls=True).save('pneumonia-alerts')")
+                 f"C(name='alerts', url='{block_url}', json_data={payload!r}, allow_private_urls=True)"
+                 ".save('pneumonia-alerts')")
         flow = deep_update(TINY_FLOW, {"orchestration": {"notify_block": "custom-webhook/pneumonia-alerts"}})
         # a failing data validation stops the flow at once: no retries, nothing downstream
         repo.params(deep_update(flow, {"validate": {"min_per_class": 100_000}}))

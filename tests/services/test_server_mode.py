@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from mlflow import MlflowClient
 
 from tasks import tracking
 from tasks.cli import execute
@@ -112,13 +113,20 @@ def test_pipeline_registry_serving_and_ui_on_postgres(tiny_workdir, monkeypatch)
         run = {"run_id": found.run_id, "experiment_id": found.experiment_id}
         shots = tiny_workdir / "screenshots"
         shots.mkdir()
-        run_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}", shots / "run.png")
+        view = f"?{tracking.VIEW}"  # MLflow's model-training view, where every link the project prints goes
+        run_dom = chromium(tracking.run_link(p, run["experiment_id"], run["run_id"]), shots / "run.png")
         assert "train.epochs" in run_dom or "Parameters" in run_dom, run_dom[:500]
         # the run page's "Datasets" panel lists the logged splits (the first by name, the others behind "+2")
         assert "Datasets" in run_dom and "demo-train" in run_dom, "the run page shows no logged dataset"
-        model_dom = chromium(f"{url}/#/models/{name}", shots / "model.png")
-        assert "champion" in model_dom and name in model_dom
-        runs_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/runs", shots / "runs.png")
+        assert "trained on" in run_dom, "the run page shows no description"
+        model_dom = chromium(f"{url}/#/models/{name}{view}", shots / "model.png")
+        assert "champion" in model_dom and name in model_dom and "`image` column" in model_dom
+        # the logged model's own page: its test metrics, linked to it (and the checkpoint epoch's, not epoch 0's)
+        model_id = MlflowClient(url).get_model_version(name, report["version"]).source.removeprefix("models:/")
+        logged_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/models/{model_id}{view}",
+                              shots / "logged_model.png")
+        assert "test/roc_auc" in logged_dom, logged_dom[:500]
+        runs_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/runs{view}", shots / "runs.png")
         assert run["run_id"][:8] in runs_dom or "Run Name" in runs_dom or "Run name" in runs_dom
         for png in shots.glob("*.png"):
             assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
