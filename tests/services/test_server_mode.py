@@ -120,7 +120,7 @@ def test_pipeline_registry_serving_and_ui_on_postgres(tiny_workdir, monkeypatch)
         assert "Datasets" in run_dom and "demo-train" in run_dom, "the run page shows no logged dataset"
         assert "trained on" in run_dom, "the run page shows no description"
         model_dom = chromium(f"{url}/#/models/{name}{view}", shots / "model.png")
-        assert "champion" in model_dom and name in model_dom and "`image` column" in model_dom
+        assert "champion" in model_dom and name in model_dom and "frontal chest X-rays" in model_dom
         # the logged model's own page: its test metrics, linked to it (and the checkpoint epoch's, not epoch 0's)
         model_id = MlflowClient(url).get_model_version(name, report["version"]).source.removeprefix("models:/")
         logged_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/models/{model_id}{view}",
