@@ -126,7 +126,6 @@ def run(p: Params) -> dict:
     shown = {*HEADLINE, p.register.metric} & set(candidate)
     version = registry.add_version(p, model_uri, tags={
         "test_md5": md5, "decision": "promoted" if promote else "rejected",
-        "compared_with": f"v{champion.version}" if champion else "none",
         **{f"test/{k}": str(candidate[k]) for k in sorted(shown)}},
         description=describe(candidate, promote, reason, champion, len(test[1])))
     if promote:  # a ChampionMoved here exits 1: the flow's retry decides again against the new champion

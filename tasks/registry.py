@@ -8,6 +8,7 @@ from __future__ import annotations
 from tasks.config import Params
 
 ALIAS = "champion"
+VERSION_TAGS = ("data_source", "data_md5", "model")  # of tracking.run_tags: what a reader filters versions on
 MODEL_NOTE = ("Pneumonia in frontal chest X-rays, as an MLflow pyfunc. In: base64 image files (PNG, JPEG, DICOM, "
               "...) in an `image` column. Out: the calibrated `probability` of pneumonia, the `label` (NORMAL or "
               "PNEUMONIA) at the `threshold` chosen on validation, `ood_score` and `in_distribution` (false: the "
@@ -102,8 +103,8 @@ def champion_uri(p: Params) -> str:
 
 def add_version(p: Params, model_uri: str, tags: dict[str, str], description: str):
     """Register the logged model at `model_uri` (`models:/m-…`) as a new version of the project's model, tagged
-    with `tags` and the data it was trained on (tracking.run_tags), with `description` followed by that data
-    version as the version's description (what the registry UI shows first)."""
+    with `tags` and what it was trained on (VERSION_TAGS of tracking.run_tags), with `description` followed by
+    the whole data and code version as the version's description (what the registry UI shows first)."""
     import contextlib
     import io
 
@@ -116,7 +117,7 @@ def add_version(p: Params, model_uri: str, tags: dict[str, str], description: st
     # MLflow prints "Successfully registered model" and "Created version N" to stderr: the caller's own line says
     # which version, with the decision; an error still raises
     with contextlib.redirect_stderr(io.StringIO()):
-        version = mlflow.register_model(model_uri, model_name(p), tags={**tags, **data})
+        version = mlflow.register_model(model_uri, model_name(p), tags={**tags, **{k: data[k] for k in VERSION_TAGS}})
     text = (f"{description}\n\nData: {data['data_source']} images at {data['image_size']} px, pixels md5 "
             f"{data['data_md5']}, split md5 {data['split_md5']}; code {data['git_commit']}; model {data['model']}.")
     client = mlflow.MlflowClient()
