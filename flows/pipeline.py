@@ -82,11 +82,15 @@ def summary() -> str:
     run, version = f"`{reg.get('run_id', 'n/a')}`", f"{reg.get('model_name', 'n/a')} v{reg.get('version', '?')}"
     if reg.get("run_id"):  # links into MLflow's UI (its model-training view)
         from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
 
         from tasks import tracking
 
-        found = MlflowClient(tracking.tracking_uri(p)).get_run(reg["run_id"]).info
-        run = f"[{found.run_name}]({tracking.run_link(p, found.experiment_id, found.run_id)}) (`{found.run_id}`)"
+        try:
+            found = MlflowClient(tracking.tracking_uri(p)).get_run(reg["run_id"]).info
+            run = f"[{found.run_name}]({tracking.run_link(p, found.experiment_id, found.run_id)}) (`{found.run_id}`)"
+        except MlflowException:  # the store went away after register: the summary keeps the plain id
+            pass
         version = f"[{version}]({tracking.version_link(p, reg['model_name'], reg['version'])})"
     markdown = (f"# pneumonia-training\n\n- data: `{p.ingest.source}` pixels md5 `{data_md5}`\n"
                 f"- MLflow run: {run}, model `{reg.get('model_uri', 'n/a')}`\n"

@@ -38,13 +38,13 @@ def record_train(p: Params, report: dict) -> None:
 
     experiment_id = configure(p)
     parent, flow_run = os.environ.get(SWEEP_RUN_ENV), os.environ.get(tracking.FLOW_RUN_ENV)
-    tags = {"mlflow.note.content": describe_training(p, report, flow_run)}  # the run page's description
-    tags.update({"mlflow.parentRunId": parent} if parent else {})
-    tags.update({"prefect_flow_run": flow_run} if flow_run else {})
+    start = {"mlflow.note.content": describe_training(p, report, flow_run)}  # the run page's description
+    start.update({"mlflow.parentRunId": parent} if parent else {})
+    start.update({"prefect_flow_run": flow_run} if flow_run else {})
     # named after the DVC experiment it is recorded as (`dvc exp run`, the training flow); MLflow's random name
     # only under a bare `dvc repro`
     name = os.environ.get("DVC_EXP_NAME") or os.environ.get(tracking.RUN_NAME_ENV)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags):
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=start):
         tags = describe_model_run(p)
         history = pd.read_csv(p.paths.history)
         for row in history.to_dict("records"):
