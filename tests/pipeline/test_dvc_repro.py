@@ -99,3 +99,34 @@ def test_dvc_plots_draw_offline_one_metric_per_chart(repo_copy, tmp_path):
         assert drawn == {metric, f"val_{metric}"}, (metric, drawn)
     dom = chromium((repo_copy / "plots/index.html").as_uri(), tmp_path / "plots.png", offline=True)
     assert dom.count('class="marks"') == len(specs)  # every chart drawn, offline
+
+
+def test_a_register_that_fails_keeps_the_last_decision(tmp_path):
+    """DVC deletes a stage's outputs before it runs the stage, unless they persist: register's decision record
+    does, so a register that fails (a locked or read-only store) leaves the last decision in place. Checked on
+    dvc.yaml's own declaration, run by the real dvc on a stage that fails the same way."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from flows.stages import dvc_env
+    from tests.helpers import REPO
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    declared = next(o for o in stages["register"]["outs"] if isinstance(o, dict) and "${paths.registry}" in o)
+    out = {"reports/registry.json": declared["${paths.registry}"]}
+    assert out["reports/registry.json"] == {"cache": False, "persist": True}
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "ok").write_text("1")
+    # like register: the decision is written last, only when everything before it worked
+    cmd = f"{sys.executable} -c \"import sys; sys.exit(1) if open('ok').read() != '1' else None; " \
+          "open('reports/registry.json', 'w').write('1')\""
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"register": {"cmd": cmd, "deps": ["ok"],
+                                                                                "outs": [out]}}}))
+    for args in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"]):
+        subprocess.run(args, cwd=tmp_path, check=True, env=dvc_env(), capture_output=True)
+    (tmp_path / "ok").write_text("0")  # the next register fails before it writes its decision
+    failed = subprocess.run(["dvc", "repro", "-q"], cwd=tmp_path, env=dvc_env(), capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert (tmp_path / "reports/registry.json").read_text() == "1", "the last decision was deleted"
