@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", required=True, help="the folder of the site's films (read, never changed)")
     ap.add_argument("--model-uri", help="monitor this model instead of the one the site is served")
     args = ap.parse_args(argv)
+    from tasks.native import import_tensorflow
+
+    import_tensorflow()  # its start-up notices kept off the terminal
     try:
         out = pneumonia_monitor(args.site, args.images, args.model_uri)
     except StepError as err:

@@ -156,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.output and args.output.suffix not in FORMATS:
         ap.error(f"--output {args.output}: use a .csv, .json or .parquet file")
     from tasks import config, registry, tracking
+    from tasks.native import import_tensorflow
+
+    import_tensorflow()  # its start-up notices kept off the terminal
 
     if Path("params.yaml").exists():  # inside a checkout: use its tracking store
         tracking.configure(config.load())

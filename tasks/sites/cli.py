@@ -161,7 +161,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tasks.native import import_tensorflow
+
     args = parser().parse_args(argv)
+    import_tensorflow()  # its start-up notices kept off the terminal
     try:
         p = config.load()
         tracking.configure(p)

@@ -1,4 +1,5 @@
 """The command lines: `--help` prints usage and exits without running anything; bad arguments exit 2."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,17 @@ def test_console_scripts_are_installed(script):
     done = subprocess.run([str(Path(sys.executable).parent / script), "--help"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and f"usage: {script}" in done.stdout
+
+
+def test_commands_import_tensorflow_without_its_native_start_up_notices():
+    env = {k: v for k, v in os.environ.items() if k != "PNEUMONIA_DEBUG"}
+    plain = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    quiet = subprocess.run([sys.executable, "-c", "import sys; from tasks.native import import_tensorflow; "
+                            "import_tensorflow(); import tensorflow; sys.stderr.write('still writes\\n')"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr.strip() == "still writes", quiet.stderr
+    assert "oneDNN" in plain.stderr or plain.stderr.strip() == "", plain.stderr  # what the quiet import hides
 
 
 def test_a_bare_make_lists_the_targets_and_runs_nothing():
