@@ -4,7 +4,8 @@
 ASGI application" with its whole traceback. A client that closes the connection before its request body
 arrives (a timeout, a cancelled upload, a load balancer's probe) makes Starlette raise ClientDisconnect
 inside MLflow's handler: nothing was scored and nothing is wrong with the server, yet each such request
-wrote some 40 lines. The served model installs this filter when it loads inside the scoring server.
+wrote 73 lines (measured on one request). The served model installs this filter when it loads inside the
+scoring server.
 """
 from __future__ import annotations
 
