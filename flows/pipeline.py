@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.tasks import exponential_backoff
 
-from flows import stages
+from flows import notify, stages
 from flows.overrides import check_params, set_params
 from flows.settings import TrainingSettings
 from tasks.errors import EXIT_REJECTED, StepError
@@ -99,8 +99,6 @@ def summary() -> str:
                 f"| test metric | value |\n|---|---|\n{rows}\n")
     create_markdown_artifact(markdown, key="pneumonia-training-summary", description="run summary")
     if reg.get("promoted"):
-        from flows import notify
-
         notify.send(p.orchestration.notify_block, f"pneumonia-training: {reg['model_name']} v{reg['version']} is "
                     "the new @champion", markdown)
     return markdown
@@ -111,8 +109,6 @@ def report_failure(flow, flow_run, state) -> None:
     the notification block (`orchestration.notify_block`) and, when `PNEUMONIA_FAILURE_WEBHOOK` is set, POSTed
     as JSON to that URL (for a run without a Prefect server). A channel that fails is logged, never raised."""
     import os
-
-    from flows import notify
 
     message = str(state.message or state.name)
     markdown = (f"# pneumonia-training failed\n\n- flow run: `{flow_run.name}` (`{flow_run.id}`)\n"

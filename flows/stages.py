@@ -17,6 +17,7 @@ from typing import Callable
 import yaml
 
 from tasks.errors import EXIT_REJECTED
+from tasks.native import NOTICES
 
 
 class StageFailed(RuntimeError):
@@ -46,8 +47,7 @@ def dvc_env() -> dict:
 # start-up notices; the flow pushes and records the run itself. A progress bar's redraws (tqdm's "desc: 40%|")
 # arrive as lines too. Everything else a stage prints is relayed.
 CHATTER = ("Updating lock file", "Generating lock file", "To track the changes with git", "git add ",
-           "To enable auto staging", "dvc config core.autostage", "Use `dvc push` to send", "I0000",
-           "WARNING: All log messages before absl")
+           "To enable auto staging", "dvc config core.autostage", "Use `dvc push` to send", *NOTICES)
 
 PROGRESS = re.compile(r"[\w.-]+:\s+\d+%\|")
 
