@@ -137,15 +137,38 @@ def changed(root: Path = Path(".")) -> list[str]:
     return sorted(json.loads(proc.stdout or "{}"))
 
 
+def run_results(root: Path = Path(".")) -> list[str]:
+    """What a run writes for Git rather than for DVC's cache, relative to `root`: dvc.lock and the uncached
+    outputs (metrics, plots, small reports). main carries none of them: a model trained on another CPU is not
+    bit-identical, so a committed lock and its reports would be rewritten by a user's first run. They are not
+    git-ignored either: DVC refuses to save an experiment whose lock is."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        uncached = {os.path.relpath(out.fs_path, repo.root_dir) for out in repo.index.outs if not out.use_cache}
+    return ["dvc.lock", *sorted(uncached)]
+
+
+def untracked(paths: list[str], root: Path = Path(".")) -> list[str]:
+    """The files among `paths` (files or folders) that Git neither tracks nor ignores."""
+    proc = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", *paths], cwd=root,
+                          capture_output=True, text=True, check=True)
+    return proc.stdout.splitlines()
+
+
 def save_experiment(name: str, root: Path = Path(".")) -> str:
     """`dvc exp save -n name`: the run's params, metrics and outputs kept as a DVC experiment (the next run
-    no longer overwrites it); returns the name."""
+    no longer overwrites it); returns the name. The run's results that Git does not track yet (a checkout's
+    first run) go into the experiment too: DVC adds only an untracked dvc.lock by itself."""
     env = dvc_env()
     identity = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True)
     if not identity.stdout.strip():  # a fresh machine without a git identity: the experiment commit needs one
         who = {"NAME": "pneumonia-pipeline", "EMAIL": "pneumonia-pipeline@localhost"}
         env.update({f"GIT_{role}_{k}": v for role in ("AUTHOR", "COMMITTER") for k, v in who.items()})
-    proc = subprocess.run(["dvc", "exp", "save", "-n", name], cwd=root, env=env, capture_output=True, text=True)
+    results = [path for path in untracked(run_results(root), root) if path != "dvc.lock"]
+    include = [arg for path in results for arg in ("-I", path)]
+    proc = subprocess.run(["dvc", "exp", "save", "-n", name, *include], cwd=root, env=env, capture_output=True,
+                          text=True)
     if proc.returncode:
         raise StageFailed(f"dvc exp save -n {name} failed: {(proc.stderr or proc.stdout)[-2000:]}")
     return name

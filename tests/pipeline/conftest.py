@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from flows import stages
 from tests.helpers import REPO, write_params
 
 
 def repo_files() -> list[str]:
+    """The checkout's files, new ones included, without a local run's results (a clone has none)."""
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
-    return [f for f in out.splitlines() if (REPO / f).exists()]
+    results = set(stages.run_results(REPO))
+    return [f for f in out.splitlines() if (REPO / f).exists() and f not in results]
 
 
 class RepoCopy:

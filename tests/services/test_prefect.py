@@ -62,20 +62,29 @@ def test_a_second_run_on_the_workspace_stops_and_names_the_first(tmp_path):
         assert "second-flow" in (tmp_path / stages.LOCK_FILE).read_text()
 
 
-def test_a_run_is_saved_as_an_experiment_on_a_machine_without_a_git_identity(tmp_path, monkeypatch):
+def test_a_checkout_s_first_run_is_saved_as_an_experiment_with_its_results(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.gitconfig: no user.name or user.email
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     repo = tmp_path / "repo"
     repo.mkdir()
+    (repo / "params.yaml").write_text("x: 1\n")
+    (repo / "score.py").write_text("open('m.json', 'w').write('{\"auc\": 0.5}')\n")
+    (repo / "dvc.yaml").write_text(  # a stage that writes an uncached metric, like evaluate's headline
+        "stages:\n  score:\n    cmd: python score.py\n    params: [x]\n    metrics:\n    - m.json:\n"
+        "        cache: false\n")
     me = ["-c", "user.name=t", "-c", "user.email=t@t"]
-    for cmd in (["git", "init", "-q"], [str(Path(sys.executable).parent / "dvc"), "init", "-q"],
-                ["git", *me, "add", "-A"], ["git", *me, "commit", "-qm", "init"]):
+    dvc = str(Path(sys.executable).parent / "dvc")
+    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], ["git", *me, "add", "-A"],
+                ["git", *me, "commit", "-qm", "init"], [dvc, "repro", "-q"]):
         subprocess.run(cmd, cwd=repo, check=True, env=stages.dvc_env())
-    (repo / "params.yaml").write_text("x: 2\n")
+    assert stages.untracked(stages.run_results(repo), repo) == ["dvc.lock", "m.json"]  # as on a fresh clone
     assert stages.save_experiment("run-1", repo) == "run-1"
     refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=repo,
-                          capture_output=True, text=True, check=True).stdout
-    assert any(ref.endswith("/run-1") for ref in refs.split()), refs
+                          capture_output=True, text=True, check=True).stdout.split()
+    [ref] = [ref for ref in refs if ref.endswith("/run-1")]
+    saved = subprocess.run(["git", "ls-tree", "-r", "--name-only", ref], cwd=repo, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert {"dvc.lock", "m.json"} <= set(saved), saved  # `dvc exp show` and `dvc exp apply` have its figures
 
 
 @contextmanager
@@ -215,6 +224,9 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         assert len(report) == 1 and "site `st1`" in report[0]["data"] and "| features |" in report[0]["data"]
         assert (repo / "monitoring/st1/scored.csv").exists()
 
+    # the runs changed no committed file but the params they were given: their results are new files
+    changed = repo.run("git", "status", "--porcelain", "--untracked-files=no").stdout.split()
+    assert changed == ["M", "params.yaml"], changed
     # a fresh clone elsewhere gets data, model and package back from the remote, and has nothing to rerun
     repo.run("git", "add", "-A")
     repo.run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "trained")
