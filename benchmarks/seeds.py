@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +30,7 @@ def main() -> None:
     ap.add_argument("--out", default="reports/seeds.jsonl")
     args = ap.parse_args()
 
-    from flows.overrides import set_params
+    from flows.overrides import set_params, split
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +42,7 @@ def main() -> None:
                 if (setting, seed) in done:
                     continue
                 shutil.copy("params.yaml.seeds-backup", "params.yaml")
-                set_params([*re.split(r",(?=[\w.]+=)", setting), f"train.seed={seed}"])  # a list value keeps its commas
+                set_params([*split(setting), f"train.seed={seed}"])
                 for step in ("train", "evaluate"):
                     subprocess.run([sys.executable, "-m", f"tasks.{step}"], check=True, stdout=subprocess.DEVNULL)
                 t = json.loads(Path("reports/train.json").read_text())

@@ -3,11 +3,17 @@ by tasks.config before anything runs; a bad one is a StageRejected naming it and
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import yaml
 
 from flows.stages import StageRejected
+
+
+def split(setting: str) -> list[str]:
+    """'a.b=1,c.d=[1,2]' -> ['a.b=1', 'c.d=[1,2]']: several overrides joined by commas (a list keeps its own)."""
+    return re.split(r",(?=[\w.]+=)", setting)
 
 
 def edited_params(overrides: list[str], root: Path = Path(".")) -> Path:

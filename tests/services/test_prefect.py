@@ -34,6 +34,12 @@ def test_overrides_keep_comments_and_reject_unknown_sections(tmp_path):
         overrides.set_params(["nope.x=1"], tmp_path)
 
 
+def test_a_setting_splits_into_its_overrides_and_a_list_stays_whole():
+    setting = "model.fast_cnn.filters=[32,64,128],data.image_size=96"
+    assert overrides.split(setting) == ["model.fast_cnn.filters=[32,64,128]", "data.image_size=96"]
+    assert overrides.split("train.epochs=3") == ["train.epochs=3"]
+
+
 @pytest.mark.parametrize("override, match", [("train.epochs=many", "params.train.epochs"),
                                              ("train.epoch=3", "unknown key `params.train.epoch`"),
                                              ("train.class_weight=auto", "'balanced' or 'none'")])
