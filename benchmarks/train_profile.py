@@ -1,6 +1,7 @@
 """Where a training epoch's time goes: the input pipeline alone, the model alone, both together.
 
     python benchmarks/train_profile.py [--data ../shared/data/chest_xray/train] [--images 1024]
+        [--set "model.fast_cnn.filters=[32,64,128]"]
 
 Same images as train_throughput.py (every k-th film of the train split, params.yaml's model, augmentation and
 normalisation). Each figure is the second of two passes (the first traces graphs), in images per second:
@@ -8,13 +9,18 @@ normalisation). Each figure is the second of two passes (the first traces graphs
 - input, not augmented: the same without the augmentation layers;
 - model alone: fit on batches already augmented and held in memory (forward, backward, optimizer);
 - model alone, bfloat16: the same under Keras' `mixed_bfloat16` policy (weights float32, compute bfloat16);
-- together: fit on the training dataset, as tasks/train.py does.
+- together: fit on the training dataset (plain compile, no validation, no callbacks);
+- then what tasks/train.py adds, one at a time: its compile (the AUC, precision and recall of each step), a
+  validation pass each epoch (a sixth as many films: the real split's validation is 742 films for 4,204),
+  its callbacks (checkpoint, early stopping, schedule, backup, system metrics, CSV log; written to a temp dir).
+`--set` profiles a setting (params overrides joined by `,`) instead of params.yaml's.
 The two cores are shared: if together ~ 1 / (1/input + 1/model), the input pipeline and the model take turns
 rather than overlapping, and time spent on augmentation is time the model does not get.
 """
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,16 +39,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/chest_xray/train"))
     ap.add_argument("--images", type=int, default=1024)
+    ap.add_argument("--set", dest="setting", help="params overrides joined by ',', e.g. data.image_size=96")
     args = ap.parse_args()
 
     import keras
     import tensorflow as tf
 
-    from tasks import config, images
+    from flows import overrides
+    from tasks import config, images, train
     from tasks.batches import datasets
     from tasks.model import build_model
 
-    p = config.load()
+    p = overrides.load_with(overrides.split(args.setting)) if args.setting else config.load()
     files = sorted(Path(args.data).glob("*/*.jpeg"))
     files = files[::max(len(files) // args.images, 1)][:args.images]
     size, n = p.data.image_size, len(files)
@@ -66,16 +74,27 @@ def main() -> None:
     in_memory = tf.data.Dataset.from_tensor_slices(tuple(np.concatenate([b[i].numpy() for b in held])
                                                          for i in range(3))).batch(p.train.batch_size).cache()
 
-    def fit(ds, policy="float32"):
+    def fit(ds, policy="float32", as_train=False, val=None, callbacks=()):
         keras.mixed_precision.set_global_policy(policy)
         model = build_model(p.model, size)
-        model.compile(keras.optimizers.Adam(), "binary_crossentropy")
+        if as_train:
+            train.compile_model(model, p.train)
+        else:
+            model.compile(keras.optimizers.Adam(), "binary_crossentropy")
         keras.mixed_precision.set_global_policy("float32")
-        return lambda: model.fit(ds, epochs=1, verbose=0)
+        return lambda: model.fit(ds, epochs=1, verbose=0, validation_data=val, callbacks=list(callbacks))
 
     rows["model alone"] = rate(fit(in_memory), n)
     rows["model alone, bfloat16"] = rate(fit(in_memory, "mixed_bfloat16"), n)
-    rows["together (as tasks/train.py)"] = rate(fit(train_ds(True)), n)
+    rows["together"] = rate(fit(train_ds(True)), n)
+    rows["+ train.py's compile (metrics)"] = rate(fit(train_ds(True), as_train=True), n)
+    val = n // 6
+    val_ds = datasets((pixels, labels), (pixels[:val], labels[:val]), p.train, p.train.batch_size)[1]
+    rows["+ validation each epoch"] = rate(fit(train_ds(True), as_train=True, val=val_ds), n)
+    with tempfile.TemporaryDirectory() as tmp:
+        q = p.model_copy(update={"paths": p.paths.model_copy(update={"model_dir": tmp})})
+        rows["+ train.py's callbacks"] = rate(fit(train_ds(True), as_train=True, val=val_ds,
+                                                  callbacks=train.callbacks(q, [])), n)
     both = 1 / (1 / rows["input, augmented"] + 1 / rows["model alone"])
     for name, value in rows.items():
         print(f"{name:32s} {value:7.1f} img/s")

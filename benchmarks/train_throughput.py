@@ -69,13 +69,7 @@ def params(setting: str | None):
     from flows import overrides
     from tasks import config
 
-    if not setting:
-        return config.load()
-    edited = overrides.edited_params(overrides.split(setting))
-    try:
-        return config.load(edited)
-    finally:
-        edited.unlink()
+    return overrides.load_with(overrides.split(setting)) if setting else config.load()
 
 
 def default(files: list[Path], n: int, precision: str = "float32", setting: str | None = None) -> float:

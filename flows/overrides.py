@@ -56,6 +56,17 @@ def edited_params(overrides: list[str], root: Path = Path(".")) -> Path:
     return tmp
 
 
+def load_with(overrides: list[str], root: Path = Path(".")):
+    """tasks.config's Params of params.yaml with `overrides` applied; params.yaml is left as it is."""
+    from tasks import config
+
+    edited = edited_params(overrides, root)
+    try:
+        return config.load(edited)
+    finally:
+        edited.unlink()
+
+
 def check_params(overrides: list[str], root: Path = Path(".")) -> None:
     """Raise StageRejected (or ConfigError) when params.yaml, with `overrides` applied, would be refused."""
     edited_params(overrides, root).unlink()

@@ -126,6 +126,17 @@ def callbacks(p: Params, extra: list):
     ]
 
 
+def compile_model(model, t) -> None:
+    """Adam at `train.learning_rate`, label-smoothed cross-entropy, and the metrics of each epoch (val_auc picks
+    the checkpoint and stops the training)."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(t.learning_rate),
+                  loss=keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing),
+                  metrics=["accuracy", keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
+                           keras.metrics.Recall(name="recall")])
+
+
 def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     """Build, compile and fit the model on splits['train'] with splits['val']; returns (model, history, seconds)."""
     import keras
@@ -140,10 +151,7 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     keras.mixed_precision.set_global_policy(policy(t.precision))
     with strat.scope():
         model = build_model(p.model, p.data.image_size)
-        model.compile(optimizer=keras.optimizers.Adam(t.learning_rate),
-                      loss=keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing),
-                      metrics=["accuracy", keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
-                               keras.metrics.Recall(name="recall")])
+        compile_model(model, t)
     replicas = strat.num_replicas_in_sync
     train_ds, val_ds = datasets(splits["train"], splits["val"], t, t.batch_size * replicas, replicas)
     start = time.perf_counter()

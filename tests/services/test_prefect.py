@@ -40,6 +40,14 @@ def test_a_setting_splits_into_its_overrides_and_a_list_stays_whole():
     assert overrides.split("train.epochs=3") == ["train.epochs=3"]
 
 
+def test_params_loaded_with_overrides_leave_params_yaml_as_it_was(tmp_path):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    p = overrides.load_with(overrides.split("train.epochs=3,model.fast_cnn.filters=[32,64,128]"), tmp_path)
+    assert p.train.epochs == 3 and list(p.model.fast_cnn.filters) == [32, 64, 128]
+    assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["params.yaml"]
+
+
 @pytest.mark.parametrize("override, match", [("train.epochs=many", "params.train.epochs"),
                                              ("train.epoch=3", "unknown key `params.train.epoch`"),
                                              ("train.class_weight=auto", "'balanced' or 'none'")])
