@@ -1,8 +1,10 @@
-"""What every benchmark prints first: the CPU it ran on (figures only compare within one machine)."""
+"""What every benchmark prints first: the CPU it ran on (figures only compare within one machine); and how a
+speed is timed on a shared machine."""
 from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 from tasks.system import cpu_flags
@@ -20,3 +22,17 @@ def cpu() -> str:
     # ONEDNN_MAX_CPU_ISA=AVX2 makes TensorFlow's kernels run as on an AVX2-only CPU of the same cores
     limit = os.environ.get("ONEDNN_MAX_CPU_ISA")
     return f"{name} ({', '.join(extra)})" + (f", oneDNN limited to {limit}" if limit else "")
+
+
+def median_rate(fn, n: int, repeats: int = 3) -> float:
+    """n / the median seconds of `repeats` calls of fn after a first untimed one (which traces graphs): one pass
+    over a thousand films lasts seconds, and a single timing moved by a third between runs here."""
+    import statistics
+
+    fn()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return n / statistics.median(seconds)

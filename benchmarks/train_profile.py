@@ -4,7 +4,8 @@
         [--set "model.fast_cnn.filters=[32,64,128]"]
 
 Same images as train_throughput.py (every k-th film of the train split, params.yaml's model, augmentation and
-normalisation). Each figure is the second of two passes (the first traces graphs), in images per second:
+normalisation). Each figure is the median of three passes after a first (which traces graphs), in images
+per second:
 - input, augmented: one epoch of the training dataset iterated, no model (augmentation on the CPU);
 - input, not augmented: the same without the augmentation layers;
 - model alone: fit on batches already augmented and held in memory (forward, backward, optimizer);
@@ -21,18 +22,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from machine import cpu
-
-
-def rate(fn, n: int) -> float:
-    fn()
-    start = time.perf_counter()
-    fn()
-    return n / (time.perf_counter() - start)
+from machine import median_rate as rate
 
 
 def main() -> None:

@@ -1,19 +1,25 @@
 """Training throughput: the reference recipe vs the project default, same images, same machine, one run.
 
-    python benchmarks/train_throughput.py [--data ../shared/data/chest_xray/train] [--images 1024]
+    python benchmarks/train_throughput.py [--data ../shared/data/chest_xray/train] [--images 1024] [--rounds 5]
         [--set "model.fast_cnn.filters=[32,64,128]" ...]
 
 Reference: 150 px, `image_dataset_from_directory` decoding JPEGs every epoch, zoom + flip, seed_cnn.
 Default: params.yaml's model and augmentation at `data.image_size`, fed from the prepared pixel store, in
 float32 and in bfloat16 (`train.precision`; emulated, so slower, on a CPU without AVX512_BF16 or AMX).
-Each `--set` (params overrides joined by `,`) is timed after the default, in float32, in the same run.
-Each trains on the same images: one epoch traces the graphs, then the median of three epochs is timed.
+Each `--set` (params overrides joined by `,`) is timed in float32 beside them.
+
+Every trainer runs one epoch first (it traces the graphs); then each round times one epoch of every trainer,
+one after the other, and a round's ratio compares epochs timed seconds apart. The figures are medians over the
+rounds, with the range of the ratios: a shared machine's capacity moves (a matrix product's rate here went
+from 370 to 710 a second, second by second, on an idle machine), and a ratio of two timings taken minutes
+apart measured that rather than the code.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -33,22 +39,8 @@ def subset(src: Path, n: int, dest: Path) -> list[Path]:
     return picked
 
 
-EPOCHS_TIMED = 3
-
-
-def timed_fit(model, ds, n_images: int) -> float:
-    """img/s of the median of EPOCHS_TIMED epochs after a first one (which traces the graphs): one epoch of a
-    thousand films lasts seconds, and a shared machine's hiccup would decide a single timing."""
-    model.fit(ds, epochs=1, verbose=0)
-    seconds = []
-    for _ in range(EPOCHS_TIMED):
-        start = time.perf_counter()
-        model.fit(ds, epochs=1, verbose=0)
-        seconds.append(time.perf_counter() - start)
-    return n_images / float(np.median(seconds))
-
-
-def reference(folder: Path, n: int) -> float:
+def reference(folder: Path):
+    """One epoch of the reference recipe, as a function."""
     import keras
 
     from tasks import config
@@ -61,7 +53,7 @@ def reference(folder: Path, n: int) -> float:
     ds = ds.map(lambda x, y: (aug(x, training=True), y))
     model = build_model(config.load().model.model_copy(update={"name": "seed_cnn"}), 150)
     model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
-    return timed_fit(model, ds, n)
+    return lambda: model.fit(ds, epochs=1, verbose=0)
 
 
 def params(setting: str | None):
@@ -72,7 +64,8 @@ def params(setting: str | None):
     return overrides.load_with(overrides.split(setting)) if setting else config.load()
 
 
-def default(files: list[Path], n: int, precision: str = "float32", setting: str | None = None) -> float:
+def default(files: list[Path], precision: str = "float32", setting: str | None = None):
+    """One epoch of the project's training (params.yaml, or a setting of it) on `files`, as a function."""
     import keras
 
     from tasks import images
@@ -89,31 +82,41 @@ def default(files: list[Path], n: int, precision: str = "float32", setting: str 
     model = build_model(p.model, size)
     keras.mixed_precision.set_global_policy("float32")
     model.compile(keras.optimizers.Adam(), "binary_crossentropy", metrics=["accuracy"])
-    return timed_fit(model, train_ds, n)
+    return lambda: model.fit(train_ds, epochs=1, verbose=0)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/chest_xray/train"))
     ap.add_argument("--images", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--set", dest="settings", action="append", default=[],
-                    help="params overrides joined by ',' timed after the default, e.g. data.image_size=96")
+                    help="params overrides joined by ',' timed beside the default, e.g. data.image_size=96")
     args = ap.parse_args()
+    print(f"cpu: {cpu()}")
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
+    # under an ISA limit without bfloat16 (the AVX2 stand-in) oneDNN has no mixed-precision convolution
+    no_bf16 = limit and "BF16" not in limit and "AMX" not in limit
     with tempfile.TemporaryDirectory() as tmp:
         files = subset(Path(args.data), args.images, Path(tmp))
-        ref = reference(Path(tmp), len(files))
-        print(f"cpu: {cpu()}")
-        print(f"reference recipe (seed_cnn, 150 px, JPEG pipeline): {ref:6.1f} img/s")
-        limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
-        # under an ISA limit without bfloat16 (the AVX2 stand-in) oneDNN has no mixed-precision convolution
-        no_bf16 = limit and "BF16" not in limit and "AMX" not in limit
+        trainers = {"reference recipe (seed_cnn, 150 px, JPEG pipeline)": reference(Path(tmp))}
         for precision in ("float32",) if no_bf16 else ("float32", "bfloat16"):
-            new = default(files, len(files), precision)
-            print(f"project default, precision {precision:8s}:   {new:6.1f} img/s = {new / ref:.2f}x the reference "
-                  f"({len(files)} images, median of {EPOCHS_TIMED} epochs after the first)")
-        for setting in args.settings:
-            new = default(files, len(files), "float32", setting)
-            print(f"{setting}: {new:6.1f} img/s = {new / ref:.2f}x the reference")
+            trainers[f"project default, {precision}"] = default(files, precision)
+        trainers.update({setting: default(files, "float32", setting) for setting in args.settings})
+        for epoch in trainers.values():
+            epoch()
+        seconds = {name: [] for name in trainers}
+        for _ in range(args.rounds):
+            for name, epoch in trainers.items():
+                start = time.perf_counter()
+                epoch()
+                seconds[name].append(time.perf_counter() - start)
+    ref = seconds.pop(next(iter(trainers)))
+    print(f"{len(files)} images, {args.rounds} rounds; reference: {len(files) / statistics.median(ref):6.1f} img/s")
+    for name, timed in seconds.items():
+        ratios = [r / t for r, t in zip(ref, timed)]
+        print(f"{name}: {len(files) / statistics.median(timed):6.1f} img/s = {statistics.median(ratios):.2f}x the "
+              f"reference (rounds {min(ratios):.2f} to {max(ratios):.2f})")
 
 
 if __name__ == "__main__":
