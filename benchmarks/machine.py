@@ -24,15 +24,17 @@ def cpu() -> str:
     return f"{name} ({', '.join(extra)})" + (f", oneDNN limited to {limit}" if limit else "")
 
 
-def median_rate(fn, n: int, repeats: int = 3) -> float:
-    """n / the median seconds of `repeats` calls of fn after a first untimed one (which traces graphs): one pass
-    over a thousand films lasts seconds, and a single timing moved by a third between runs here."""
-    import statistics
-
-    fn()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
-    return n / statistics.median(seconds)
+def interleaved(calls: dict, rounds: int) -> dict[str, list[float]]:
+    """The seconds of each call, per round: every call runs once untimed (it traces its graphs), then each round
+    times every call once, one after the other. A shared machine's capacity moves (a matrix product's rate here
+    went from 370 to 710 a second, second by second, idle): figures compared within a round were taken seconds
+    apart, not minutes."""
+    for call in calls.values():
+        call()
+    seconds = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - start)
+    return seconds

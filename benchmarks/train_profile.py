@@ -1,11 +1,11 @@
 """Where a training epoch's time goes: the input pipeline alone, the model alone, both together.
 
     python benchmarks/train_profile.py [--data ../shared/data/chest_xray/train] [--images 1024]
-        [--set "model.fast_cnn.filters=[32,64,128]"]
+        [--rounds 3] [--set "model.fast_cnn.filters=[32,64,128]"]
 
 Same images as train_throughput.py (every k-th film of the train split, params.yaml's model, augmentation and
-normalisation). Each figure is the median of three passes after a first (which traces graphs), in images
-per second:
+normalisation). Each figure is the median over `--rounds` of one pass (`machine.interleaved`: every pass once
+untimed, then each round times one of each, one after the other), in images per second:
 - input, augmented: one epoch of the training dataset iterated, no model (augmentation on the CPU);
 - input, not augmented: the same without the augmentation layers;
 - model alone: fit on batches already augmented and held in memory (forward, backward, optimizer);
@@ -25,14 +25,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from machine import cpu
-from machine import median_rate as rate
+from machine import cpu, interleaved
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/chest_xray/train"))
     ap.add_argument("--images", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--set", dest="setting", help="params overrides joined by ',', e.g. data.image_size=96")
     args = ap.parse_args()
 
@@ -62,8 +62,6 @@ def main() -> None:
     def drain(ds):
         return lambda: [None for _ in ds]
 
-    rows = {"input, augmented": rate(drain(train_ds(True)), n),
-            "input, not augmented": rate(drain(train_ds(False)), n)}
     held = list(train_ds(True))
     in_memory = tf.data.Dataset.from_tensor_slices(tuple(np.concatenate([b[i].numpy() for b in held])
                                                          for i in range(3))).batch(p.train.batch_size).cache()
@@ -78,17 +76,19 @@ def main() -> None:
         keras.mixed_precision.set_global_policy("float32")
         return lambda: model.fit(ds, epochs=1, verbose=0, validation_data=val, callbacks=list(callbacks))
 
-    rows["model alone"] = rate(fit(in_memory), n)
-    rows["model alone, bfloat16"] = rate(fit(in_memory, "mixed_bfloat16"), n)
-    rows["together"] = rate(fit(train_ds(True)), n)
-    rows["+ train.py's compile (metrics)"] = rate(fit(train_ds(True), as_train=True), n)
     val = n // 6
     val_ds = datasets((pixels, labels), (pixels[:val], labels[:val]), p.train, p.train.batch_size)[1]
-    rows["+ validation each epoch"] = rate(fit(train_ds(True), as_train=True, val=val_ds), n)
     with tempfile.TemporaryDirectory() as tmp:
         q = p.model_copy(update={"paths": p.paths.model_copy(update={"model_dir": tmp})})
-        rows["+ train.py's callbacks"] = rate(fit(train_ds(True), as_train=True, val=val_ds,
-                                                  callbacks=train.callbacks(q, [])), n)
+        calls = {"input, augmented": drain(train_ds(True)), "input, not augmented": drain(train_ds(False)),
+                 "model alone": fit(in_memory), "model alone, bfloat16": fit(in_memory, "mixed_bfloat16"),
+                 "together": fit(train_ds(True)),
+                 "+ train.py's compile (metrics)": fit(train_ds(True), as_train=True),
+                 "+ validation each epoch": fit(train_ds(True), as_train=True, val=val_ds),
+                 "+ train.py's callbacks": fit(train_ds(True), as_train=True, val=val_ds,
+                                               callbacks=train.callbacks(q, []))}
+        seconds = interleaved(calls, args.rounds)
+    rows = {name: n / float(np.median(timed)) for name, timed in seconds.items()}
     both = 1 / (1 / rows["input, augmented"] + 1 / rows["model alone"])
     for name, value in rows.items():
         print(f"{name:32s} {value:7.1f} img/s")

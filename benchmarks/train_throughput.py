@@ -8,11 +8,9 @@ Default: params.yaml's model and augmentation at `data.image_size`, fed from the
 float32 and in bfloat16 (`train.precision`; emulated, so slower, on a CPU without AVX512_BF16 or AMX).
 Each `--set` (params overrides joined by `,`) is timed in float32 beside them.
 
-Every trainer runs one epoch first (it traces the graphs); then each round times one epoch of every trainer,
-one after the other, and a round's ratio compares epochs timed seconds apart. The figures are medians over the
-rounds, with the range of the ratios: a shared machine's capacity moves (a matrix product's rate here went
-from 370 to 710 a second, second by second, on an idle machine), and a ratio of two timings taken minutes
-apart measured that rather than the code.
+Every trainer runs one epoch untimed, then each round times one epoch of every trainer, one after the other
+(`machine.interleaved`): a round's ratio compares epochs timed seconds apart. The figures are medians over the
+rounds, with the range of the ratios.
 """
 from __future__ import annotations
 
@@ -21,11 +19,10 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu
+from machine import cpu, interleaved
 
 
 def subset(src: Path, n: int, dest: Path) -> list[Path]:
@@ -103,14 +100,7 @@ def main() -> None:
         for precision in ("float32",) if no_bf16 else ("float32", "bfloat16"):
             trainers[f"project default, {precision}"] = default(files, precision)
         trainers.update({setting: default(files, "float32", setting) for setting in args.settings})
-        for epoch in trainers.values():
-            epoch()
-        seconds = {name: [] for name in trainers}
-        for _ in range(args.rounds):
-            for name, epoch in trainers.items():
-                start = time.perf_counter()
-                epoch()
-                seconds[name].append(time.perf_counter() - start)
+        seconds = interleaved(trainers, args.rounds)
     ref = seconds.pop(next(iter(trainers)))
     print(f"{len(files)} images, {args.rounds} rounds; reference: {len(files) / statistics.median(ref):6.1f} img/s")
     for name, timed in seconds.items():
