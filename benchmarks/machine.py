@@ -26,9 +26,8 @@ def cpu() -> str:
 
 def interleaved(calls: dict, rounds: int) -> dict[str, list[float]]:
     """The seconds of each call, per round: every call runs once untimed (it traces its graphs), then each round
-    times every call once, one after the other. A shared machine's capacity moves (a matrix product's rate here
-    went from 370 to 710 a second, second by second, idle): figures compared within a round were taken seconds
-    apart, not minutes."""
+    times every call once, one after the other. A shared machine's capacity moves (docs/measured.md): figures
+    compared within a round were taken seconds apart, not minutes."""
     for call in calls.values():
         call()
     seconds = {name: [] for name in calls}

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from machine import cpu, interleaved
+from train_throughput import params
 
 
 def main() -> None:
@@ -39,12 +40,11 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from flows import overrides
-    from tasks import config, images, train
+    from tasks import images, train
     from tasks.batches import datasets
     from tasks.model import build_model
 
-    p = overrides.load_with(overrides.split(args.setting)) if args.setting else config.load()
+    p = params(args.setting)
     files = sorted(Path(args.data).glob("*/*.jpeg"))
     files = files[::max(len(files) // args.images, 1)][:args.images]
     size, n = p.data.image_size, len(files)
