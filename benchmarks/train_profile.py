@@ -4,11 +4,14 @@
         [--rounds 3] [--set "model.fast_cnn.filters=[32,64,128]"]
 
 Same images as train_throughput.py (every k-th film of the train split, params.yaml's model, augmentation and
-normalisation). Each figure is the median over `--rounds` of one pass (`machine.interleaved`: every pass once
-untimed, then each round times one of each, one after the other), in images per second:
+normalisation). Each figure is the median over `--rounds` of one pass, and the fastest round
+(`machine.interleaved`: every pass once untimed, then each round times one of each, one after the other), in
+images per second:
 - input, augmented: one epoch of the training dataset iterated, no model (augmentation on the CPU);
 - input, not augmented: the same without the augmentation layers;
 - model alone: fit on batches already augmented and held in memory (forward, backward, optimizer);
+- model alone, Keras' batch norm: the same model with keras.layers.BatchNormalization in place of
+  tasks.model.FusedBatchNorm (what the saved model holds; the fused kernel is what training runs);
 - model alone, bfloat16: the same under Keras' `mixed_bfloat16` policy (weights float32, compute bfloat16);
 - together: fit on the training dataset (plain compile, no validation, no callbacks);
 - then what tasks/train.py adds, one at a time: its compile (the AUC, precision and recall of each step), a
@@ -43,6 +46,7 @@ def main() -> None:
     from tasks import images, train
     from tasks.batches import datasets
     from tasks.model import build_model
+    from tasks.precision import servable
 
     p = params(args.setting)
     files = sorted(Path(args.data).glob("*/*.jpeg"))
@@ -66,9 +70,10 @@ def main() -> None:
     in_memory = tf.data.Dataset.from_tensor_slices(tuple(np.concatenate([b[i].numpy() for b in held])
                                                          for i in range(3))).batch(p.train.batch_size).cache()
 
-    def fit(ds, policy="float32", as_train=False, val=None, callbacks=()):
+    def fit(ds, policy="float32", as_train=False, val=None, callbacks=(), keras_norm=False):
         keras.mixed_precision.set_global_policy(policy)
         model = build_model(p.model, size)
+        model = servable(model) if keras_norm else model
         if as_train:
             train.compile_model(model, p.train)
         else:
@@ -81,7 +86,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         q = p.model_copy(update={"paths": p.paths.model_copy(update={"model_dir": tmp})})
         calls = {"input, augmented": drain(train_ds(True)), "input, not augmented": drain(train_ds(False)),
-                 "model alone": fit(in_memory), "model alone, bfloat16": fit(in_memory, "mixed_bfloat16"),
+                 "model alone": fit(in_memory), "model alone, Keras' batch norm": fit(in_memory, keras_norm=True),
+                 "model alone, bfloat16": fit(in_memory, "mixed_bfloat16"),
                  "together": fit(train_ds(True)),
                  "+ train.py's compile (metrics)": fit(train_ds(True), as_train=True),
                  "+ validation each epoch": fit(train_ds(True), as_train=True, val=val_ds),
@@ -90,8 +96,9 @@ def main() -> None:
         seconds = interleaved(calls, args.rounds)
     rows = {name: n / float(np.median(timed)) for name, timed in seconds.items()}
     both = 1 / (1 / rows["input, augmented"] + 1 / rows["model alone"])
+    print(f"{'':32s} {'median':>7s} {'fastest':>7s} img/s")
     for name, value in rows.items():
-        print(f"{name:32s} {value:7.1f} img/s")
+        print(f"{name:32s} {value:7.1f} {n / min(seconds[name]):7.1f}")
     print(f"{'taking turns would give':32s} {both:7.1f} img/s (1 / (1/input + 1/model))")
 
 

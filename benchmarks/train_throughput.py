@@ -6,11 +6,13 @@
 Reference: 150 px, `image_dataset_from_directory` decoding JPEGs every epoch, zoom + flip, seed_cnn.
 Default: params.yaml's model and augmentation at `data.image_size`, fed from the prepared pixel store, in
 float32 and in bfloat16 (`train.precision`; emulated, so slower, on a CPU without AVX512_BF16 or AMX).
-Each `--set` (params overrides joined by `,`) is timed in float32 beside them.
+Each `--set` (params overrides joined by `,`) is timed in float32 beside them; so is the default with Keras'
+BatchNormalization in place of tasks.model.FusedBatchNorm (the model before 2026-12-04).
 
 Every trainer runs one epoch untimed, then each round times one epoch of every trainer, one after the other
 (`machine.interleaved`): a round's ratio compares epochs timed seconds apart. The figures are medians over the
-rounds, with the range of the ratios.
+rounds, with the range of the ratios, and then each trainer's fastest round: a machine whose capacity drops
+by turns only ever slows an epoch down, so the fastest of several rounds estimates the full-speed figure.
 """
 from __future__ import annotations
 
@@ -61,14 +63,15 @@ def params(setting: str | None):
     return overrides.load_with(overrides.split(setting)) if setting else config.load()
 
 
-def default(files: list[Path], precision: str = "float32", setting: str | None = None):
-    """One epoch of the project's training (params.yaml, or a setting of it) on `files`, as a function."""
+def default(files: list[Path], precision: str = "float32", setting: str | None = None, keras_norm: bool = False):
+    """One epoch of the project's training (params.yaml, or a setting of it) on `files`, as a function;
+    `keras_norm`: with Keras' BatchNormalization instead of the fused one (float32 only)."""
     import keras
 
     from tasks import images
     from tasks.batches import datasets
     from tasks.model import build_model
-    from tasks.precision import policy
+    from tasks.precision import policy, servable
 
     p = params(setting)
     size = p.data.image_size
@@ -78,6 +81,7 @@ def default(files: list[Path], precision: str = "float32", setting: str | None =
     keras.mixed_precision.set_global_policy(policy(precision))
     model = build_model(p.model, size)
     keras.mixed_precision.set_global_policy("float32")
+    model = servable(model) if keras_norm else model
     model.compile(keras.optimizers.Adam(), "binary_crossentropy", metrics=["accuracy"])
     return lambda: model.fit(train_ds, epochs=1, verbose=0)
 
@@ -99,14 +103,18 @@ def main() -> None:
         trainers = {"reference recipe (seed_cnn, 150 px, JPEG pipeline)": reference(Path(tmp))}
         for precision in ("float32",) if no_bf16 else ("float32", "bfloat16"):
             trainers[f"project default, {precision}"] = default(files, precision)
+        trainers["project default, Keras' batch norm"] = default(files, keras_norm=True)
         trainers.update({setting: default(files, "float32", setting) for setting in args.settings})
         seconds = interleaved(trainers, args.rounds)
     ref = seconds.pop(next(iter(trainers)))
-    print(f"{len(files)} images, {args.rounds} rounds; reference: {len(files) / statistics.median(ref):6.1f} img/s")
+    n = len(files)
+    print(f"{n} images, {args.rounds} rounds; reference: median {n / statistics.median(ref):6.1f} img/s, "
+          f"fastest {n / min(ref):6.1f}")
     for name, timed in seconds.items():
         ratios = [r / t for r, t in zip(ref, timed)]
-        print(f"{name}: {len(files) / statistics.median(timed):6.1f} img/s = {statistics.median(ratios):.2f}x the "
-              f"reference (rounds {min(ratios):.2f} to {max(ratios):.2f})")
+        print(f"{name}: {n / statistics.median(timed):6.1f} img/s = {statistics.median(ratios):.2f}x the reference "
+              f"(rounds {min(ratios):.2f} to {max(ratios):.2f}); fastest rounds {n / min(timed):6.1f} img/s = "
+              f"{min(ref) / min(timed):.2f}x")
 
 
 if __name__ == "__main__":

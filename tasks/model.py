@@ -50,9 +50,34 @@ def seed_cnn(_, size: int) -> keras.Model:
     return keras.Model(inputs, output(x), name="seed_cnn")
 
 
+@keras.saving.register_keras_serializable(package="pneumonia")
+class FusedBatchNorm(layers.BatchNormalization):
+    """BatchNormalization of a channels-last 4-D input through TensorFlow's fused kernel: one op forward and one
+    backward, where Keras 3 runs the batch moments and the normalisation as separate ops (docs/measured.md has
+    what it saves). Same weights, config and inference as the Keras layer; the moving variance is fed the
+    batch variance with Bessel's correction (as Keras 2 did: n/(n-1) with n in the thousands). A trained model
+    is saved with plain BatchNormalization (`tasks.precision.servable`), so no saved model needs this class."""
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = keras.ops.cast(inputs, "float32")  # as Keras' layer: statistics in float32 under any policy
+        gamma, beta = keras.ops.cast(self.gamma, "float32"), keras.ops.cast(self.beta, "float32")
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon)
+            for stat, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                stat.assign(stat * self.momentum + batch * (1.0 - self.momentum))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, self.moving_mean, self.moving_variance,
+                                                       epsilon=self.epsilon, is_training=False)
+        return keras.ops.cast(y, self.compute_dtype)
+
+
 def _conv_bn_relu(x, filters: int, strides: int = 1, name: str | None = None):
     x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization(momentum=0.9)(x)  # 0.99 lags for hundreds of steps: val scores collapse early
+    x = FusedBatchNorm(momentum=0.9)(x)  # 0.99 lags for hundreds of steps: val scores collapse early
     return layers.Activation("relu", name=name)(x)
 
 

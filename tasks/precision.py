@@ -1,8 +1,6 @@
-"""Training precision (`train.precision`): the Keras dtype policy a training runs under, and the float32 copy
-of the trained model that evaluation, the package and serving run."""
+"""Training precision (`train.precision`): the Keras dtype policy a training runs under, and the plain float32
+copy of the trained model that evaluation, the package and serving run."""
 from __future__ import annotations
-
-from tasks.config import Params
 
 
 def policy(precision: str, flags: set[str] | None = None) -> str:
@@ -18,16 +16,28 @@ def policy(precision: str, flags: set[str] | None = None) -> str:
     return "mixed_bfloat16" if precision == "bfloat16" else "float32"
 
 
-def as_float32(model, p: Params):
-    """The trained model under the float32 policy, same weights: what evaluation, the package and serving run
-    (their 1e-5 agreement holds in float32, and a CPU without bfloat16 serves it at full speed)."""
+def servable(model):
+    """The trained model as evaluation, the package and serving run it, same weights: under the float32 policy
+    (their 1e-5 agreement holds in float32, and a CPU without bfloat16 serves it at full speed) and with
+    Keras' own BatchNormalization in place of training's FusedBatchNorm (a saved model loads without this
+    code)."""
     import keras
 
-    from tasks.model import build_model
+    from tasks.model import FusedBatchNorm
 
-    if model.dtype_policy.name == "float32":
+    def plain(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        kind = keras.layers.BatchNormalization if isinstance(layer, FusedBatchNorm) else type(layer)
+        return kind.from_config(config)
+
+    if model.dtype_policy.name == "float32" and not any(isinstance(x, FusedBatchNorm) for x in model.layers):
         return model
-    keras.mixed_precision.set_global_policy("float32")
-    plain = build_model(p.model, p.data.image_size)
-    plain.set_weights(model.get_weights())
-    return plain
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # the model's own policy is the global one at its making
+    try:
+        copy = keras.models.clone_model(model, clone_function=plain)
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -167,7 +167,7 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
 def run(p: Params) -> dict:
     from tasks.data import load_splits
     from tasks.model import check
-    from tasks.precision import as_float32, policy
+    from tasks.precision import policy, servable
 
     check(p.model, p.data.image_size)  # bad params fail before any data is loaded
     resuming = resumable(p)
@@ -185,7 +185,7 @@ def run(p: Params) -> dict:
         write_json(backup_dir(p) / "fingerprint.json", {"fingerprint": fingerprint(p)})
         resuming = False
         model, history, seconds = fit(p, splits)
-    model = as_float32(model, p)
+    model = servable(model)
     model.save(model_path(p))  # best weights (EarlyStopping restored them)
     # one row per epoch, before and after a resume (an epoch logged twice by a kill between backup and log: the last)
     rows = pd.read_csv(live_history(p), on_bad_lines="skip")  # a row the kill cut short is not an epoch

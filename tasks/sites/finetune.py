@@ -31,8 +31,10 @@ def freeze_batch_norm(model) -> None:
     """Batch-norm layers keep the source's statistics and scale (Keras runs a frozen one in inference mode), the
     usual practice when fine-tuning on little data: with a few dozen films repeated in half of every batch,
     batch statistics would follow those films rather than the site."""
+    import keras
+
     for layer in model.layers:
-        if type(layer).__name__ == "BatchNormalization":
+        if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
 
 

@@ -72,6 +72,47 @@ def test_training_lowers_the_loss(tiny_workdir):
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
+def test_fused_batch_norm_computes_what_keras_batch_norm_does():
+    import keras
+
+    from tasks.model import FusedBatchNorm
+
+    x = np.random.default_rng(0).normal(2.0, 3.0, (8, 6, 6, 5)).astype(np.float32)
+    fused, plain = FusedBatchNorm(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    for layer in (fused, plain):
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 2.0, 5))
+        layer.beta.assign(np.linspace(-1.0, 1.0, 5))
+    np.testing.assert_allclose(fused(x, training=True), plain(x, training=True), atol=1e-4)
+    n = 8 * 6 * 6  # the fused kernel feeds the moving variance the unbiased batch variance
+    np.testing.assert_allclose(fused.moving_mean, plain.moving_mean, atol=1e-5)
+    np.testing.assert_allclose(fused.moving_variance, 0.9 + (np.asarray(plain.moving_variance) - 0.9) * n / (n - 1),
+                               rtol=1e-5)
+    fused.moving_variance.assign(plain.moving_variance)
+    np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), atol=1e-5)
+
+
+def test_the_saved_model_is_plain_keras_and_scores_as_the_trained_one():
+    import keras
+
+    from tasks.model import FusedBatchNorm
+
+    model = build_model(defaults("model"), 64)
+    assert any(isinstance(layer, FusedBatchNorm) for layer in model.layers)
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 64, 64, 1), dtype=np.float32)
+    for layer in model.layers:  # statistics and scales as a training leaves them, not the initial 0s and 1s
+        if isinstance(layer, FusedBatchNorm):
+            layer.set_weights([rng.uniform(0.5, 2.0, w.shape) for w in layer.get_weights()])
+    saved = precision.servable(model)
+    assert not any(isinstance(layer, FusedBatchNorm) for layer in saved.layers)
+    assert [layer.name for layer in saved.layers] == [layer.name for layer in model.layers]
+    np.testing.assert_allclose(saved.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    config = json.dumps(saved.get_config())
+    assert "FusedBatchNorm" not in config and "BatchNormalization" in config
+    assert keras.Model.from_config(saved.get_config()).count_params() == model.count_params()
+
+
 def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it():
     assert precision.policy("auto", {"avx2", "avx512f"}) == "float32"  # emulated there: slower, not faster
     policy = precision.policy
@@ -97,7 +138,7 @@ def test_bfloat16_training_saves_a_float32_model_with_its_weights(tiny_workdir):
     assert prob.dtype == np.float32 and np.all((prob > 0) & (prob < 1))
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     mixed = build_model(p.model, p.data.image_size)
-    plain = precision.as_float32(mixed, p)
+    plain = precision.servable(mixed)
     assert plain.dtype_policy.name == "float32"
     assert all(np.array_equal(a, b) for a, b in zip(mixed.get_weights(), plain.get_weights()))
     assert np.allclose(mixed.predict(x, verbose=0), plain.predict(x, verbose=0), atol=0.05)  # bfloat16's 3 digits
