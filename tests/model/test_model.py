@@ -83,6 +83,21 @@ def test_fused_batch_norm_computes_what_keras_batch_norm_does():
         layer.build(x.shape)
         layer.gamma.assign(np.linspace(0.5, 2.0, 5))
         layer.beta.assign(np.linspace(-1.0, 1.0, 5))
+    import tensorflow as tf
+
+    upstream = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
+    grads = []
+    for layer in (fused, plain):
+        inputs = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = tf.reduce_sum(layer(inputs, training=True) * upstream)
+        grads.append(tape.gradient(loss, [inputs, layer.gamma.value, layer.beta.value]))
+    assert all(g is not None for g in grads[0] + grads[1])
+    for a, b in zip(*grads):  # the backward pass too: what the training follows
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    fused.moving_mean.assign(np.zeros(5)), fused.moving_variance.assign(np.ones(5))  # one training call each
+    plain.moving_mean.assign(np.zeros(5)), plain.moving_variance.assign(np.ones(5))
     np.testing.assert_allclose(fused(x, training=True), plain(x, training=True), atol=1e-4)
     n = 8 * 6 * 6  # the fused kernel feeds the moving variance the unbiased batch variance
     np.testing.assert_allclose(fused.moving_mean, plain.moving_mean, atol=1e-5)
