@@ -74,31 +74,28 @@ def test_training_lowers_the_loss(tiny_workdir):
 
 def test_fused_batch_norm_computes_what_keras_batch_norm_does():
     import keras
+    import tensorflow as tf
 
     from tasks.model import FusedBatchNorm
 
     x = np.random.default_rng(0).normal(2.0, 3.0, (8, 6, 6, 5)).astype(np.float32)
+    upstream = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
     fused, plain = FusedBatchNorm(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    outputs, grads = [], []
     for layer in (fused, plain):
         layer.build(x.shape)
         layer.gamma.assign(np.linspace(0.5, 2.0, 5))
         layer.beta.assign(np.linspace(-1.0, 1.0, 5))
-    import tensorflow as tf
-
-    upstream = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
-    grads = []
-    for layer in (fused, plain):
         inputs = tf.constant(x)
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape:  # one training call each, from moving statistics 0 and 1
             tape.watch(inputs)
-            loss = tf.reduce_sum(layer(inputs, training=True) * upstream)
+            outputs.append(layer(inputs, training=True))
+            loss = tf.reduce_sum(outputs[-1] * upstream)
         grads.append(tape.gradient(loss, [inputs, layer.gamma.value, layer.beta.value]))
+    np.testing.assert_allclose(*outputs, atol=1e-4)
     assert all(g is not None for g in grads[0] + grads[1])
     for a, b in zip(*grads):  # the backward pass too: what the training follows
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
-    fused.moving_mean.assign(np.zeros(5)), fused.moving_variance.assign(np.ones(5))  # one training call each
-    plain.moving_mean.assign(np.zeros(5)), plain.moving_variance.assign(np.ones(5))
-    np.testing.assert_allclose(fused(x, training=True), plain(x, training=True), atol=1e-4)
     n = 8 * 6 * 6  # the fused kernel feeds the moving variance the unbiased batch variance
     np.testing.assert_allclose(fused.moving_mean, plain.moving_mean, atol=1e-5)
     np.testing.assert_allclose(fused.moving_variance, 0.9 + (np.asarray(plain.moving_variance) - 0.9) * n / (n - 1),
