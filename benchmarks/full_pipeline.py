@@ -3,7 +3,8 @@
     python benchmarks/full_pipeline.py [--fractions 0.25 0.5 1.0] [--data ../shared/data/chest_xray]
 
 Each fraction copies every k-th image into a temporary checkout of this repo, points ingest at it and
-runs each DVC stage as its own process; peak memory is that process's maximum resident set size.
+runs each DVC stage as its own process; peak memory is that process's maximum resident set size. Prints the
+CPU first, and per fraction train + evaluate against issue 26's goals (10 minutes, 2 GiB).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
+from machine import cpu
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,6 +51,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="copy each run's reports/ here (as reports-<fraction>)")
     args = ap.parse_args()
     stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    print(cpu())
     for fraction in args.fractions:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -61,11 +64,15 @@ def main() -> None:
             (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
             env = {**os.environ, "PYTHONPATH": str(work), "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlruns/m.db"}
             print(f"\n== {n} images ({fraction:.0%} of the train split)")
-            total = 0.0
+            total, measured = 0.0, {}
             for stage in stages:
                 seconds, peak = run_stage(stage, work, env)
                 total += seconds
+                measured[stage] = seconds, peak
                 print(f"{stage:>9}: {seconds:7.1f} s   peak {peak:7.0f} MiB")
+            goal = [measured[stage] for stage in ("train", "evaluate")]
+            print(f"    train + evaluate: {sum(sec for sec, _ in goal) / 60:.1f} min (goal 10), "
+                  f"peak {max(m for _, m in goal):.0f} MiB (goal 2,048)")
             if args.keep:
                 shutil.copytree(work / "reports", args.keep / f"reports-{fraction}", dirs_exist_ok=True)
             test = json.loads((work / "reports/metrics.json").read_text())["test"]
