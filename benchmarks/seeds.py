@@ -5,7 +5,7 @@
 
 Run in a scratch checkout whose `dvc repro split` has prepared the real data (`pneumonia-pipeline
 ingest.source=folder ...` does): for each `--set` (a params override, or several joined by `,`;
-`model.fast_cnn.filters=[32,64,128]` is one) and seed it
+`model.fast_cnn.filters=[48,96,192],train.epochs=15` is one) and seed it
 sets params.yaml (`flows.overrides.set_params`), runs `python -m tasks.train` and `python -m tasks.evaluate`
 (no DVC, no registry), and appends the CPU, the setting, the seed, the training seconds and img/s, the best
 validation AUC, the test split's accuracy, AUC, sensitivity and specificity, and the worst of evaluate's

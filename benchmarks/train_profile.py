@@ -1,7 +1,7 @@
 """Where a training epoch's time goes: the input pipeline alone, the model alone, both together.
 
     python benchmarks/train_profile.py [--data ../shared/data/chest_xray/train] [--images 1024]
-        [--rounds 3] [--set "model.fast_cnn.filters=[32,64,128]"]
+        [--rounds 3] [--set "model.fast_cnn.filters=[48,96,192]"]
 
 Same images as train_throughput.py (every k-th film of the train split, params.yaml's model, augmentation and
 normalisation). Each figure is the median over `--rounds` of one pass, and the fastest round

@@ -1,7 +1,7 @@
 """Training throughput: the reference recipe vs the project default, same images, same machine, one run.
 
     python benchmarks/train_throughput.py [--data ../shared/data/chest_xray/train] [--images 1024] [--rounds 5]
-        [--set "model.fast_cnn.filters=[32,64,128]" ...]
+        [--set "model.fast_cnn.filters=[48,96,192]" ...]
 
 Reference: 150 px, `image_dataset_from_directory` decoding JPEGs every epoch, zoom + flip, seed_cnn.
 Default: params.yaml's model and augmentation at `data.image_size`, fed from the prepared pixel store, in
