@@ -67,9 +67,12 @@ def test_training_lowers_the_loss(tiny_workdir):
     from tasks.data import load_splits
     from tests.helpers import write_params
 
-    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 4}}))
+    # a few dozen tiny films, 4 batches an epoch, augmented: one epoch's loss moves by several hundredths on its own, so
+    # the last three epochs' mean must sit clearly under the first epoch's (4 epochs were too few to tell)
+    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 8}}))
     _, history, _ = train.fit(p, load_splits(p.paths))
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    loss = history.history["loss"]
+    assert sum(loss[-3:]) / 3 < loss[0] - 0.03, loss
 
 
 def test_fused_batch_norm_computes_what_keras_batch_norm_does():
