@@ -64,18 +64,17 @@ def main() -> None:
             (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
             env = {**os.environ, "PYTHONPATH": str(work), "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlruns/m.db"}
             print(f"\n== {n} images ({fraction:.0%} of the train split)")
-            total, measured = 0.0, {}
+            measured = {}  # stage -> (seconds, peak MiB)
             for stage in stages:
-                seconds, peak = run_stage(stage, work, env)
-                total += seconds
-                measured[stage] = seconds, peak
+                measured[stage] = seconds, peak = run_stage(stage, work, env)
                 print(f"{stage:>9}: {seconds:7.1f} s   peak {peak:7.0f} MiB")
-            goal = [measured[stage] for stage in ("train", "evaluate")]
+            goal = [measured["train"], measured["evaluate"]]
             print(f"    train + evaluate: {sum(sec for sec, _ in goal) / 60:.1f} min (goal 10), "
-                  f"peak {max(m for _, m in goal):.0f} MiB (goal 2,048)")
+                  f"peak {max(mib for _, mib in goal):.0f} MiB (goal 2,048)")
             if args.keep:
                 shutil.copytree(work / "reports", args.keep / f"reports-{fraction}", dirs_exist_ok=True)
             test = json.loads((work / "reports/metrics.json").read_text())["test"]
+            total = sum(sec for sec, _ in measured.values())
             print(f"    total: {total:7.1f} s; internal test: accuracy {test['accuracy']:.3f}, sensitivity "
                   f"{test['recall']:.3f}, specificity {test['specificity']:.3f}, ROC-AUC {test['roc_auc']:.4f}")
 
