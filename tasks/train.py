@@ -98,15 +98,43 @@ class BackupUnreadable(RuntimeError):
 
 def restore(p: Params):
     """Keras' BackupAndRestore, whose failure to read the backup raises BackupUnreadable: only that failure
-    makes a resumed training start over; any other error of a resumed fit (a full disk, bad data) is raised."""
+    makes a resumed training start over; any other error of a resumed fit (a full disk, bad data) is raised.
+
+    Its backup survives a kill at any instant: each epoch's weights go to a file of their own, then the
+    metadata naming them replaces the previous one in one rename, and only then are older weights removed
+    (Keras rewrites one weights file and then its metadata in place, so a kill while it writes leaves a
+    backup that cannot be read, and the training starts over)."""
+    import json
+
     import keras
 
     class Restore(keras.callbacks.BackupAndRestore):
         def on_train_begin(self, logs=None):
             try:
                 super().on_train_begin(logs)
-            except (OSError, ValueError, KeyError) as err:  # a cut weights file, cut or empty metadata JSON
+            except (OSError, ValueError, KeyError) as err:  # a damaged weights file, damaged or empty metadata
                 raise BackupUnreadable(str(err).splitlines()[0][:200] if str(err) else type(err).__name__) from err
+
+        def _save_model(self):
+            folder = Path(self.backup_dir)
+            weights = f"epoch-{self._current_epoch}.weights.h5"
+            folder.mkdir(parents=True, exist_ok=True)
+            self.model.save_weights(str(folder / weights), overwrite=True)
+            with atomic(self._training_metadata_path) as tmp:
+                tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": 0, "weights": weights}))
+            for old in folder.glob("epoch-*.weights.h5"):
+                if old.name != weights:
+                    old.unlink()
+
+        def _load_model(self):
+            meta = Path(self._training_metadata_path)
+            if not meta.exists():
+                return
+            saved = json.loads(meta.read_text())
+            if not self.model.optimizer.built:  # its state is in the weights file: build it to load it
+                self.model.optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(str(Path(self.backup_dir) / saved["weights"]))
+            self.model._initial_epoch = saved["epoch"]
 
     return Restore(str(backup_dir(p)))
 

@@ -182,6 +182,7 @@ def test_killed_training_resumes_at_the_next_epoch(tiny_workdir):
                            capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     epochs = [int(line.split()[1].split("/")[0]) for line in rerun.stdout.splitlines() if line.startswith("Epoch ")]
+    assert "cannot be restored" not in rerun.stderr  # the kill, wherever it came, left a readable backup
     assert epochs[0] >= done  # it did not start over at epoch 1
     assert epochs[-1] == 6
     assert list(pd.read_csv(history).epoch) == list(range(6))  # one history row per epoch, none twice or missing
@@ -197,6 +198,34 @@ def test_killed_training_resumes_at_the_next_epoch(tiny_workdir):
         runs = client.search_runs([tracking.configure(p)])
         assert [r.info.run_id for r in runs] == [tracking.train_run(p).info.run_id]
         assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] == list(range(6))
+
+
+def test_a_kill_while_the_backup_is_written_resumes_from_the_last_whole_epoch(tmp_path):
+    """A kill cuts the next epoch's weights file in half: the backup still reads, at the epoch before it."""
+    import keras
+
+    from tests.helpers import write_params
+
+    def model_with(seed: int):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.Adam(0.1), "mse")
+        model.set_weights([np.random.default_rng(seed).random(w.shape) for w in model.get_weights()])
+        model.optimizer.build(model.trainable_variables)  # as after a training step: its state is saved too
+        return model
+
+    p = write_params(tmp_path, {"paths": {"model_dir": str(tmp_path / "models")}})
+    saver = train.restore(p)
+    for epoch in range(2):  # two epochs end, each with its weights
+        saver.set_model(model := model_with(epoch))
+        saver.on_epoch_end(epoch)
+    assert [f.name for f in train.backup_dir(p).glob("*.weights.h5")] == ["epoch-2.weights.h5"]  # older removed
+    (train.backup_dir(p) / "epoch-3.weights.h5").write_bytes(b"\x89HDF")  # epoch 3's write, killed
+    loader = train.restore(p)
+    loader.set_model(resumed := model_with(7))  # a fresh process's model
+    loader.on_train_begin()
+    assert resumed._initial_epoch == 2
+    for got, saved in zip(resumed.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(got, saved)
 
 
 @pytest.mark.slow
@@ -215,14 +244,14 @@ def test_a_backup_of_other_params_is_discarded_not_resumed(tiny_workdir):
 
 
 @pytest.mark.slow
-def test_a_backup_the_kill_cut_in_half_starts_training_over(tiny_workdir, caplog):
+def test_a_backup_that_cannot_be_read_starts_training_over(tiny_workdir, caplog):
     from tests.helpers import write_params
 
     p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 2}}))
     cut = train.backup_dir(p)
     cut.mkdir(parents=True)
     (cut / "fingerprint.json").write_text(json.dumps({"fingerprint": train.fingerprint(p)}))  # this very training
-    (cut / "training_metadata.json").write_text('{"epoch": ')  # written when the kill came
+    (cut / "training_metadata.json").write_text('{"epoch": ')  # damaged on disk
     with caplog.at_level("WARNING"):
         report = train.run(p)
     assert report["epochs"] == 2 and not report["resumed"] and "cannot be restored" in caplog.text
