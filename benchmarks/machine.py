@@ -24,6 +24,13 @@ def cpu() -> str:
     return f"{name} ({', '.join(extra)})" + (f", oneDNN limited to {limit}" if limit else "")
 
 
+def bfloat16_kernels() -> bool:
+    """False under an ISA limit without bfloat16 (`ONEDNN_MAX_CPU_ISA=AVX2`, the AVX2 stand-in), where oneDNN has
+    no mixed-precision convolution and a bfloat16 model fails to run."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
+    return not limit or "BF16" in limit or "AMX" in limit
+
+
 def interleaved(calls: dict, rounds: int) -> dict[str, list[float]]:
     """The seconds of each call, per round: every call runs once untimed (it traces its graphs), then each round
     times every call once, one after the other. A shared machine's capacity moves (docs/measured.md): figures

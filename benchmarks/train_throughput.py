@@ -17,14 +17,13 @@ by turns only ever slows an epoch down, so the fastest of several rounds estimat
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from machine import cpu, interleaved
+from machine import bfloat16_kernels, cpu, interleaved
 
 
 def subset(src: Path, n: int, dest: Path) -> list[Path]:
@@ -95,13 +94,10 @@ def main() -> None:
                     help="params overrides joined by ',' timed beside the default, e.g. data.image_size=96")
     args = ap.parse_args()
     print(f"cpu: {cpu()}")
-    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
-    # under an ISA limit without bfloat16 (the AVX2 stand-in) oneDNN has no mixed-precision convolution
-    no_bf16 = limit and "BF16" not in limit and "AMX" not in limit
     with tempfile.TemporaryDirectory() as tmp:
         files = subset(Path(args.data), args.images, Path(tmp))
         trainers = {"reference recipe (seed_cnn, 150 px, JPEG pipeline)": reference(Path(tmp))}
-        for precision in ("float32",) if no_bf16 else ("float32", "bfloat16"):
+        for precision in ("float32", "bfloat16") if bfloat16_kernels() else ("float32",):
             trainers[f"project default, {precision}"] = default(files, precision)
         trainers["project default, Keras' batch norm"] = default(files, keras_norm=True)
         trainers.update({setting: default(files, "float32", setting) for setting in args.settings})
