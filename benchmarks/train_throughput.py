@@ -64,37 +64,25 @@ def params(setting: str | None):
 
 def default(files: list[Path], precision: str = "float32", setting: str | None = None, keras_norm: bool = False):
     """One epoch of the project's training (params.yaml, or a setting of it) on `files`, as a function;
-    `keras_norm`: with Keras' BatchNormalization instead of the fused one (float32 only). With
-    `train.progressive` epochs, the epoch is the recipe's average: the share of its batches that the recipe
-    trains at `train.progressive.size` (`progressive.epochs / epochs`) at that side, the rest at full side."""
+    `keras_norm`: with Keras' BatchNormalization instead of the fused one (float32 only)."""
     import keras
 
     from tasks import images
-    from tasks.batches import datasets, progressive
+    from tasks.batches import datasets
     from tasks.model import build_model
     from tasks.precision import policy, servable
 
     p = params(setting)
-    size, t = p.data.image_size, p.train
+    size = p.data.image_size
     pixels = np.stack([images.load_gray(f.read_bytes(), size) for f in files])
     labels = np.array([f.parent.name == "PNEUMONIA" for f in files], np.float32)
-    train_ds, _ = datasets((pixels, labels), (pixels[:32], labels[:32]), t, t.batch_size)
+    train_ds, _ = datasets((pixels, labels), (pixels[:32], labels[:32]), p.train, p.train.batch_size)
     keras.mixed_precision.set_global_policy(policy(precision))
-    model = build_model(p.model, size, any_size=t.progressive.epochs > 0)
+    model = build_model(p.model, size)
     keras.mixed_precision.set_global_policy("float32")
     model = servable(model) if keras_norm else model
     model.compile(keras.optimizers.Adam(), "binary_crossentropy", metrics=["accuracy"])
-    if not t.progressive.epochs:
-        return lambda: model.fit(train_ds, epochs=1, verbose=0)
-    train_ds, side = progressive(train_ds, t, size)
-    low = round(len(train_ds) * min(t.progressive.epochs / t.epochs, 1.0))  # batches at the low side
-
-    def epoch():
-        for at_epoch, part in ((0, train_ds.take(low)), (t.epochs, train_ds.skip(low))):
-            if len(part):
-                side.on_epoch_begin(at_epoch)
-                model.fit(part, epochs=1, verbose=0)
-    return epoch
+    return lambda: model.fit(train_ds, epochs=1, verbose=0)
 
 
 def main() -> None:

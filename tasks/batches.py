@@ -45,26 +45,3 @@ def datasets(train: tuple, val: tuple, p: Train, global_batch: int, replicas: in
                 .prefetch(tf.data.AUTOTUNE))
     val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(global_batch).cache().prefetch(tf.data.AUTOTUNE)
     return train_ds, val_ds
-
-
-def progressive(train_ds, p: Train, full: int):
-    """(train_ds, callback): batches of the first `train.progressive.epochs` epochs down-sampled (area average)
-    to `train.progressive.size` px, later ones at `full` px; fit needs the callback, which sets each epoch's
-    side as it begins (Keras opens the dataset's iterator for an epoch after on_epoch_begin, so every batch of
-    an epoch has that epoch's side). Progressive resizing (Tan & Le 2021, EfficientNetV2): early epochs learn
-    coarse features at a fraction of the cost per film, the last ones at the side the model serves."""
-    import keras
-    import tensorflow as tf
-
-    low, epochs = p.progressive.size, p.progressive.epochs
-    side = tf.Variable(full, dtype=tf.int32, trainable=False)
-
-    def resize(x, *rest):
-        x = tf.cond(side < full, lambda: tf.image.resize(x, tf.stack([side, side]), method="area"), lambda: x)
-        return (x, *rest)
-
-    class Side(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            side.assign(low if epoch < epochs else full)
-
-    return train_ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE), Side()

@@ -95,11 +95,6 @@ class Augment(Pluggable):
     registry, where = "AUGMENTATIONS", "train.augment"  # every key a step of tasks.plugins.AUGMENTATIONS
 
 
-class Progressive(Section):
-    epochs: Count  # the first epochs, trained on films down-sampled to `size`; 0: none
-    size: Positive
-
-
 class Train(Section):
     epochs: Positive
     batch_size: Positive
@@ -112,7 +107,6 @@ class Train(Section):
     precision: Literal["float32", "bfloat16", "auto"]  # tasks.precision.policy
     seed: int
     augment: Augment
-    progressive: Progressive
 
 
 class Sites(Section):

@@ -88,7 +88,7 @@ def output(x):
     return layers.Dense(1, activation="sigmoid", name="pneumonia", dtype="float32")(x)
 
 
-def fast_cnn(p: FastCnn, size: int | None) -> keras.Model:
+def fast_cnn(p: FastCnn, size: int) -> keras.Model:
     """Strided stem (+ max-pool), blocks of `convs_per_block` conv+BN+ReLU with a max-pool between; GAP; sigmoid.
 
     Plain convolutions: on this CPU, TF's separable convolutions train 3-10x slower per FLOP.
@@ -110,25 +110,17 @@ def fast_cnn(p: FastCnn, size: int | None) -> keras.Model:
 
 seed_cnn.min_size = lambda _: 32
 fast_cnn.min_size = lambda p: 2 ** (len(p.filters) + p.stem_pool) * 2
-fast_cnn.any_size = True  # convolutions and global pooling: no weight depends on the input's side
 
 
-def check(p: Model, size: int, setting: str = "data.image_size", any_size: bool = False) -> None:
-    """Raise ConfigError, before any training, for an input side (params' `setting`) too small for the chosen
-    model, or with `any_size` for a model that takes one side only."""
+def check(p: Model, size: int) -> None:
+    """Raise ConfigError for an input too small for the chosen model, before any training."""
     builder = plugins.MODELS.get(p.name)
     need = getattr(builder, "min_size", lambda _: 1)(p.setting())
     if size < need:
-        raise ConfigError(f"{setting}={size} is too small for {p.name} (needs >= {need}); "
-                          f"raise {setting} or change model.{p.name}")
-    if any_size and not getattr(builder, "any_size", False):
-        raise ConfigError(f"model.name={p.name} takes one input size, so train.progressive.epochs must be 0 "
-                          "(or use fast_cnn, which takes any)")
+        raise ConfigError(f"data.image_size={size} is too small for {p.name} (needs >= {need}); "
+                          f"raise data.image_size or change model.{p.name}")
 
 
-def build_model(p: Model, size: int, any_size: bool = False) -> keras.Model:
-    """The model for inputs of side `size`; with `any_size`, one whose input takes any side (training on several
-    sides, tasks.batches.progressive; tasks.precision.servable saves it for one), if its builder says it can
-    (`any_size = True`: no weight depends on the side)."""
-    check(p, size, any_size=any_size)
-    return plugins.MODELS.get(p.name)(p.setting(), None if any_size else size)
+def build_model(p: Model, size: int) -> keras.Model:
+    check(p, size)
+    return plugins.MODELS.get(p.name)(p.setting(), size)

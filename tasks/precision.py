@@ -16,12 +16,11 @@ def policy(precision: str, flags: set[str] | None = None) -> str:
     return "mixed_bfloat16" if precision == "bfloat16" else "float32"
 
 
-def servable(model, size: int | None = None):
+def servable(model):
     """The trained model as evaluation, the package and serving run it, same weights: under the float32 policy
     (their 1e-5 agreement holds in float32, and a CPU without bfloat16 serves it at full speed) and with
     Keras' own BatchNormalization in place of training's FusedBatchNorm (a saved model loads without this
-    code); with `size`, for inputs of that side (a model trained on several sides is saved for the one it
-    serves)."""
+    code)."""
     import keras
 
     from tasks.model import FusedBatchNorm
@@ -32,15 +31,12 @@ def servable(model, size: int | None = None):
         kind = keras.layers.BatchNormalization if isinstance(layer, FusedBatchNorm) else type(layer)
         return kind.from_config(config)
 
-    resized = size is not None and tuple(model.input_shape[1:3]) != (size, size)
-    if not resized and model.dtype_policy.name == "float32" and not any(isinstance(x, FusedBatchNorm)
-                                                                         for x in model.layers):
+    if model.dtype_policy.name == "float32" and not any(isinstance(x, FusedBatchNorm) for x in model.layers):
         return model
-    inputs = keras.Input((size, size, model.input_shape[-1]), name=model.inputs[0].name) if resized else None
     before = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")  # the model's own policy is the global one at its making
     try:
-        copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=plain)
+        copy = keras.models.clone_model(model, clone_function=plain)
     finally:
         keras.mixed_precision.set_global_policy(before)
     copy.set_weights(model.get_weights())

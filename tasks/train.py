@@ -169,7 +169,7 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     """Build, compile and fit the model on splits['train'] with splits['val']; returns (model, history, seconds)."""
     import keras
 
-    from tasks.batches import datasets, progressive
+    from tasks.batches import datasets
     from tasks.model import build_model
     from tasks.precision import policy
 
@@ -178,13 +178,10 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     strat = strategy(t.distribute)
     keras.mixed_precision.set_global_policy(policy(t.precision))
     with strat.scope():
-        model = build_model(p.model, p.data.image_size, any_size=t.progressive.epochs > 0)
+        model = build_model(p.model, p.data.image_size)
         compile_model(model, t)
     replicas = strat.num_replicas_in_sync
     train_ds, val_ds = datasets(splits["train"], splits["val"], t, t.batch_size * replicas, replicas)
-    if t.progressive.epochs:
-        train_ds, side = progressive(train_ds, t, p.data.image_size)
-        extra_callbacks = [side, *extra_callbacks]
     start = time.perf_counter()
     # class weights ride in train_ds, which also shuffles itself (Keras ignores `shuffle` for a tf.data.Dataset)
     try:
@@ -200,9 +197,7 @@ def run(p: Params) -> dict:
     from tasks.model import check
     from tasks.precision import policy, servable
 
-    check(p.model, p.data.image_size, any_size=p.train.progressive.epochs > 0)  # bad params fail before any data
-    if p.train.progressive.epochs:
-        check(p.model, p.train.progressive.size, "train.progressive.size")
+    check(p.model, p.data.image_size)  # bad params fail before any data is loaded
     resuming = resumable(p)
     if not resuming:
         live_history(p).unlink(missing_ok=True)  # a fresh run starts a fresh history
@@ -218,7 +213,7 @@ def run(p: Params) -> dict:
         write_json(backup_dir(p) / "fingerprint.json", {"fingerprint": fingerprint(p)})
         resuming = False
         model, history, seconds = fit(p, splits)
-    model = servable(model, p.data.image_size)
+    model = servable(model)
     model.save(model_path(p))  # best weights (EarlyStopping restored them)
     # one row per epoch, before and after a resume (an epoch logged twice by a kill between backup and log: the last)
     rows = pd.read_csv(live_history(p), on_bad_lines="skip")  # a row the kill cut short is not an epoch

@@ -47,8 +47,6 @@ def test_fast_cnn_output_is_a_probability_per_image():
 @pytest.mark.parametrize("overrides, match", [
     ({"data": {"image_size": 16}}, "too small for fast_cnn"),
     ({"model": {"name": "seed_cnn"}, "data": {"image_size": 24}}, "too small for seed_cnn"),
-    ({"train": {"progressive": {"epochs": 2, "size": 8}}}, "train.progressive.size=8 is too small for fast_cnn"),
-    ({"model": {"name": "seed_cnn"}, "train": {"progressive": {"epochs": 2}}}, "progressive.epochs must be 0"),
 ])
 def test_bad_params_fail_before_training(workdir, overrides, match):
     from tests.helpers import write_params
@@ -159,35 +157,6 @@ def test_bfloat16_training_saves_a_float32_model_with_its_weights(tiny_workdir):
     assert plain.dtype_policy.name == "float32"
     assert all(np.array_equal(a, b) for a, b in zip(mixed.get_weights(), plain.get_weights()))
     assert np.allclose(mixed.predict(x, verbose=0), plain.predict(x, verbose=0), atol=0.05)  # bfloat16's 3 digits
-
-
-def test_progressive_epochs_train_on_smaller_batches_then_full_ones():
-    from tasks.batches import datasets, progressive
-
-    t = defaults("train", batch_size=4, progressive=defaults("train").progressive.model_copy(update={"epochs": 2,
-                                                                                                   "size": 24}))
-    x, y = np.random.default_rng(0).integers(0, 255, (8, 48, 48), dtype=np.uint8), np.arange(8) % 2
-    train_ds, side = progressive(datasets((x, y), (x, y), t, 4)[0], t, 48)
-    for epoch, expected in ((0, 24), (1, 24), (2, 48), (5, 48), (0, 24)):  # (0 again: a rerun from the start)
-        side.on_epoch_begin(epoch)
-        assert {tuple(batch[0].shape) for batch in train_ds} == {(4, expected, expected, 1)}, epoch
-
-
-@pytest.mark.slow
-def test_a_progressive_training_saves_a_model_for_the_served_side(tiny_workdir):
-    import keras
-
-    from tasks.files import model_path
-    from tests.helpers import write_params
-
-    p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 3,
-                                                                      "progressive": {"epochs": 2, "size": 32}}}))
-    report = train.run(p)
-    assert report["epochs"] == 3
-    saved = keras.saving.load_model(model_path(p), compile=False)
-    assert saved.input_shape == (None, p.data.image_size, p.data.image_size, 1)
-    with pytest.raises(ValueError):  # saved for one side: a film of another is refused, not scored
-        saved.predict(np.zeros((1, 32, 32, 1), np.float32), verbose=0)
 
 
 @pytest.mark.slow
