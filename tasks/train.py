@@ -121,7 +121,7 @@ def restore(p: Params):
             folder.mkdir(parents=True, exist_ok=True)
             self.model.save_weights(str(folder / weights), overwrite=True)
             with atomic(self._training_metadata_path) as tmp:
-                tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": 0, "weights": weights}))
+                tmp.write_text(json.dumps({"epoch": self._current_epoch, "weights": weights}))
             for old in folder.glob("epoch-*.weights.h5"):
                 if old.name != weights:
                     old.unlink()
