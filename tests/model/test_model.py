@@ -67,8 +67,8 @@ def test_training_lowers_the_loss(tiny_workdir):
     from tasks.data import load_splits
     from tests.helpers import write_params
 
-    # a few dozen tiny films, 4 batches an epoch, augmented: one epoch's loss moves by several hundredths on its own, so
-    # the last three epochs' mean must sit clearly under the first epoch's (4 epochs were too few to tell)
+    # a few dozen tiny films, 4 batches an epoch, augmented: one epoch's loss moves by several hundredths on
+    # its own, so the last three epochs' mean must sit clearly under the first epoch's (4 epochs were too few)
     p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 8}}))
     _, history, _ = train.fit(p, load_splits(p.paths))
     loss = history.history["loss"]
