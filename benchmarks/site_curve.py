@@ -41,7 +41,7 @@ def main() -> None:
 
     from tasks import config, intervals, ood, tracking
     from tasks.inference import raw_scores, scores_and_features
-    from tasks.metrics import apply_temperature
+    from tasks.metrics import apply_temperature, operating_point
     from tasks.sites import films, finetune, query
     from tasks.sites.adapt import clone, source, source_data
     from tasks.sites.cli import source_uri
@@ -105,7 +105,7 @@ def main() -> None:
                         rules["measure"] = (y[sample], raw_sample)
                         rules["pooled"] = (np.concatenate([site[1], y[sample]]), np.concatenate([oof, raw_sample]))
                     for rule, (y_fit, raw_fit) in rules.items():
-                        op = finetune.operating_point(y_fit, raw_fit, cfg.target_sensitivity)
+                        op = operating_point(y_fit, raw_fit, finetune.site_point(p))
                         m = intervals.point(y[test], apply_temperature(raw_test, op["temperature"], op["bias"]),
                                           op["threshold"])
                         row = {"tag": args.tag, "strategy": strategy, "budget": budget, "measure_asked": args.measure,

@@ -6,11 +6,12 @@ One Prefect task runs tasks.monitor (the logic, with no Prefect in it); the flow
 `monitor-<site>` with the tests' table and the batch's picture, and when a drift test crosses its threshold
 (`monitor.alpha` in params.yaml) it logs the alert and POSTs it to `PNEUMONIA_ALERT_WEBHOOK` when that is set.
 Exit status: 0, also on drift (the alert is the news); 1 when a film could not be read (the others are scored
-and kept) or the input cannot be used. `prefect.yaml` schedules it (`site-monitoring`).
+and kept); 2 when the input cannot be used (a bad site name, a folder that is missing or holds no film, a
+model that cannot be loaded): checked before the flow starts where it can be, one line either way.
+`prefect.yaml` schedules it (`site-monitoring`).
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import sys
@@ -62,24 +63,26 @@ def pneumonia_monitor(site: str, images: str, model_uri: str | None = None) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks import config
-    from tasks.errors import StepError
-    from tasks.monitor import summary
+    from tasks import cli
 
-    ap = argparse.ArgumentParser(prog="pneumonia-monitor", description=__doc__.split("\n\n")[0])
+    ap = cli.parser("pneumonia-monitor", __doc__.split("\n\n")[0])
     ap.add_argument("--site", required=True, help="the site's name (its model is models:/<model>@site-<name>)")
     ap.add_argument("--images", required=True, help="the folder of the site's films (read, never changed)")
     ap.add_argument("--model-uri", help="monitor this model instead of the one the site is served")
     args = ap.parse_args(argv)
+    return cli.guard("pneumonia-monitor", lambda: monitor(args))
+
+
+def monitor(args) -> int:
+    from tasks import config
+    from tasks.monitor import check_arguments, summary
     from tasks.native import import_tensorflow
 
+    p = config.load()
+    check_arguments(p, args.site, args.images)  # before Prefect starts: one line and exit 2 in a second
     import_tensorflow()  # its start-up notices kept off the terminal
-    try:
-        out = pneumonia_monitor(args.site, args.images, args.model_uri)
-    except StepError as err:
-        print(f"pneumonia-monitor: error: {err}", file=sys.stderr)
-        return 1
-    print(summary(out, config.load().monitor.min_films))  # the flow's log already named each unreadable film
+    out = pneumonia_monitor(args.site, args.images, args.model_uri)
+    print(summary(out, p.monitor.min_films))  # the flow's log already named each unreadable film
     return 1 if out["errors"] else 0
 
 

@@ -181,8 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if bad := [o for o in args.overrides if "=" not in o]:
         ap.error(f"overrides are key=value, got {' '.join(bad)}")
-    try:  # before Prefect starts: a bad params.yaml or override is one line and exit 2, in a second
+    try:  # before Prefect starts: a bad params.yaml or override, or a busy workspace, is one line and exit 2
         check_params(args.overrides)
+        stages.check_workspace_free()
     except (stages.StageRejected, StepError) as err:
         print(f"pneumonia-pipeline: error: {err}", file=sys.stderr)
         sys.exit(EXIT_REJECTED)

@@ -10,7 +10,6 @@ site report. `prefect.yaml` deploys it (`site-onboarding`).
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +56,7 @@ def pneumonia_site(site: str, images: str, labels: str | None = None, budget: in
         out = site_command(["adapt", "--site", site, "--images", images, "--labels", labels])
         title = "adapted"
     else:
-        extra = ["--budget", str(budget)] if budget else []
+        extra = ["--budget", str(budget)] if budget is not None else []
         out = site_command(["query", "--site", site, "--images", images, *extra])
         title = "worklist"
     markdown = f"# site {site}: {title}\n\n```\n{out.strip()}\n```\n"
@@ -66,13 +65,21 @@ def pneumonia_site(site: str, images: str, labels: str | None = None, budget: in
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m flows.site", description=__doc__.split("\n\n")[0])
+    from tasks import cli, config
+    from tasks.monitor import check_arguments
+
+    ap = cli.parser("python -m flows.site", __doc__.split("\n\n")[0])
     ap.add_argument("--site", required=True)
     ap.add_argument("--images", required=True)
     ap.add_argument("--labels")
-    ap.add_argument("--budget", type=int)
+    ap.add_argument("--budget", type=cli.count)
     args = ap.parse_args(argv)
-    pneumonia_site(args.site, args.images, args.labels, args.budget)
+
+    def checked_then_run():
+        check_arguments(config.load(), args.site, args.images)  # before Prefect starts: one line, exit 2
+        pneumonia_site(args.site, args.images, args.labels, args.budget)
+
+    cli.guard("pneumonia-site flow", checked_then_run)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
-import signal
 import subprocess
-import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,88 +12,19 @@ from typing import Callable
 
 import yaml
 
-from tasks.errors import EXIT_REJECTED
-from tasks.native import NOTICES
-
-
-class StageFailed(RuntimeError):
-    """A stage failed in a way a retry may fix (network, tracking server, crash)."""
-
-
-class StageRejected(RuntimeError):
-    """A stage refused its input or parameters (exit 2): retrying cannot help."""
-
-
-class StageTimedOut(RuntimeError):
-    """A stage ran past its time limit and was killed: a retry would hold the workspace as long again."""
+from tasks.repro import (  # noqa: F401  the flows' names for the runner's classes
+    StageFailed,
+    StageRejected,
+    StageTimedOut,
+    dvc_env,
+    relayed,
+    run_stage,
+)
 
 
 def stage_names(root: Path = Path(".")) -> list[str]:
     """The stages of dvc.yaml in file order: the order the pipeline runs them."""
     return list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
-
-
-def dvc_env() -> dict:
-    """The environment for dvc: this interpreter's bin/ first, so `python -m tasks.x` finds the project."""
-    bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
-
-
-# DVC's advice after each stage (git add the lock file, autostage, push), repeated 6 lines a stage, and native
-# start-up notices; the flow pushes and records the run itself. A progress bar's redraws (tqdm's "desc: 40%|")
-# arrive as lines too. Everything else a stage prints is relayed.
-CHATTER = ("Updating lock file", "Generating lock file", "To track the changes with git", "git add ",
-           "To enable auto staging", "dvc config core.autostage", "Use `dvc push` to send", *NOTICES)
-
-PROGRESS = re.compile(r"[\w.-]+:\s+\d+%\|")
-
-
-def relayed(line: str) -> bool:
-    """Whether a line of a stage's output is worth the user's eyes (not empty, not DVC's advice or a notice)."""
-    line = line.strip()
-    return bool(line) and not line.startswith(CHATTER) and not PROGRESS.match(line)
-
-
-def run_stage(stage: str, log: Callable[[str], None] = print, root: Path = Path("."),
-              timeout: float | None = None, env: dict[str, str] | None = None) -> str:
-    """`dvc repro --single-item <stage>`: runs it only if its deps or params changed; returns its output.
-    After `timeout` seconds the stage (dvc and every process it started) is killed: StageTimedOut. `env` is
-    added to the stage's environment."""
-    proc = subprocess.Popen(["dvc", "repro", "--single-item", stage], cwd=root, env={**dvc_env(), **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            start_new_session=True)  # its own process group, so a kill reaches the step too
-    killed = threading.Event()
-
-    def kill():
-        killed.set()
-        os.killpg(proc.pid, signal.SIGKILL)
-
-    watchdog = threading.Timer(timeout, kill) if timeout else None
-    if watchdog:
-        watchdog.daemon = True
-        watchdog.start()
-    lines = []
-    try:
-        for line in proc.stdout:
-            line = line.rstrip()
-            lines.append(line)
-            if relayed(line):
-                log(line)
-        code = proc.wait()
-    finally:
-        if watchdog:
-            watchdog.cancel()
-    if killed.is_set():
-        raise StageTimedOut(f"stage {stage} ran longer than {timeout / 60:.3g} minutes and was killed "
-                            "(orchestration.stage_timeout_minutes in params.yaml): find what hung, or raise the limit")
-    output = "\n".join(lines)
-    if code:
-        errors = [line for line in lines if "error:" in line.lower()]
-        message = f"stage {stage} failed: " + ("\n".join(errors[-5:]) or output[-2000:])
-        if re.search(rf"exited with {EXIT_REJECTED}\b", output):
-            raise StageRejected(message)
-        raise StageFailed(message)
-    return output
 
 
 def _dvc(*args, root: Path = Path("."), check: bool = True) -> subprocess.CompletedProcess:
@@ -177,13 +104,10 @@ def save_experiment(name: str, root: Path = Path(".")) -> str:
 LOCK_FILE = ".pipeline.lock"
 
 
-@contextmanager
-def workspace_lock(what: str, root: Path = Path(".")):
-    """Hold the workspace for one flow: a second flow, sweep or scheduled run on the same checkout stops at
-    once with StageRejected naming the run that holds it (they would rewrite params.yaml under each other).
-    The lock is the OS's (flock): it is released when its holder exits, even by a crash."""
-    path = root / LOCK_FILE
-    fh = open(path, "a+")
+def _take(what: str, root: Path):
+    """The workspace's lock file, held (flock) by this process; StageRejected naming the holder when another
+    process holds it."""
+    fh = open(root / LOCK_FILE, "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -192,6 +116,23 @@ def workspace_lock(what: str, root: Path = Path(".")):
         fh.close()
         raise StageRejected(f"the workspace {root.resolve()} is in use by {holder}; wait for it to finish "
                             f"(or stop it) and run again") from None
+    return fh
+
+
+def check_workspace_free(root: Path = Path(".")) -> None:
+    """StageRejected naming the holder when a flow holds the workspace now: a command checks this before Prefect
+    starts (one line in a second), then its flow takes the lock itself (`workspace_lock`)."""
+    fh = _take("check", root)
+    fcntl.flock(fh, fcntl.LOCK_UN)
+    fh.close()
+
+
+@contextmanager
+def workspace_lock(what: str, root: Path = Path(".")):
+    """Hold the workspace for one flow: a second flow, sweep or scheduled run on the same checkout stops at
+    once with StageRejected naming the run that holds it (they would rewrite params.yaml under each other).
+    The lock is the OS's (flock): it is released when its holder exits, even by a crash."""
+    fh = _take(what, root)
     fh.seek(0)
     fh.truncate()
     fh.write(json.dumps({"flow": what, "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
@@ -206,10 +147,11 @@ def workspace_lock(what: str, root: Path = Path(".")):
 
 
 def parser(prog: str, doc: str):
-    """A command's argument parser: the docstring's first paragraph as description, the rest (usage line
-    excepted) as epilog, line breaks kept."""
+    """A command's argument parser (tasks.cli's: a refusal is one line, exit 2): the docstring's first paragraph
+    as description, the rest (usage line excepted) as epilog, line breaks kept."""
     import argparse
 
+    from tasks import cli
+
     head, _, rest = doc.split("\n\n", 2)
-    return argparse.ArgumentParser(prog=prog, description=head, epilog=rest,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return cli.parser(prog, head, epilog=rest, formatter_class=argparse.RawDescriptionHelpFormatter)

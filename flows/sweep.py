@@ -28,7 +28,8 @@ from prefect.artifacts import create_markdown_artifact
 from flows import queue, stages
 from flows.pipeline import transient
 from flows.sweep_grid import choose, expand, result_row, table
-from tasks import config, tracking
+from tasks import cli, config, tracking
+from tasks.errors import EXIT_REJECTED
 from tasks.sections import flat_params
 
 
@@ -161,13 +162,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = stages.parser("pneumonia-sweep", __doc__)
     ap.add_argument("grid", nargs="?", default="sweep.yaml", help="the grid file (default: sweep.yaml)")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these sets of the grid")
-    ap.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+    ap.add_argument("--jobs", "-j", type=cli.positive, default=1, metavar="N",
                     help="experiments run at once in DVC's queue (default 1: one after another in the workspace)")
     args = ap.parse_args(argv)
-    if args.jobs < 1:
-        ap.error("--jobs must be at least 1")
     if not Path(args.grid).is_file():
         ap.error(f"{args.grid} does not exist: pass a grid file such as benchmarks/generalization.yaml")
+    try:  # before Prefect starts: a busy workspace is one line and exit 2
+        stages.check_workspace_free()
+    except stages.StageRejected as err:
+        ap.exit(EXIT_REJECTED, f"pneumonia-sweep: error: {err}\n")
     pneumonia_sweep(args.grid, args.only, args.jobs)
 
 

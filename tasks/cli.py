@@ -10,13 +10,16 @@ exits 1, which the Prefect flow treats as worth a retry.
 """
 from __future__ import annotations
 
-import errno
 import importlib
 import os
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 
 from tasks.errors import EXIT_REJECTED, StepError
+from tasks.files import out_of_space
+
+T = TypeVar("T")
 
 
 def execute(step: str, p, run: Callable | None = None):
@@ -42,6 +45,40 @@ def usage(step: str, run: Callable, argv: list[str]) -> None:
     ap.parse_args(argv)
 
 
+def parser(prog: str, description: str, **kwargs):
+    """argparse for the console scripts, its refusals one line (`prog: error: ... (see prog --help)`, exit 2):
+    argparse's own print the usage above the error."""
+    import argparse
+
+    class OneLine(argparse.ArgumentParser):
+        def error(self, message):
+            self.exit(EXIT_REJECTED, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    return OneLine(prog=prog, description=description, **kwargs)
+
+
+def count(text: str) -> int:
+    """A flag's whole number, 0 or more (0 means none); argparse names the flag when it refuses one."""
+    return _whole(text, 0)
+
+
+def positive(text: str) -> int:
+    """A flag's whole number, 1 or more."""
+    return _whole(text, 1)
+
+
+def _whole(text: str, low: int) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {low} or more")
+    return value
+
+
 def configure_logging() -> None:
     """The one logging set-up of a step's process: the steps' `logging` records to stdout as plain lines (each
     already names its step), which DVC shows and the Prefect flow relays to its own log."""
@@ -60,21 +97,30 @@ def main(step: str, run: Callable, argv: list[str] | None = None) -> None:
 
     usage(step, run, sys.argv[1:] if argv is None else argv)
     configure_logging()
+    guard(step, lambda: execute(step, config.load(), run))
+
+
+def guard(label: str, work: Callable[[], T]) -> T:
+    """The one runner of every command (stages, console scripts, the site's stages): `work()`, with the expected
+    failures each ended in one line on stderr, `<label>: error: ...`: a StepError (bad input, params or a failed
+    check) and a full disk exit `EXIT_REJECTED` (2), the tracking store's known faults their own code (a locked
+    store 1: worth a retry). Anything else keeps its traceback (a bug; exit 1). PNEUMONIA_DEBUG=1 keeps the
+    traceback of the known faults too."""
     try:
-        execute(step, config.load(), run)
+        return work()
     except StepError as err:
-        print(f"{step}: error: {err}", file=sys.stderr)
+        print(f"{label}: error: {err}", file=sys.stderr)
         sys.exit(EXIT_REJECTED)
     except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            fail_known(step, err)
+        if not out_of_space(err) or os.environ.get("PNEUMONIA_DEBUG"):
+            fail_known(label, err)
             raise
         # outputs are written atomically (tasks.files.atomic): the last good ones are still there
-        print(f"{step}: error: no space left on the device writing {err.filename or 'its outputs'}: free some space "
-              "and rerun; nothing half-written was kept", file=sys.stderr)
+        print(f"{label}: error: no space left on the device writing {err.filename or 'its outputs'}: free some "
+              "space and rerun; nothing half-written was kept", file=sys.stderr)
         sys.exit(EXIT_REJECTED)
     except Exception as err:
-        fail_known(step, err)
+        fail_known(label, err)
         raise
 
 

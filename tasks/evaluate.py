@@ -20,25 +20,12 @@ import pandas as pd
 from tasks import intervals, ood, plots, reference
 from tasks import metrics as M
 from tasks.cli import main
-from tasks.config import Evaluate, Params
+from tasks.config import Params
 from tasks.evaluation_figures import figures, write_curves
 from tasks.evaluation_report import report
 from tasks.files import atomic, model_path, ood_path, reference_path, serving_config, write_json
 
 log = logging.getLogger(__name__)
-
-
-def operating_point(y_val, raw_val, cfg: Evaluate) -> dict:
-    """Calibration (temperature, bias) and decision threshold, all fitted on validation only."""
-    if cfg.calibrate == "platt":
-        temperature, bias = M.fit_platt(y_val, raw_val)
-    elif cfg.calibrate == "temperature":
-        temperature, bias = M.fit_temperature(y_val, raw_val), 0.0
-    else:  # none (tasks.config allows only these three)
-        temperature, bias = 1.0, 0.0
-    threshold = M.pick_threshold(y_val, M.apply_temperature(raw_val, temperature, bias), cfg.threshold,
-                                 cfg.setting())
-    return {"temperature": temperature, "bias": bias, "threshold": threshold}
 
 
 def score(y, prob, threshold: float, prevalence: float) -> dict:
@@ -88,7 +75,7 @@ def evaluation(p: Params, model, splits: dict) -> Evaluation:
         return raw_scores(m, images, p.train.normalize, p.evaluate.tta)
 
     raw = {s: score_with(model, splits[s][0]) for s in ("val", "test")}
-    op = operating_point(y["val"], raw["val"], p.evaluate)
+    op = M.operating_point(y["val"], raw["val"], p.evaluate)  # on validation only
 
     def calibrate(scores):
         return M.apply_temperature(scores, op["temperature"], op["bias"])

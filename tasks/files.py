@@ -1,10 +1,25 @@
 """Small helpers for the files steps write: parents created, every output written atomically."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
+
+# the OS's "no room": no space, over quota, over the file-size limit (a stand-in for a full disk in the tests)
+SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# the same said by a library that reports a short write without an errno: numpy's `tofile` ("4096 requested and
+# 0 written"), HDF5's "errno = 28", a message that only carries the OS's words
+SHORT_WRITE = re.compile(r"requested and \d+ written|errno = (28|122|27)\b|No space left|Disk quota|File too large")
+
+
+def out_of_space(err: OSError) -> bool:
+    """Whether a failed write ran out of room, whichever library raised it."""
+    if err.errno in SPACE_ERRNOS:
+        return True
+    return err.errno is None and bool(SHORT_WRITE.search(" ".join(map(str, err.args))))
 
 
 def out_path(path: str | Path) -> Path:
@@ -25,6 +40,9 @@ def atomic(path: str | Path):
         yield tmp
         os.replace(tmp, path)
     except OSError as err:
+        if err.errno is None:  # a library's short write: keep its words, name the output
+            raise OSError(errno.ENOSPC if out_of_space(err) else None, " ".join(map(str, err.args)),
+                          str(path)) from err
         err.filename = str(path)  # name the output, not its temporary name
         raise
     finally:

@@ -140,3 +140,17 @@ def at_prevalence(sensitivity: float, specificity: float, prevalence: float) -> 
     tn, fn = specificity * (1 - prevalence), (1 - sensitivity) * prevalence
     return {"ppv": tp / (tp + fp) if tp + fp else 0.0, "npv": tn / (tn + fn) if tn + fn else 0.0,
             "accuracy": tp + tn, "prevalence": prevalence}
+
+
+def operating_point(y, raw, cfg) -> dict:
+    """Calibration (temperature, bias) and decision threshold fitted on (y, raw): the one way every served model
+    gets its operating point. `cfg` is the evaluate section (`calibrate`, `threshold` and its settings); the
+    site loop passes a copy with its own `target_sensitivity` (tasks.sites.finetune.site_point)."""
+    if cfg.calibrate == "platt":
+        temperature, bias = fit_platt(y, raw)
+    elif cfg.calibrate == "temperature":
+        temperature, bias = fit_temperature(y, raw), 0.0
+    else:  # none (tasks.config allows only these three)
+        temperature, bias = 1.0, 0.0
+    threshold = pick_threshold(y, apply_temperature(raw, temperature, bias), cfg.threshold, cfg.setting())
+    return {"temperature": temperature, "bias": bias, "threshold": threshold}

@@ -28,29 +28,19 @@ from tasks.monitor_store import Store, new_films, score
 log = logging.getLogger(__name__)
 
 
-
 def folder(p: Params, site: str) -> Path:
     from tasks.sites.stage import check_name
 
     return Path(p.paths.monitoring) / check_name(site)
 
 
-def served_uri(p: Params, site: str) -> str:
-    """`models:/<model>@site-<site>` when the site has its own model, else the champion's URI."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
+def check_arguments(p: Params, site: str, images: str | Path) -> None:
+    """StepError for a site name that is not one, or an images folder that is missing or holds no film: what a
+    command checks before its flow starts."""
+    from tasks.sites.films import listing
 
-    from tasks.registry import absent, champion_uri, model_name
-    from tasks.sites.stage import alias
-
-    name = model_name(p)
-    try:
-        mlflow.MlflowClient().get_model_version_by_alias(name, alias(site))
-        return f"models:/{name}@{alias(site)}"
-    except MlflowException as err:
-        if not absent(err):
-            raise
-    return champion_uri(p)
+    folder(p, site)
+    listing(images)
 
 
 def test_batch(p: Params, reference: dict, store: Store, version: str, root: Path) -> dict | None:
@@ -90,11 +80,11 @@ def alert(site: str, uri: str, images: Path, result: dict) -> str:
 def run(p: Params, site: str, images: str | Path, model_uri: str | None = None,
         progress: bool | None = None) -> dict:
     """Score the new films, test the batch; returns {site, model_uri, scored, waiting, errors, result, alert}."""
-    from tasks import predict, registry, tracking
+    from tasks import registry, tracking
 
     tracking.configure(p)
     images = Path(images)
-    uri = model_uri or served_uri(p, site)
+    uri = model_uri or registry.served_uri(p, site)
     try:
         model = registry.load(uri)
     except LookupError as err:
@@ -103,7 +93,7 @@ def run(p: Params, site: str, images: str | Path, model_uri: str | None = None,
     if getattr(inner, "reference", None) is None:
         raise StepError(f"{uri} was packaged without a monitoring reference: rerun evaluate and package "
                         "(`dvc repro`) and register it, or monitor with --model-uri of a newer version")
-    version = predict.model_version(uri) or uri
+    version = registry.version_of(uri) or uri
     root = folder(p, site)
     store = Store(root)
     paths, digests, errors = new_films(images, store, version)

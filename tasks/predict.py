@@ -7,12 +7,12 @@ Scores folders of any size, CHUNK files at a time (bounded memory), with a progr
 probability, label, the threshold the model uses, and `ood_score` / `in_distribution`: whether the image looks
 like the frontal chest X-rays the model was trained on (tasks.ood); a label of an image that is not in
 distribution means nothing, and the printout says so. `--output` also writes every row with the model URI
-and version. A file that cannot be read or decoded gets one line on stderr and exit status 1, after the
-others are scored and written.
+and version. A missing input, inputs without an image file or a model that cannot be loaded is one line and
+exit status 2, before anything is scored; a file that cannot be read or decoded gets one line on stderr and
+exit status 1, after the others are scored and written.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import sys
 from pathlib import Path
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tasks.errors import StepError
 from tasks.images import IMAGE_SUFFIXES
 
 CHUNK = 256  # files read and sent to the model at a time
@@ -28,6 +29,8 @@ FORMATS = {".csv", ".json", ".parquet"}
 
 
 def image_files(inputs: list[str]) -> list[Path]:
+    """The image files of `inputs` (files, or folders searched recursively); StepError for a path that does not
+    exist or inputs that hold no image file."""
     files = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -35,10 +38,9 @@ def image_files(inputs: list[str]) -> list[Path]:
         elif item.is_file():
             files.append(item)
         else:
-            raise FileNotFoundError(f"{item} does not exist")
+            raise StepError(f"{item} does not exist: give image files or folders of them")
     if not files:
-        raise FileNotFoundError(f"no image files in {', '.join(inputs)} "
-                                f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise StepError(f"no image files in {', '.join(inputs)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
 
 
@@ -98,18 +100,6 @@ def predict_files(model, files: list[Path], progress: bool | None = None) -> tup
     return table, errors
 
 
-def model_version(uri: str) -> str:
-    """The registry version a `models:/name@alias` or `models:/name/N` URI resolves to, else ''."""
-    import mlflow
-
-    if not uri.startswith("models:/"):
-        return ""
-    name, _, ref = uri[len("models:/"):].partition("@")
-    if ref:
-        return str(mlflow.MlflowClient().get_model_version_by_alias(name, ref).version)
-    return uri.rstrip("/").rsplit("/", 1)[-1]
-
-
 def write_table(table: pd.DataFrame, path: Path) -> Path:
     """The table as CSV, JSON (records) or Parquet, by the file's suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +137,9 @@ def default_uri() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="pneumonia-predict", description=__doc__.split("\n\n")[0])
+    from tasks import cli
+
+    ap = cli.parser("pneumonia-predict", __doc__.split("\n\n")[0])
     ap.add_argument("inputs", nargs="+", help="image files or folders")
     ap.add_argument("--model-uri", help="any MLflow model URI (default: this project's @champion from params.yaml)")
     ap.add_argument("--output", type=Path, metavar="FILE", help="write every row here (.csv, .json or .parquet)")
@@ -155,21 +147,24 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.output and args.output.suffix not in FORMATS:
         ap.error(f"--output {args.output}: use a .csv, .json or .parquet file")
+    return cli.guard("pneumonia-predict", lambda: score(args))
+
+
+def score(args) -> int:
+    """The command's work: 0, or 1 when a file could not be scored (the others were)."""
     from tasks import config, registry, tracking
     from tasks.native import import_tensorflow
 
+    files = image_files(args.inputs)  # bad inputs refused in a second, before TensorFlow and the model load
     import_tensorflow()  # its start-up notices kept off the terminal
-
     if Path("params.yaml").exists():  # inside a checkout: use its tracking store
         tracking.configure(config.load())
     uri = args.model_uri or default_uri()
     try:
-        files = image_files(args.inputs)
         model = registry.load(uri)
-        version = model_version(uri)
-    except (FileNotFoundError, LookupError) as err:
-        print(f"pneumonia-predict: error: {err}", file=sys.stderr)
-        return 1
+        version = registry.version_of(uri)
+    except LookupError as err:
+        raise StepError(str(err)) from None
     table, errors = predict_files(model, files)
     print(f"model: {uri}" + (f" (version {version})" if version else ""))
     if args.output:

@@ -35,23 +35,33 @@ def load(uri: str):
                           "them, or point at another version with --model-uri") from None
 
 
-def artifact_source(uri: str) -> str | None:
-    """Where a registered version's files live (its `source`), or None for other URIs or an unreachable registry."""
+URI = r"models:/([^/@]+)(?:/(\d+)|@(.+))"  # models:/name/N or models:/name@alias
+
+
+def registered(uri: str):
+    """The registry version a `models:/name/N` or `models:/name@alias` URI names now (MlflowException when the
+    registry cannot tell), None for any other URI (a path, a run)."""
     import re
 
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    match = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@(.+))", uri)
+    match = re.fullmatch(URI, uri.rstrip("/"))
     if not match:
         return None
     name, number, alias = match.groups()
     client = mlflow.MlflowClient()
+    return client.get_model_version(name, number) if number else client.get_model_version_by_alias(name, alias)
+
+
+def artifact_source(uri: str) -> str | None:
+    """Where a registered version's files live (its `source`), or None for other URIs or an unreachable registry."""
+    from mlflow.exceptions import MlflowException
+
     try:
-        version = client.get_model_version(name, number) if number else client.get_model_version_by_alias(name, alias)
-        return f"version {version.version}: {version.source}"
+        version = registered(uri)
     except MlflowException:
         return None
+    return f"version {version.version}: {version.source}" if version else None
 
 
 def evaluated_model(p: Params) -> tuple[str, str]:
@@ -80,8 +90,13 @@ def absent(err) -> bool:
                                                   and "not found" in message)
 
 
-def champion(p: Params):
-    """The version the alias points at, or None when the model or the alias does not exist yet. Any other
+def site_alias(site: str) -> str:
+    """The alias of a site's own model: `site-<name>` (the name checked by tasks.sites.stage.check_name)."""
+    return f"site-{site}"
+
+
+def aliased(p: Params, alias: str = ALIAS):
+    """The version `alias` points at, or None when the model or the alias does not exist yet. Any other
     registry failure propagates (exit 1, which the flow retries): deciding against 'no champion' when
     the registry could not be read would promote on the floors alone."""
     import mlflow
@@ -90,11 +105,47 @@ def champion(p: Params):
     from tasks import tracking
 
     try:
-        return mlflow.MlflowClient(tracking.tracking_uri(p)).get_model_version_by_alias(model_name(p), ALIAS)
+        return mlflow.MlflowClient(tracking.tracking_uri(p)).get_model_version_by_alias(model_name(p), alias)
     except MlflowException as err:
         if absent(err):
             return None
         raise
+
+
+def champion(p: Params):
+    """The champion's version, or None (see `aliased`)."""
+    return aliased(p, ALIAS)
+
+
+def served_uri(p: Params, site: str | None = None) -> str:
+    """What a site is served: `models:/<model>@site-<site>` when it has its own model, else the champion's URI."""
+    if site and aliased(p, site_alias(site)) is not None:
+        return f"models:/{model_name(p)}@{site_alias(site)}"
+    return champion_uri(p)
+
+
+def version_of(uri: str) -> str:
+    """The registry version a `models:/name@alias` or `models:/name/N` URI names now, else '' (a path, a run);
+    LookupError when the alias or model does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = registered(uri)
+    except MlflowException as err:
+        if absent(err):
+            raise LookupError(f"{uri} does not exist: run the pipeline first (`pneumonia-pipeline`) or pass "
+                              "--model-uri") from None
+        raise
+    return str(version.version) if version else ""
+
+
+def pinned(uri: str) -> str:
+    """`uri` with an alias resolved to the version it names now (`models:/name/N`), so a later move of the alias
+    does not change what was pinned; other URIs as they are."""
+    version = version_of(uri)
+    if "@" not in uri or not version:
+        return uri
+    return f"models:/{uri.removeprefix('models:/').split('@', 1)[0]}/{version}"
 
 
 def champion_uri(p: Params) -> str:
@@ -130,17 +181,17 @@ class ChampionMoved(RuntimeError):
     """The alias moved between the decision and the promotion (another register ran meanwhile)."""
 
 
-def promote(p: Params, version, decided_against) -> None:
-    """Point the alias at `version`: the one write that changes the champion. The alias is read again
-    first: if it no longer points where it pointed when the decision was made (`decided_against`, a version
-    or None), another register moved it meanwhile and ChampionMoved is raised; the alias is left alone."""
+def promote(p: Params, version, decided_against, alias: str = ALIAS) -> None:
+    """Point `alias` (the champion's, or a site's) at `version`: the one write that moves an alias. The alias is
+    read again first: if it no longer points where it pointed when the decision was made (`decided_against`, a
+    version or None), another register moved it meanwhile and ChampionMoved is raised; the alias is left alone."""
     import mlflow
 
     from tasks import tracking
 
-    now = champion(p)
+    now = aliased(p, alias)
     before = decided_against.version if decided_against else None
     if (now.version if now else None) != before:
-        raise ChampionMoved(f"@{ALIAS} of {model_name(p)} moved from v{before} to v{now.version if now else None} "
+        raise ChampionMoved(f"@{alias} of {model_name(p)} moved from v{before} to v{now.version if now else None} "
                             f"while version {version.version} was being decided: run register again")
-    mlflow.MlflowClient(tracking.tracking_uri(p)).set_registered_model_alias(model_name(p), ALIAS, version.version)
+    mlflow.MlflowClient(tracking.tracking_uri(p)).set_registered_model_alias(model_name(p), alias, version.version)

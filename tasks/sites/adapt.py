@@ -42,12 +42,10 @@ def source(uri: str):
 
 def source_data(p: Params, uri: str) -> dict:
     """The source training split, checked to be the data the source model was trained on."""
-    import mlflow
-
     from tasks.data import load_splits
 
-    name, version = uri.removeprefix("models:/").rsplit("/", 1)
-    trained_on = mlflow.MlflowClient().get_model_version(name, version).tags.get("data_md5")
+    version = registry.registered(uri)  # None for a model given by its path: nothing to check against
+    trained_on = version.tags.get("data_md5") if version else None
     if trained_on and trained_on != file_md5(p.paths.pixels):
         raise StepError(f"{p.paths.pixels} is not the data {uri} was trained on: check out that data "
                         "(`dvc checkout`, or rerun the pipeline on it) before adapting")
@@ -72,16 +70,8 @@ def adapt(p: Params, name: str) -> dict:
     s, cfg = stage.read(p, name), p.sites
     f = stage.files(p, name)
     everything = films.read_labels(f["labels"], s["images"])
-    sample = films.read_measure(f["measure"])
-    in_sample = everything.path.isin(sample) | everything.patient_id.astype(str).isin(
-        set(map(str, films.patients(sorted(sample)))))
-    labels, held = everything[~in_sample].reset_index(drop=True), everything[in_sample].reset_index(drop=True)
+    labels, held = worklist_and_sample(everything, films.read_measure(f["measure"]), cfg.folds, f["labels"])
     y = labels.label.to_numpy()
-    normal, sick = finetune.class_patients(labels.patient_id.to_numpy(), y)
-    if min(normal, sick) < cfg.folds:
-        raise StepError(f"{f['labels']}: {int((y == 0).sum())} NORMAL films of {normal} patient(s) and {int(y.sum())} "
-                        f"PNEUMONIA films of {sick}; label films of at least {cfg.folds} patients of each class "
-                        "(sites.folds) so each fold can be measured")
     start = time.perf_counter()
     base, serving, _ = source(s["source_model"])
     splits = source_data(p, s["source_model"])
@@ -92,11 +82,12 @@ def adapt(p: Params, name: str) -> dict:
                                     serving["threshold"], labels.patient_id, cfg.bootstrap, cfg.seed)
     oof, folds = finetune.crossfit(lambda: clone(base), (x, y), labels.patient_id.to_numpy(), splits["train"], cfg,
                                    p.train, serving, cfg.seed, log.info)
-    prob, threshold = finetune.nested(y, oof, folds, cfg.target_sensitivity)
+    point = finetune.site_point(p)  # the pipeline's calibration and threshold method, at the site's target
+    prob, threshold = finetune.nested(y, oof, folds, point)
     after = intervals.with_intervals(y, prob, threshold, labels.patient_id, cfg.bootstrap, cfg.seed)
     log.info(f"site: adapting the served model on all {len(y)} labelled films")
     model = finetune.fine_tune(clone(base), (x, y), splits["train"], cfg, p.train, mode, cfg.seed)
-    op, fitted_on, measured = operating_point(s, held, base, model, serving, (y, oof), cfg)
+    op, fitted_on, measured = served(s, held, base, model, serving, (y, oof), point, cfg)
     detector = refit_ood(model, splits, mode, p.evaluate.ood.pass_rate)
     ref = site_reference(p, model, {**serving, **op}, detector, s["images"], set(everything.path))
     package = save(p, name, model, {**serving, **op}, detector, ref, png_bytes(x[0]))
@@ -126,9 +117,27 @@ def adapt(p: Params, name: str) -> dict:
     return report
 
 
-def operating_point(s: dict, held: pd.DataFrame, base, model, serving: dict, worklist: tuple, cfg):
+def worklist_and_sample(everything: pd.DataFrame, sample: set[str], folds: int, file) -> tuple[pd.DataFrame,
+                                                                                            pd.DataFrame]:
+    """(the labelled films to adapt on, the labelled films of the measurement sample and of its patients);
+    StepError naming `file` when the films to adapt on hold fewer than `folds` patients of a class, which
+    cross-fitting needs. `pneumonia-site adapt` checks this before it writes anything of the site."""
+    in_sample = everything.path.isin(sample) | everything.patient_id.astype(str).isin(
+        set(map(str, films.patients(sorted(sample)))))
+    labels, held = everything[~in_sample].reset_index(drop=True), everything[in_sample].reset_index(drop=True)
+    y = labels.label.to_numpy()
+    normal, sick = finetune.class_patients(labels.patient_id.to_numpy(), y)
+    if min(normal, sick) < folds:
+        raise StepError(f"{file}: {int((y == 0).sum())} NORMAL films of {normal} patient(s) and {int(y.sum())} "
+                        f"PNEUMONIA films of {sick} to adapt on (the measurement sample's aside); label films of at "
+                        f"least {folds} patients of each class (sites.folds) so each fold can be measured")
+    return labels, held
+
+
+def served(s: dict, held: pd.DataFrame, base, model, serving: dict, worklist: tuple, point, cfg):
     """(served calibration and threshold, what it was fitted on, the measurement-sample numbers or None): the
-    adapted model scores the labelled films of the measurement sample and `finetune.served_point` chooses;
+    adapted model scores the labelled films of the measurement sample and `finetune.served_point` chooses, with
+    `point` (the evaluate section at the site's target, finetune.site_point);
     the source model is measured there at its own threshold (what the site has without adapting)."""
     from tasks import metrics as M
     from tasks.inference import raw_scores
@@ -138,13 +147,13 @@ def operating_point(s: dict, held: pd.DataFrame, base, model, serving: dict, wor
         if len(held):
             log.warning(f"site: the {len(held)} labelled films of the measurement sample hold one class only: "
                         "the operating point comes from the worklist's cross-fitted scores")
-        return finetune.operating_point(*worklist, cfg.target_sensitivity), "worklist", None
+        return M.operating_point(*worklist, point), "worklist", None
     x = films.load(s["images"], held.path.tolist(), serving["image_size"])
     mode, tta = serving["normalize"], serving.get("tta", 0)
     source = M.apply_temperature(raw_scores(base, x, mode, tta), serving["temperature"], serving["bias"])
     patients = held.patient_id.to_numpy()
     op, fitted_on, prob, threshold = finetune.served_point(worklist, (y, raw_scores(model, x, mode, tta)), patients,
-                                                           cfg.folds, cfg.target_sensitivity, cfg.seed)
+                                                           cfg.folds, point, cfg.seed)
     if fitted_on == "worklist":
         log.warning(f"site: the measurement sample holds fewer than {cfg.folds} patients of a class: the operating "
                     "point comes from the worklist's cross-fitted scores")
@@ -177,4 +186,7 @@ def run(p: Params, name: str) -> dict:
 
 
 if __name__ == "__main__":
+    from tasks.native import import_tensorflow
+
+    import_tensorflow()  # its start-up notices kept out of `pneumonia-site adapt`'s output
     stage.main("site adapt", __doc__, run)

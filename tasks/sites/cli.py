@@ -15,16 +15,16 @@ writes nothing.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tasks import config, registry, tracking
+from tasks import cli, config, registry, tracking
 from tasks.config import Params
-from tasks.errors import EXIT_REJECTED, StepError
+from tasks.errors import StepError
+from tasks.files import atomic
 from tasks.sites import films, stage
 
 
@@ -35,20 +35,10 @@ def held_out(f: dict) -> set[str]:
 
 def source_uri(p: Params, given: str | None) -> str:
     """A registry URI pinned to a version: `given` (resolved if it is an alias), else the current champion."""
-    import mlflow
-
-    uri = given or registry.champion_uri(p)
-    if "@" in uri:
-        name, alias = uri.removeprefix("models:/").split("@", 1)
-        try:
-            version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
-        except mlflow.exceptions.MlflowException as err:
-            if registry.absent(err):
-                raise StepError(f"{uri} does not exist: run the pipeline first (`pneumonia-pipeline`) or pass "
-                                "--model-uri") from None
-            raise
-        uri = f"models:/{name}/{version}"
-    return uri
+    try:
+        return registry.pinned(given or registry.champion_uri(p))
+    except LookupError as err:
+        raise StepError(str(err)) from None
 
 
 def query(p: Params, args) -> int:
@@ -65,7 +55,9 @@ def query(p: Params, args) -> int:
         if args.exclude else held_out(f)
     labelled = set(pd.read_csv(f["labels"]).path.astype(str)) if f["labels"].exists() else set()
     excluded_patients = set(films.patients(sorted(exclude)))
-    pool = [x for x in paths if x not in exclude and films.patients([x])[0] not in excluded_patients]
+    taken = exclude | labelled | films.read_measure(f["measure"])
+    pool = [x for x in films.distinct(args.images, paths, taken)  # a film's twin is never offered
+            if x not in exclude and films.patients([x])[0] not in excluded_patients]
     # the measurement sample: drawn at random once, before any strategy looks at the films, then kept
     # (at most a third of the films, so a small inbox still leaves films for the worklist)
     measured = films.read_measure(f["measure"]) or set(
@@ -82,8 +74,8 @@ def query(p: Params, args) -> int:
     ood_score = ood.scores(features, pyfunc.unwrap_python_model().detector)
     done = np.array([i for i, path in enumerate(pool) if path in labelled], int)
     strategy = args.strategy or p.sites.query
-    idx, reasons = strategies.select(strategy, features, prob, ood_score, done, args.budget or p.sites.budget,
-                                     p.sites.seed)
+    budget = p.sites.budget if args.budget is None else args.budget  # 0: only the measurement sample
+    idx, reasons = strategies.select(strategy, features, prob, ood_score, done, budget, p.sites.seed)
     if measured and not f["measure"].exists():
         f["measure"].parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"path": sorted(measured)}).to_csv(f["measure"], index=False)
@@ -94,8 +86,10 @@ def query(p: Params, args) -> int:
                              "strategy": strategy, "reason": reasons, "probability": prob[idx].round(4),
                              "ood_score": ood_score[idx].round(3)})
     worklist.to_csv(f["worklist"], index=False)
-    plots.image_grid(x[idx], [f"#{r} {Path(pool[i]).name[:22]}" for r, i in zip(worklist["rank"], idx)], f["sheet"],
-                     f"site {name}: {len(idx)} films to label ({strategy})", cols=10)
+    f["sheet"].unlink(missing_ok=True)  # a sheet of an earlier worklist would show films no longer asked for
+    if len(idx):
+        plots.image_grid(x[idx], [f"#{r} {Path(pool[i]).name[:22]}" for r, i in zip(worklist["rank"], idx)],
+                         f["sheet"], f"site {name}: {len(idx)} films to label ({strategy})", cols=10)
     print(f"site {name}: {len(pool)} films scored with {uri}; {len(idx)} to label ({strategy}), "
           f"{len(done)} already labelled")
     print(f"worklist: {f['worklist']}   contact sheet: {f['sheet']}   images: {cfg['images']}")
@@ -109,26 +103,33 @@ def query(p: Params, args) -> int:
 
 
 def adapt(p: Params, args) -> int:
+    from tasks.repro import StageRejected, run_stage
+    from tasks.sites.adapt import worklist_and_sample
+
     name = stage.check_name(args.site)
     f = stage.files(p, name)
     cfg = stage.read(p, name)
-    if args.images and Path(args.images).resolve() != Path(cfg["images"]):
-        cfg = stage.write(p, name, args.images, cfg["source_model"])
-    labels = films.read_labels(args.labels, cfg["images"], held_out(f))  # refused: nothing written
-    out = pd.DataFrame({"path": labels.path, "label": np.where(labels.label == 1, "PNEUMONIA", "NORMAL"),
-                        "patient_id": labels.patient_id})
-    tmp = f["labels"].with_suffix(".tmp")
-    out.to_csv(tmp, index=False)
-    tmp.replace(f["labels"])
-    stage.remember_labels(p, name, args.labels)
-    print(f"site {name}: {len(out)} labels checked and versioned as {f['labels']} "
-          f"({int((labels.label == 0).sum())} NORMAL, {int(labels.label.sum())} PNEUMONIA)")
     if not Path(".dvc").is_dir():
         raise StepError("run pneumonia-site inside the project's checkout (a DVC repository): the site's "
                         "stages are DVC stages")
-    done = subprocess.run(["dvc", "repro", str(f["config"].parent / "dvc.yaml")])
-    if done.returncode:
-        return EXIT_REJECTED if done.returncode == EXIT_REJECTED else done.returncode
+    images = args.images or cfg["images"]
+    films.listing(images)  # a folder that holds films
+    # every check the labels must pass, the stage's included, before anything of the site is written
+    labels = films.read_labels(args.labels, images, held_out(f))
+    worklist_and_sample(labels, films.read_measure(f["measure"]), p.sites.folds, args.labels)
+    if args.images and Path(images).resolve() != Path(cfg["images"]):
+        cfg = stage.write(p, name, images, cfg["source_model"])
+    out = pd.DataFrame({"path": labels.path, "label": np.where(labels.label == 1, "PNEUMONIA", "NORMAL"),
+                        "patient_id": labels.patient_id})
+    with atomic(f["labels"]) as tmp:
+        out.to_csv(tmp, index=False)
+    stage.remember_labels(p, name, args.labels)
+    print(f"site {name}: {len(out)} labels checked and versioned as {f['labels']} "
+          f"({int((labels.label == 0).sum())} NORMAL, {int(labels.label.sum())} PNEUMONIA)")
+    try:  # the dvc beside this interpreter (run off PATH too); a stage's refusal is its own line
+        run_stage(str(f["config"].parent / "dvc.yaml"), print, args=())
+    except StageRejected as err:
+        raise StepError(str(err).split(": error: ", 1)[-1]) from None
     return report(p, args)
 
 
@@ -140,13 +141,13 @@ def report(p: Params, args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="pneumonia-site", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.parser("pneumonia-site", __doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     q = sub.add_parser("query", help="pick the site's films worth labelling")
     q.add_argument("--site", required=True)
     q.add_argument("--images", required=True, help="folder of the site's films")
-    q.add_argument("--budget", type=int, help="films to label (default: params.yaml sites.budget)")
+    q.add_argument("--budget", type=cli.count, help="films to label (default: params.yaml sites.budget; 0: only the "
+                   "measurement sample)")
     q.add_argument("--strategy", choices=("random", "typiclust", "badge", "ood"),
                    help="default: params.yaml sites.query")
     q.add_argument("--exclude", help="CSV with a `path` column: films kept apart to measure the site on")
@@ -161,17 +162,22 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return cli.guard(f"pneumonia-site {args.command}", lambda: command(args))
+
+
+def command(args) -> int:
     from tasks.native import import_tensorflow
 
-    args = parser().parse_args(argv)
+    p = config.load()
+    stage.check_name(args.site)  # a bad name or folder is refused in a second, before TensorFlow loads
+    if getattr(args, "images", None):
+        films.listing(args.images)
+    if args.command != "query":
+        stage.read(p, args.site)  # adapt and report need a site that query set up
     import_tensorflow()  # its start-up notices kept off the terminal
-    try:
-        p = config.load()
-        tracking.configure(p)
-        return {"query": query, "adapt": adapt, "report": report}[args.command](p, args)
-    except StepError as err:
-        print(f"pneumonia-site {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_REJECTED
+    tracking.configure(p)
+    return {"query": query, "adapt": adapt, "report": report}[args.command](p, args)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,24 @@ def patients(paths: list[str], given: pd.Series | None = None) -> np.ndarray:
     return out
 
 
+def distinct(folder: str | Path, paths: list[str], taken: set[str] = frozenset()) -> list[str]:
+    """`paths` with each content once, in their order: of films with the same bytes (a film exported twice under
+    two names), the one in `taken` (labelled, measured or kept apart) when there is one, else the first. What
+    is offered to a reviewer is drawn from these, so a labels file of what was asked never holds one image twice."""
+    folder = Path(folder)
+    digest = {}
+    for rel in paths:
+        try:
+            digest[rel] = hashlib.sha256((folder / rel).read_bytes()).hexdigest()
+        except OSError:
+            digest[rel] = rel  # unreadable: kept, and named when it is loaded
+    first = {}
+    for rel in sorted(paths, key=lambda rel: rel not in taken):  # a taken film wins over its twins (stable sort)
+        first.setdefault(digest[rel], rel)
+    kept = set(first.values())
+    return [rel for rel in paths if rel in kept]
+
+
 def measurement_sample(paths: list[str], n: int, seed: int) -> list[str]:
     """About `n` films of `paths` drawn at random by whole patients (every film of a drawn patient), sorted: the
     site's measurement sample, labelled with the worklist and never trained on."""

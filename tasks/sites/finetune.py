@@ -6,7 +6,7 @@ as much as the thousands of source films) and the rest source training films (cl
 keeps what it knew), with the training augmentation. Every weight moves except batch-norm's.
 
 `crossfit` gives every labelled film a score from a model adapted without its patient's films
-(`sites.folds` patient-grouped folds); `operating_point` fits calibration and threshold on those
+(`sites.folds` patient-grouped folds); tasks.metrics.operating_point fits calibration and threshold on those
 out-of-fold scores, and `nested` decides each fold with the calibration and threshold of the other folds
 only, so no film ever sets its own threshold. The served model is adapted on every labelled film and
 served with the operating point `served_point` chooses: fitted on the measurement sample (random films it
@@ -108,29 +108,26 @@ def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg,
     return oof, folds
 
 
-def operating_point(y: np.ndarray, raw: np.ndarray, target_sensitivity: float) -> dict:
-    """Platt calibration and the most specific threshold reaching `target_sensitivity`, fitted on (y, raw)."""
-    temperature, bias = M.fit_platt(y, raw)
-    prob = M.apply_temperature(raw, temperature, bias)
-    return {"temperature": temperature, "bias": bias,
-            "threshold": M.pick_threshold(y, prob, "target_sensitivity", target_sensitivity)}
+def site_point(p):
+    """The evaluate section the site's operating point is fitted with (tasks.metrics.operating_point): the
+    pipeline's calibration and threshold method, at the site's `sites.target_sensitivity`."""
+    return p.evaluate.model_copy(update={"target_sensitivity": p.sites.target_sensitivity})
 
 
-def nested(y: np.ndarray, raw: np.ndarray, folds: np.ndarray, target_sensitivity: float):
+def nested(y: np.ndarray, raw: np.ndarray, folds: np.ndarray, point):
     """(probability, threshold) per film, fold k calibrated and thresholded on the other folds only."""
     prob, threshold = np.empty(len(y)), np.empty(len(y))
     for k in np.unique(folds):
         others = folds != k
         if len(np.unique(y[others])) < 2:
             raise ValueError("each fold's complement needs both labels: label more films of the rarer class")
-        op = operating_point(y[others], raw[others], target_sensitivity)
+        op = M.operating_point(y[others], raw[others], point)
         prob[~others] = M.apply_temperature(raw[~others], op["temperature"], op["bias"])
         threshold[~others] = op["threshold"]
     return prob, threshold
 
 
-def served_point(worklist: tuple, sample: tuple, patients: np.ndarray, folds: int, target_sensitivity: float,
-                 seed: int):
+def served_point(worklist: tuple, sample: tuple, patients: np.ndarray, folds: int, point, seed: int):
     """(operating point, what it was fitted on, the sample's probabilities, their thresholds).
 
     `worklist` is (labels, out-of-fold raw scores) of the films a query picked, `sample` (labels, the adapted
@@ -142,7 +139,7 @@ def served_point(worklist: tuple, sample: tuple, patients: np.ndarray, folds: in
     and the sample measures it as it is."""
     y, raw = sample
     if min(class_patients(patients, y)) >= folds:
-        prob, threshold = nested(y, raw, patient_folds(patients, folds, seed, y), target_sensitivity)
-        return operating_point(y, raw, target_sensitivity), "measurement sample", prob, threshold
-    op = operating_point(*worklist, target_sensitivity)
+        prob, threshold = nested(y, raw, patient_folds(patients, folds, seed, y), point)
+        return M.operating_point(y, raw, point), "measurement sample", prob, threshold
+    op = M.operating_point(*worklist, point)
     return op, "worklist", M.apply_temperature(raw, op["temperature"], op["bias"]), np.full(len(y), op["threshold"])

@@ -55,17 +55,8 @@ def decide(candidate: float, incumbent: float, metric: str, min_improvement: flo
 
 def incumbent(p: Params, name: str, report: dict):
     """(current site version or None, its comparable value, what it is)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     metric = p.sites.metric
-    client = mlflow.MlflowClient(tracking.tracking_uri(p))
-    try:
-        current = client.get_model_version_by_alias(registry.model_name(p), stage.alias(name))
-    except MlflowException as err:
-        if not registry.absent(err):
-            raise
-        current = None
+    current = registry.aliased(p, stage.alias(name))
     _, source, on = basis(report)
     same = "site_measure_md5" if on == "measurement-sample" else "site_labels_md5"
     mine = report["measure_md5"] if on == "measurement-sample" else report["labels_md5"]
@@ -99,11 +90,8 @@ def run(p: Params, name: str) -> dict:
                    f"specificity {a['specificity']:.3f}. {'Promoted to' if promote else 'Not promoted to'} "
                    f"@{stage.alias(name)}: {reason}.")
     version = registry.add_version(p, run_.data.tags["servable_model_uri"], tags=tags, description=description)
-    if promote:
-        import mlflow
-
-        mlflow.MlflowClient(tracking.tracking_uri(p)).set_registered_model_alias(
-            registry.model_name(p), stage.alias(name), version.version)
+    if promote:  # a ChampionMoved here exits 1: another checkout moved the site's alias while this one decided
+        registry.promote(p, version, current, stage.alias(name))
     out = {"site": name, "alias": stage.alias(name), "version": int(version.version), "promoted": promote,
            "reason": reason, "run_id": run_.info.run_id, "before": int(current.version) if current else None,
            "after": int(version.version) if promote else (int(current.version) if current else None)}

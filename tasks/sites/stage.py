@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks.cli import configure_logging
+from tasks.cli import configure_logging, guard
 from tasks.config import Params
 from tasks.errors import EXIT_REJECTED, StepError
 
@@ -23,9 +23,9 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 # the project files each site stage runs (tests/unit/test_stage_deps.py checks them against the imports)
 ADAPT_CODE = [f"tasks/{m}.py" for m in (
     "augment", "cli", "config", "data", "dicom", "errors", "files", "images", "inference", "intervals", "metrics",
-    "ood", "plots", "plugins", "preprocess", "pyfunc_model", "reference", "registry", "sections", "server_log",
-    "serving", "sites/__init__", "sites/adapt", "sites/films", "sites/finetune", "sites/package", "sites/runs",
-    "sites/stage", "sources/__init__", "sources/folder", "suite")]
+    "native", "ood", "plots", "plugins", "preprocess", "pyfunc_model", "reference", "registry", "sections",
+    "server_log", "serving", "sites/__init__", "sites/adapt", "sites/films", "sites/finetune", "sites/package",
+    "sites/runs", "sites/stage", "sources/__init__", "sources/folder", "suite")]
 GATE_CODE = [f"tasks/{m}.py" for m in ("cli", "config", "errors", "files", "plugins", "registry", "sections",
                                         "sites/__init__", "sites/gate", "sites/stage")]
 
@@ -42,7 +42,9 @@ def folder(p: Params, name: str) -> Path:
 
 
 def alias(name: str) -> str:
-    return f"site-{check_name(name)}"
+    from tasks.registry import site_alias
+
+    return site_alias(check_name(name))
 
 
 def files(p: Params, name: str) -> dict[str, Path]:
@@ -88,11 +90,14 @@ def stages(p: Params, name: str, cfg: dict) -> dict:
     f = {k: str(v) for k, v in files(p, name).items()}
     depth = "/".join([".."] * len(Path(f["config"]).parent.parts))
     site_params = {f["config"]: ["images", "source_model"]}
+    # the operating point follows the pipeline's calibration and threshold method (tasks.sites.finetune.site_point)
+    point = ["evaluate.calibrate", "evaluate.threshold",
+             *([f"evaluate.{p.evaluate.threshold}"] if p.evaluate.setting() is not None else [])]
     return {"stages": {
         "adapt": {"wdir": depth, "cmd": f"python -m tasks.sites.adapt {name}",
                   "deps": [cfg["images"], f["labels"], *([f["measure"]] if Path(f["measure"]).exists() else []),
                            p.paths.pixels, p.paths.split, *ADAPT_CODE],
-                  "params": ["sites", site_params],
+                  "params": ["sites", *point, site_params],
                   "outs": [f["model"], f["package"], {f["predictions"]: {"cache": False}},
                            {f["figure"]: {"cache": False}}],
                   "metrics": [{f["report"]: {"cache": False}}]},
@@ -104,7 +109,8 @@ def stages(p: Params, name: str, cfg: dict) -> dict:
 
 
 def main(label: str, doc: str, work, argv: list[str] | None = None) -> None:
-    """`python -m tasks.sites.<stage> NAME`: `work(params, NAME)` for one site; a StepError is one line, exit 2."""
+    """`python -m tasks.sites.<stage> NAME`: `work(params, NAME)` for one site, through the one runner
+    (tasks.cli.guard: a StepError or a full disk is one line, exit 2)."""
     from tasks import config
 
     args = sys.argv[1:] if argv is None else argv
@@ -112,8 +118,4 @@ def main(label: str, doc: str, work, argv: list[str] | None = None) -> None:
         print(doc)
         sys.exit(0 if args and args[0] in ("-h", "--help") else EXIT_REJECTED)
     configure_logging()
-    try:
-        work(config.load(), args[0])
-    except StepError as err:
-        print(f"{label}: error: {err}", file=sys.stderr)
-        sys.exit(EXIT_REJECTED)
+    guard(label, lambda: work(config.load(), args[0]))

@@ -86,8 +86,9 @@ def test_a_file_removed_after_listing_is_reported_and_the_rest_scored(registry):
 def test_an_empty_inbox_is_one_clear_error(registry, capsys):
     Path("empty").mkdir()
     (Path("empty") / "notes.txt").write_text("no films here")
-    assert predict.main(["empty"]) == 1
-    assert "no image files in empty" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        predict.main(["empty"])
+    assert done.value.code == 2 and "no image files in empty" in capsys.readouterr().err
 
 
 def test_mlflow_models_predict_scores_200_rows(registry):
@@ -125,7 +126,9 @@ def test_a_champion_whose_files_were_deleted_is_named_with_its_version(registry,
     aside = files.with_name(files.name + ".aside")
     files.rename(aside)  # the champion's files are gone (put back after: the session's champion is shared)
     try:
-        assert predict.main([str(films(1)[0])]) == 1
+        with pytest.raises(SystemExit) as done:
+            predict.main([str(films(1)[0])])
+        assert done.value.code == 2
     finally:
         aside.rename(files)
     err = capsys.readouterr().err

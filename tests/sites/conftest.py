@@ -21,4 +21,6 @@ def site_films(tmp_path):
         folder = root / ("PNEUMONIA" if sick else "NORMAL")
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"DEMO-{9000 + i // 2 * 2 + sick}-01.png")
+    for film in sorted(root.rglob("*-01.png"))[:3]:  # films exported twice under two names (byte-identical)
+        (film.parent / film.name.replace("-01.png", "-02.png")).write_bytes(film.read_bytes())
     return root

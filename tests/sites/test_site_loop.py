@@ -2,6 +2,9 @@
 worklist from the site's films, a refused labels file that writes nothing, then the adaptation that serves
 `@site-<name>` while `@champion` stays where it was."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -34,6 +37,8 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
     assert (repo / "sites/st1/contact_sheet.png").stat().st_size > 5000
     sample = pd.read_csv(repo / "sites/st1/measure.csv").path  # drawn at random, kept out of the worklist
     assert len(sample) == 10 and not set(sample) & set(worklist.path) and "measurement sample: 10 films" in q.stdout
+    offered = [(site_films / path).read_bytes() for path in [*worklist.path, *sample]]
+    assert len(set(offered)) == len(offered)  # a film exported twice is offered once
     pinned = yaml.safe_load((repo / "sites/st1/site.yaml").read_text())["source_model"]
     assert pinned == f"models:/pneumonia-classifier-demo/{champion}"
 
@@ -49,8 +54,24 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
     labelled = [*worklist.path, *sample]
     truth = ["PNEUMONIA" if path.startswith("PNEUMONIA") else "NORMAL" for path in labelled]
     good.write_text("path,label\n" + "".join(f"{p},{t}\n" for p, t in zip(labelled, truth)))
-    adapted = repo.run("pneumonia-site", "adapt", "--site", "st1", "--labels", str(good))
+    # run by its path with its environment off PATH, as cron or systemd run it: it finds its own dvc
+    off_path = {**repo.env, "PATH": "/usr/bin:/bin"}
+    adapted = subprocess.run([str(Path(sys.executable).parent / "pneumonia-site"), "adapt", "--site", "st1",
+                              "--labels", str(good)], cwd=repo.path, env=off_path, capture_output=True, text=True,
+                             timeout=900)
+    assert adapted.returncode == 0, adapted.stderr[-3000:]
     assert "adapted (cross-fitted)" in adapted.stdout and "ROC-AUC" in adapted.stdout
+    assert "oneDNN" not in adapted.stdout + adapted.stderr  # TensorFlow's native notice stays out
+
+    # labels of one class to adapt on: refused before the site's labels change, in the stage's own words
+    kept = (repo / "sites/st1/labels.csv").read_bytes()
+    one_class = repo / "one_class.csv"
+    one_class.write_text("path,label\n" + "".join(f"{p},{t}\n" for p, t in zip(labelled, truth) if t == "NORMAL"))
+    refused = repo.run("pneumonia-site", "adapt", "--site", "st1", "--labels", str(one_class), check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith("pneumonia-site adapt: error: ") and "patients of each class" in refused.stderr
+    assert "failed to reproduce" not in refused.stdout + refused.stderr
+    assert (repo / "sites/st1/labels.csv").read_bytes() == kept  # the labels the site adapted on are still there
     report = json.loads((repo / "sites/st1/report.json").read_text())
     assert report["labels"] == 12 and report["folds"] == 2 and report["query"] == "badge"  # trained on: the worklist
     assert report["measured"]["films"] == 10 and report["measured"]["normal"] == 5  # measured on: the sample

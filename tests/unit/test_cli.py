@@ -88,6 +88,24 @@ def test_a_bad_override_is_one_line_before_the_flow_starts(override, message, tm
     assert (tmp_path / "params.yaml").read_text() == before and sorted(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
 
 
+@pytest.mark.parametrize("module, prog", [("flows.pipeline", "pneumonia-pipeline"), ("flows.sweep", "pneumonia-sweep")])
+def test_a_busy_workspace_is_one_line_before_the_flow_starts(module, prog, tmp_path):
+    """A second pipeline (or sweep) while a flow holds the checkout: refused in one line naming the holder, exit 2,
+    before Prefect starts (no flow run, no traceback)."""
+    from flows import stages
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "sweep.yaml").write_text((ROOT / "sweep.yaml").read_text())
+    env = {"PYTHONPATH": str(ROOT), "PATH": str(Path(sys.executable).parent)}
+    with stages.workspace_lock("pneumonia-training", root=tmp_path):
+        done = subprocess.run([sys.executable, "-m", module], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, env=env)
+    assert done.returncode == 2 and done.stdout == "", done.stderr[-2000:]
+    assert done.stderr.startswith(f"{prog}: error: the workspace {tmp_path.resolve()} is in use by ")
+    assert f'"pid": {os.getpid()}' in done.stderr and "wait for it to finish" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
 def test_a_params_file_that_is_not_yaml_names_its_line(tmp_path):
     from tasks import config
 

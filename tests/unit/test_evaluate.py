@@ -20,21 +20,21 @@ def validation(n: int = 400, seed: int = 0):
 
 def test_the_threshold_reaches_the_target_sensitivity_on_validation_and_calibration_removes_the_bias():
     y, raw = validation()
-    op = evaluate.operating_point(y, raw, defaults("evaluate", target_sensitivity=0.9))
+    op = M.operating_point(y, raw, defaults("evaluate", target_sensitivity=0.9))
     calibrated = M.apply_temperature(raw, op["temperature"], op["bias"])
     assert (calibrated[y == 1] >= op["threshold"]).mean() >= 0.9
     assert M.ece(y, calibrated) < M.ece(y, raw) / 2
-    plain = evaluate.operating_point(y, raw, defaults("evaluate", calibrate="none"))
+    plain = M.operating_point(y, raw, defaults("evaluate", calibrate="none"))
     assert (plain["temperature"], plain["bias"]) == (1.0, 0.0)
 
 
 def test_the_operating_point_ignores_what_the_test_split_holds():
     y, raw = validation()
     cfg = defaults("evaluate")
-    assert evaluate.operating_point(y, raw, cfg) == evaluate.operating_point(y.copy(), raw.copy(), cfg)
+    assert M.operating_point(y, raw, cfg) == M.operating_point(y.copy(), raw.copy(), cfg)
     other_y, other_raw = validation(seed=1)
-    assert evaluate.operating_point(other_y, other_raw, cfg)["threshold"] != pytest.approx(
-        evaluate.operating_point(y, raw, cfg)["threshold"])
+    assert M.operating_point(other_y, other_raw, cfg)["threshold"] != pytest.approx(
+        M.operating_point(y, raw, cfg)["threshold"])
 
 
 def test_a_split_is_scored_at_the_given_threshold_with_the_deployment_view():

@@ -2,6 +2,7 @@ import functools
 import hashlib
 import http.server
 import io
+import os
 import threading
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from tasks import ingest
 from tasks.sources import medmnist
-from tests.helpers import image_bytes, kaggle_tree, tree_digest, write_params
+from tests.helpers import deep_update, image_bytes, kaggle_tree, tree_digest, write_params
 
 
 def _corrupt(root):
@@ -137,28 +138,30 @@ def test_unknown_source_is_a_clear_error(workdir):
         write_params(workdir, {"ingest": {"source": "dicom"}})
 
 
-def test_a_disk_that_fills_during_ingest_keeps_the_last_outputs_and_says_so_in_one_line(workdir, monkeypatch, capsys):
-    import errno
+def test_a_disk_that_fills_during_ingest_keeps_the_last_outputs_and_says_so_in_one_line(workdir):
+    """A real short write: ingest rerun under a file-size limit smaller than its pixel store, so numpy's `np.save`
+    fails the way a full disk makes it fail (an OSError without an errno: "N requested and M written")."""
+    import resource
+    import subprocess
+    import sys
     from pathlib import Path
 
-    from tasks import cli
     from tasks.files import file_md5
-    from tests.helpers import TINY_DEMO, write_params
+    from tests.helpers import REPO, TINY_DEMO, write_params
 
     p = write_params(workdir, TINY_DEMO)
     ingest.run(p)
     before = {f: file_md5(f) for f in (p.paths.pixels, p.paths.manifest)}
+    limit = Path(p.paths.pixels).stat().st_size // 2  # the manifest and the demo's PNGs fit, the pixels do not
+    p = write_params(workdir, deep_update(TINY_DEMO, {"ingest": {"demo": {"seed": 8}}}))  # new pixels to write
 
-    def fills_the_disk(file, array):
-        Path(file).write_bytes(b"\x93NUMPY" + b"\0" * 4096)  # a part of the store, then the disk is full
-        raise OSError(errno.ENOSPC, "No space left on device", str(file))
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    monkeypatch.setattr(ingest.np, "save", fills_the_disk)
-    with pytest.raises(SystemExit) as done:
-        cli.main("ingest", ingest.run, [])
-    err = capsys.readouterr().err
-    assert done.value.code == 2 and "Traceback" not in err
-    assert [line for line in err.splitlines() if "error" in line] == [
+    done = subprocess.run([sys.executable, "-m", "tasks.ingest"], cwd=workdir, capture_output=True, text=True,
+                          timeout=300, preexec_fn=small_disk, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert [line for line in done.stderr.splitlines() if "error" in line] == [
         f"ingest: error: no space left on the device writing {p.paths.pixels}: free some space and rerun; nothing "
         "half-written was kept"]
     assert {f: file_md5(f) for f in before} == before  # the last good store and manifest, untouched

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from tasks import config, plugins
+from tasks import metrics as M
 from tests.helpers import TINY_DEMO, write_params
 
 PLUGIN = '''
@@ -106,7 +107,7 @@ PARAMS = {**TINY_DEMO, "ingest": {"source": "shapes", "shapes": {"patients": 6}}
 
 
 def test_a_plugin_package_adds_a_source_model_augmentation_and_threshold(installed, workdir):
-    from tasks import evaluate, ingest
+    from tasks import ingest
     from tasks.augment import augmenter
     from tasks.model import build_model
 
@@ -127,7 +128,7 @@ def test_a_plugin_package_adds_a_source_model_augmentation_and_threshold(install
     assert np.allclose(np.asarray(steps(x, training=True)), 1.0 - x, atol=1e-6)
 
     y, raw = np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9])
-    assert evaluate.operating_point(y, raw, p.evaluate)["threshold"] == pytest.approx(0.42)
+    assert M.operating_point(y, raw, p.evaluate)["threshold"] == pytest.approx(0.42)
 
 
 def test_a_plugins_params_section_is_checked_like_any_other(installed, workdir):

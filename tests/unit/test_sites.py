@@ -4,10 +4,12 @@ import pandas as pd
 import pytest
 
 from tasks import intervals
-from tasks.metrics import apply_temperature
+from tasks.metrics import apply_temperature, operating_point
 from tasks.sites import films, finetune, query
 from tasks.sites.gate import decide, floors
-from tests.helpers import image_bytes
+from tests.helpers import defaults, image_bytes
+
+POINT = defaults("evaluate", threshold="target_sensitivity", target_sensitivity=0.95, calibrate="platt")
 
 
 @pytest.fixture
@@ -54,6 +56,17 @@ def test_same_image_under_two_names_is_refused(site, tmp_path):
     (site / "b" / "copy.jpeg").write_bytes((site / "b" / "film-x.jpeg").read_bytes())
     with pytest.raises(films.LabelsError, match=r"row 2 \(b/copy.jpeg\): the same image as row 1"):
         films.read_labels(write(tmp_path, ["b/film-x.jpeg,NORMAL", "b/copy.jpeg,PNEUMONIA"]), site)
+
+
+def test_a_film_exported_twice_is_offered_once_and_a_twin_of_a_taken_film_never(site):
+    (site / "b" / "copy.jpeg").write_bytes((site / "b" / "film-x.jpeg").read_bytes())
+    (site / "b" / "IM-0003-0002.jpeg").write_bytes((site / "b" / "IM-0003-0001.jpeg").read_bytes())
+    paths = films.listing(site)
+    offered = films.distinct(site, paths)
+    assert len(offered) == len(paths) - 2 and len({(site / p).read_bytes() for p in offered}) == len(offered)
+    assert "b/copy.jpeg" in offered and "b/IM-0003-0001.jpeg" in offered  # the first of each pair, in path order
+    kept = films.distinct(site, paths, taken={"b/film-x.jpeg"})  # the labelled (or kept-apart) one of twins stays
+    assert "b/film-x.jpeg" in kept and "b/copy.jpeg" not in kept
 
 
 def test_a_film_that_does_not_decode_is_refused(site, tmp_path):
@@ -117,10 +130,10 @@ def test_cross_fitting_never_lets_a_film_decide_its_own_threshold():
     y = np.tile([0, 1], 30)
     raw = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.15, len(y)), 0.01, 0.99)
     folds = np.arange(len(y)) % 3
-    prob, threshold = finetune.nested(y, raw, folds, 0.95)
+    prob, threshold = finetune.nested(y, raw, folds, POINT)
     moved = raw.copy()
     moved[folds == 0] = rng.random((folds == 0).sum())  # fold 0's own scores change ...
-    prob2, threshold2 = finetune.nested(y, moved, folds, 0.95)
+    prob2, threshold2 = finetune.nested(y, moved, folds, POINT)
     assert np.array_equal(threshold[folds == 0], threshold2[folds == 0])  # ... its threshold does not
     assert not np.array_equal(threshold[folds == 1], threshold2[folds == 1])  # the others' do
     assert np.allclose(prob[folds == 1], prob2[folds == 1]) is False
@@ -137,8 +150,8 @@ def test_the_served_point_comes_from_the_random_sample_and_none_of_its_films_set
     rng = np.random.default_rng(1)
     worklist, (y, raw) = site_scores(rng, 60, hard=True), site_scores(rng, 40, hard=False)
     patients = np.array([f"p{i}" for i in range(40)])
-    op, fitted_on, prob, threshold = finetune.served_point(worklist, (y, raw), patients, 3, 0.95, 0)
-    from_worklist = finetune.operating_point(*worklist, 0.95)
+    op, fitted_on, prob, threshold = finetune.served_point(worklist, (y, raw), patients, 3, POINT, 0)
+    from_worklist = operating_point(*worklist, POINT)
     assert fitted_on == "measurement sample"
     fresh_y, fresh_raw = site_scores(rng, 400, hard=False)  # the site's ordinary films
 
@@ -148,11 +161,11 @@ def test_the_served_point_comes_from_the_random_sample_and_none_of_its_films_set
     assert specificity(op) > specificity(from_worklist) + 0.2  # the query's hard films set too low a threshold
     moved = raw.copy()
     moved[3] = 0.99 if y[3] == 0 else 0.01  # one patient's film changes its score ...
-    _, _, _, threshold2 = finetune.served_point(worklist, (y, moved), patients, 3, 0.95, 0)
+    _, _, _, threshold2 = finetune.served_point(worklist, (y, moved), patients, 3, POINT, 0)
     assert threshold2[3] == threshold[3] and not np.array_equal(threshold2, threshold)  # ... not its threshold
 
     few = np.array(["p0"] * 20 + ["p1"] * 20)  # one patient per class: no fold could be measured
-    op, fitted_on, _, threshold = finetune.served_point(worklist, (np.repeat([0, 1], 20), raw), few, 3, 0.95, 0)
+    op, fitted_on, _, threshold = finetune.served_point(worklist, (np.repeat([0, 1], 20), raw), few, 3, POINT, 0)
     assert fitted_on == "worklist" and op == from_worklist and set(threshold) == {from_worklist["threshold"]}
 
 
