@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from tasks.errors import EXIT_REJECTED, StepError
-from tasks.files import out_of_space
+from tasks.files import out_of_space, written
 
 T = TypeVar("T")
 
@@ -106,22 +106,38 @@ def guard(label: str, work: Callable[[], T]) -> T:
     check) and a full disk exit `EXIT_REJECTED` (2), the tracking store's known faults their own code (a locked
     store 1: worth a retry). Anything else keeps its traceback (a bug; exit 1). PNEUMONIA_DEBUG=1 keeps the
     traceback of the known faults too."""
+    quiet_short_writes()
     try:
         return work()
     except StepError as err:
         print(f"{label}: error: {err}", file=sys.stderr)
         sys.exit(EXIT_REJECTED)
-    except OSError as err:
+    except Exception as err:
         if not out_of_space(err) or os.environ.get("PNEUMONIA_DEBUG"):
             fail_known(label, err)
             raise
         # outputs are written atomically (tasks.files.atomic): the last good ones are still there
-        print(f"{label}: error: no space left on the device writing {err.filename or 'its outputs'}: free some "
+        print(f"{label}: error: no space left on the device writing {written(err) or 'its outputs'}: free some "
               "space and rerun; nothing half-written was kept", file=sys.stderr)
-        sys.exit(EXIT_REJECTED)
-    except Exception as err:
-        fail_known(label, err)
-        raise
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # not sys.exit: tearing down a library's half-written handles (HDF5's) prints their errors and can crash
+        os._exit(EXIT_REJECTED)
+
+
+def quiet_short_writes() -> None:
+    """A library that fails to write leaves handles whose teardown reports the same failure again, as "Exception
+    ignored in ..." tracebacks (HDF5's, around Keras' weights files): the one full-disk line says it once."""
+    if os.environ.get("PNEUMONIA_DEBUG") or getattr(sys.unraisablehook, "quiet", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if unraisable.exc_value is None or not out_of_space(unraisable.exc_value):
+            previous(unraisable)
+
+    hook.quiet = True
+    sys.unraisablehook = hook
 
 
 # faults of the tracking store a user meets: (what the error says, the line, the exit code: 1 is retried by the flow)

@@ -10,16 +10,26 @@ from pathlib import Path
 
 # the OS's "no room": no space, over quota, over the file-size limit (a stand-in for a full disk in the tests)
 SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-# the same said by a library that reports a short write without an errno: numpy's `tofile` ("4096 requested and
-# 0 written"), HDF5's "errno = 28", a message that only carries the OS's words
-SHORT_WRITE = re.compile(r"requested and \d+ written|errno = (28|122|27)\b|No space left|Disk quota|File too large")
+# the same said by a library that reports a short write without an errno, or wraps the OS's error in its own:
+# numpy's `tofile` ("4096 requested and 0 written"), HDF5's "errno = 28", MLflow's "[Errno 27] File too large"
+SHORT_WRITE = re.compile(r"requested and \d+ written|errno = (28|122|27)\b|\[Errno (28|122|27)\]|No space left"
+                         r"|Disk quota|File too large")
+# the file such a message names, most telling first: HDF5's, a copy's destination, the OS's
+NAMED = (re.compile(r"filename = '([^']+)'"), re.compile(r"-> '([^']+)'"), re.compile(r"\] [^:]*: '([^']+)'"))
 
 
-def out_of_space(err: OSError) -> bool:
-    """Whether a failed write ran out of room, whichever library raised it."""
-    if err.errno in SPACE_ERRNOS:
+def out_of_space(err: BaseException) -> bool:
+    """Whether a failed write ran out of room, whichever library raised it (and whatever it wrapped it in)."""
+    if isinstance(err, OSError) and err.errno in SPACE_ERRNOS:
         return True
-    return err.errno is None and bool(SHORT_WRITE.search(" ".join(map(str, err.args))))
+    return not (isinstance(err, OSError) and err.errno) and bool(SHORT_WRITE.search(" ".join(map(str, err.args))))
+
+
+def written(err: BaseException) -> str | None:
+    """The file a failed write names: the OSError's filename, else the one its message names."""
+    if isinstance(err, OSError) and err.filename:
+        return str(err.filename)
+    return next((match.group(1) for pattern in NAMED if (match := pattern.search(str(err)))), None)
 
 
 def out_path(path: str | Path) -> Path:

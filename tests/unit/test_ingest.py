@@ -167,3 +167,19 @@ def test_a_disk_that_fills_during_ingest_keeps_the_last_outputs_and_says_so_in_o
     assert {f: file_md5(f) for f in before} == before  # the last good store and manifest, untouched
     assert not [f for f in Path(p.paths.pixels).parent.iterdir() if "partial" in f.name]
     assert np.load(p.paths.pixels).shape[0] == len(pd.read_csv(p.paths.manifest))
+
+
+@pytest.mark.parametrize("err, named", [
+    (OSError("4096 requested and 0 written"), None),  # numpy's tofile
+    (OSError(27, "Unable to extend file properly, errno = 27, error message = 'file too large' (file write failed: "
+                 "filename = 'models/backup/epoch-1.weights.h5', ...)"), "models/backup/epoch-1.weights.h5"),  # HDF5
+    (RuntimeError("The following failures occurred while downloading one or more artifacts: [Errno 27] File too "
+                  "large: 'models/model.keras' -> '/tmp/x/model.keras'"), "/tmp/x/model.keras"),  # MLflow's copy
+    (OSError(28, "No space left on device", "reports/metrics.json"), "reports/metrics.json")])
+def test_a_short_write_is_read_as_a_full_disk_whichever_library_reports_it(err, named):
+    """What the other writers raised under the same file-size limit (train's backup, package's copy; checked by
+    hand, docs/reliability.md), and what the full-disk line then names."""
+    from tasks.files import out_of_space, written
+
+    assert out_of_space(err) and written(err) == named
+    assert not out_of_space(OSError(2, "No such file or directory", "x")) and not out_of_space(ValueError("bad"))
