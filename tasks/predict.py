@@ -2,6 +2,7 @@
 
     pneumonia-predict IMAGE_OR_FOLDER... [--model-uri models:/pneumonia-classifier@champion]
                       [--output preds.csv|.json|.parquet] [--gradcam DIR]
+    pneumonia-predict --engine spark SOURCE... --output OUT.parquet [--master local[2]]   # an archive
 
 Scores folders of any size, CHUNK files at a time (bounded memory), with a progress bar. One row per image:
 probability, label, the threshold the model uses, and `ood_score` / `in_distribution`: whether the image looks
@@ -144,25 +145,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-uri", help="any MLflow model URI (default: this project's @champion from params.yaml)")
     ap.add_argument("--output", type=Path, metavar="FILE", help="write every row here (.csv, .json or .parquet)")
     ap.add_argument("--gradcam", type=Path, metavar="DIR", help="also write Grad-CAM overlays here")
+    ap.add_argument("--engine", choices=("local", "spark"), default="local",
+                    help="spark: read and score on Spark (an archive; --output OUT.parquet; tasks/spark_scoring.py)")
+    ap.add_argument("--master", default="local[2]", help="with --engine spark: Spark's master (default local[2])")
     args = ap.parse_args(argv)
     if args.output and args.output.suffix not in FORMATS:
         ap.error(f"--output {args.output}: use a .csv, .json or .parquet file")
-    return cli.guard("pneumonia-predict", lambda: score(args))
+    if args.engine == "spark" and (args.output is None or args.output.suffix != ".parquet" or args.gradcam):
+        ap.error("--engine spark writes a Parquet folder: give --output OUT.parquet (and no --gradcam)")
+    return cli.guard("pneumonia-predict", lambda: (score_on_spark if args.engine == "spark" else score)(args))
 
 
-def score(args) -> int:
-    """The command's work: 0, or 1 when a file could not be scored (the others were)."""
+def served_model(args) -> tuple[str, str]:
+    """(model URI, its registry version or ''): --model-uri, else this checkout's @champion; StepError when the
+    registry has no such model."""
     from tasks import config, registry, tracking
-    from tasks.native import import_tensorflow
 
-    files = image_files(args.inputs)  # bad inputs refused in a second, before TensorFlow and the model load
-    import_tensorflow()  # its start-up notices kept off the terminal
     if Path("params.yaml").exists():  # inside a checkout: use its tracking store
         tracking.configure(config.load())
     uri = args.model_uri or default_uri()
     try:
+        return uri, registry.version_of(uri)
+    except LookupError as err:
+        raise StepError(str(err)) from None
+
+
+def score(args) -> int:
+    """The command's work: 0, or 1 when a file could not be scored (the others were)."""
+    from tasks import registry
+    from tasks.native import import_tensorflow
+
+    files = image_files(args.inputs)  # bad inputs refused in a second, before TensorFlow and the model load
+    import_tensorflow()  # its start-up notices kept off the terminal
+    uri, version = served_model(args)
+    try:
         model = registry.load(uri)
-        version = registry.version_of(uri)
     except LookupError as err:
         raise StepError(str(err)) from None
     table, errors = predict_files(model, files)
@@ -187,6 +204,23 @@ def score(args) -> int:
     for f, why in errors.items():
         print(f"pneumonia-predict: error: {f}: {why}; the other files were scored", file=sys.stderr)
     return 1 if errors else 0
+
+
+def score_on_spark(args) -> int:
+    """`--engine spark`: the same model through mlflow.pyfunc.spark_udf; 0, or 1 when a file could not be read."""
+    from tasks import spark_scoring
+
+    for item in args.inputs:  # a local path must exist; a URI (s3a://, hdfs://) is Spark's to read
+        if "://" not in item and not Path(item).exists():
+            raise StepError(f"{item} does not exist: give image files or folders of them")
+    uri, version = served_model(args)
+    out = spark_scoring.job(args.inputs, args.output, uri, version, args.master)
+    print(f"model: {uri}" + (f" (version {version})" if version else "") + f"; Spark {args.master}")
+    print(f"{out['rows']} file(s) -> {args.output}: {out['scored']} scored ({out['pneumonia']} called PNEUMONIA), "
+          f"{out['errors']} could not be read, in {out['seconds']:.1f} s")
+    for row in spark_scoring.errors(args.output).itertuples():
+        print(f"pneumonia-predict: error: {row.file}: {row.error}; the other files were scored", file=sys.stderr)
+    return 1 if out["errors"] else 0
 
 
 if __name__ == "__main__":

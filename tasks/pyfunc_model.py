@@ -20,6 +20,9 @@ class PneumoniaModel(mlflow.pyfunc.PythonModel):
     label, threshold, ood_score, in_distribution (tasks.serving)."""
 
     def load_context(self, context):
+        from tasks.native import import_tensorflow
+
+        import_tensorflow()  # its native start-up notices kept out of every process that loads the model
         import keras
 
         from tasks import ood, reference

@@ -170,6 +170,8 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         assert {"site", "images", "labels"} <= set(site["parameter_openapi_schema"]["properties"])
         watch = requests.get(f"{api}/deployments/name/pneumonia-monitor/site-monitoring").json()
         assert [(s["schedule"]["cron"], s["active"]) for s in watch["schedules"]] == [("0 * * * *", False)]
+        archive = requests.get(f"{api}/deployments/name/batch-score/batch-score").json()
+        assert {"sources", "output", "model_uri", "master"} <= set(archive["parameter_openapi_schema"]["properties"])
         # typed parameters: a form with the types and ranges of tasks.config; a bad value is refused at creation
         schema = deployment["parameter_openapi_schema"]
         epochs = schema["definitions"]["TrainingSettings"]["properties"]["epochs"]["anyOf"][0]

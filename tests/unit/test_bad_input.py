@@ -25,6 +25,11 @@ CASES = [
     # (command, arguments, the program's name in the line, words the line must hold)
     (script("pneumonia-predict"), ["missing.jpeg"], "pneumonia-predict", "missing.jpeg does not exist"),
     (script("pneumonia-predict"), [EMPTY], "pneumonia-predict", "no image files in empty"),
+    (script("pneumonia-predict"), ["--engine", "spark", "missing", "--output", "o.parquet"], "pneumonia-predict",
+     "missing does not exist"),
+    (script("pneumonia-predict"), ["--engine", "spark", IMAGES, "--output", "o.csv"], "pneumonia-predict",
+     "--engine spark writes a Parquet folder"),
+    (module("flows.batch"), [IMAGES, "--output", "o.csv"], "python -m flows.batch", "give a .parquet folder"),
     (script("pneumonia-monitor"), ["--site", "st1", "--images", "missing"], "pneumonia-monitor",
      "missing is not a folder"),
     (script("pneumonia-monitor"), ["--site", "st1", "--images", EMPTY], "pneumonia-monitor", "empty holds no image"),
