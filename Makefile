@@ -1,5 +1,5 @@
 # The two commands a fresh machine needs:   make demo   (the whole pipeline, offline)   make test
-# While working: make test-fast (unit and light model tests: no server, no training; under a minute)
+# While working: make test-fast (unit and light model tests: no server, no training; about two minutes)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -39,7 +39,7 @@ test: install  ## run the whole test suite (what CI runs: real dvc, MLflow, Pref
 	pytest
 
 test-fast: install  ## unit and light model tests: no server, no training (a guard in tests/conftest.py fails any that does)
-	pytest -m "not slow"
+	pytest -m "not slow" --durations=10
 
 lint: install  ## ruff over the code and tests
 	ruff check tasks flows tests benchmarks

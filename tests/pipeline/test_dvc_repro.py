@@ -1,9 +1,13 @@
 """The real `dvc repro` on tiny generated data: runs, is a no-op the second time, reruns only what changed."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from flows import stages
 from tests.helpers import CHROMIUM, TINY_DEMO
 
 pytestmark = pytest.mark.slow
@@ -129,3 +133,28 @@ def test_a_register_that_fails_keeps_the_last_decision(tmp_path):
     failed = subprocess.run(["dvc", "repro", "-q"], cwd=tmp_path, env=dvc_env(), capture_output=True, text=True)
     assert failed.returncode != 0
     assert (tmp_path / "reports/registry.json").read_text() == "1", "the last decision was deleted"
+
+
+def test_a_checkout_s_first_run_is_saved_as_an_experiment_with_its_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.gitconfig: no user.name or user.email
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "params.yaml").write_text("x: 1\n")
+    (repo / "score.py").write_text("open('m.json', 'w').write('{\"auc\": 0.5}')\n")
+    (repo / "dvc.yaml").write_text(  # a stage that writes an uncached metric, like evaluate's headline
+        "stages:\n  score:\n    cmd: python score.py\n    params: [x]\n    metrics:\n    - m.json:\n"
+        "        cache: false\n")
+    me = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    dvc = str(Path(sys.executable).parent / "dvc")
+    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], ["git", *me, "add", "-A"],
+                ["git", *me, "commit", "-qm", "init"], [dvc, "repro", "-q"]):
+        subprocess.run(cmd, cwd=repo, check=True, env=stages.dvc_env())
+    assert stages.untracked(stages.run_results(repo), repo) == ["dvc.lock", "m.json"]  # as on a fresh clone
+    assert stages.save_experiment("run-1", repo) == "run-1"
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=repo,
+                          capture_output=True, text=True, check=True).stdout.split()
+    [ref] = [ref for ref in refs if ref.endswith("/run-1")]
+    saved = subprocess.run(["git", "ls-tree", "-r", "--name-only", ref], cwd=repo, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert {"dvc.lock", "m.json"} <= set(saved), saved  # `dvc exp show` and `dvc exp apply` have its figures

@@ -42,7 +42,13 @@ def test_flow_commands_print_usage_and_refuse_bad_arguments(module, prog, bad, m
     assert list(tmp_path.iterdir()) == []  # nothing ran
 
 
-@pytest.mark.parametrize("script", ["pneumonia-pipeline", "pneumonia-sweep", "pneumonia-predict"])
+def console_scripts() -> list[str]:
+    import tomllib
+
+    return sorted(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
+
+
+@pytest.mark.parametrize("script", console_scripts())
 def test_console_scripts_are_installed(script):
     done = subprocess.run([str(Path(sys.executable).parent / script), "--help"], capture_output=True, text=True,
                           timeout=120)

@@ -37,6 +37,9 @@ def test_one_seed_shows_no_spread():
     assert "| one | `train.dropout=0.2` | 1 | 0.9000 |" in table([row("one", 42, 0.9, 0.9)], "val_roc_auc", "x")
 
 
-@pytest.mark.parametrize("select", ["val_roc_auc", "val_worst_balanced_accuracy"])
-def test_choice_works_for_every_selection_score(select):
-    assert choose([row("a", 1, 0.9, 0.9), row("b", 1, 0.95, 0.5)], select)[0] == "b"
+@pytest.mark.parametrize("select, chosen", [("val_roc_auc", "b"), ("val_worst_balanced_accuracy", "a")])
+def test_choice_follows_the_selection_score(select, chosen):
+    # `a` ranks better under the worst shift, `b` by AUC: a choice that ignored `select` picks one set for both
+    a, b = row("a", 1, 0.9, 0.9), row("b", 1, 0.95, 0.5)
+    a["val_worst_balanced_accuracy"], b["val_worst_balanced_accuracy"] = 0.9, 0.8
+    assert choose([a, b], select)[0] == chosen
