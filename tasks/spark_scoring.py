@@ -35,8 +35,8 @@ COLUMNS = ["file", "probability", "label", "threshold", "ood_score", "in_distrib
 
 
 def session(master: str = "local[2]"):
-    """A Spark session bound to 127.0.0.1 (local mode), without its web UI, logging errors only; in local mode
-    its Python workers are this interpreter (the project and the model's requirements are installed here)."""
+    """A Spark session on `master`, without its web UI, logging errors only; in local mode bound to 127.0.0.1,
+    its Python workers this interpreter (the project and the model's requirements are installed here)."""
     import logging
     import os
     import sys
@@ -52,9 +52,10 @@ def session(master: str = "local[2]"):
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     log4j = Path(__file__).with_name("spark_log4j2.properties")
-    spark = (SparkSession.builder.master(master).appName("pneumonia-predict")
-             .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
-             .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+    builder = SparkSession.builder.master(master).appName("pneumonia-predict")
+    if master.startswith("local"):  # a cluster's executors must reach the driver: loopback in local mode only
+        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+    spark = (builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
              .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
              .config("spark.sql.execution.arrow.pyspark.enabled", "true")
              .config("spark.sql.chunkBase64String.enabled", "false")  # base64() in one line, as the model reads it
