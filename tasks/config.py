@@ -120,6 +120,7 @@ class Sites(Section):
     target_sensitivity: Share
     metric: Literal["roc_auc", "accuracy", "balanced_accuracy", "specificity"]
     min_improvement: Annotated[float, Field(ge=0)]
+    margin: Annotated[float, Field(ge=0, lt=0.5)]  # non-inferiority margin of the first site model (tasks.sites.gate)
     bootstrap: Positive
     seed: int
 

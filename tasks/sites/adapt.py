@@ -22,7 +22,7 @@ import pandas as pd
 from tasks import intervals, registry, tracking
 from tasks.config import Params
 from tasks.errors import StepError
-from tasks.files import file_md5, write_json
+from tasks.files import atomic, file_md5, write_json
 from tasks.sites import films, finetune, runs, stage
 from tasks.sites.package import CHECKED, check_package, refit_ood, save, site_reference
 
@@ -78,8 +78,8 @@ def adapt(p: Params, name: str) -> dict:
     x = films.load(s["images"], labels.path.tolist(), serving["image_size"], progress=sys.stderr.isatty())
     mode, tta = serving["normalize"], serving.get("tta", 0)
     before_raw = raw_scores(base, x, mode, tta)
-    before = intervals.with_intervals(y, M.apply_temperature(before_raw, serving["temperature"], serving["bias"]),
-                                    serving["threshold"], labels.patient_id, cfg.bootstrap, cfg.seed)
+    before_prob = M.apply_temperature(before_raw, serving["temperature"], serving["bias"])
+    before = intervals.with_intervals(y, before_prob, serving["threshold"], labels.patient_id, cfg.bootstrap, cfg.seed)
     oof, folds = finetune.crossfit(lambda: clone(base), (x, y), labels.patient_id.to_numpy(), splits["train"], cfg,
                                    p.train, serving, cfg.seed, log.info)
     point = finetune.site_point(p)  # the pipeline's calibration and threshold method, at the site's target
@@ -87,7 +87,9 @@ def adapt(p: Params, name: str) -> dict:
     after = intervals.with_intervals(y, prob, threshold, labels.patient_id, cfg.bootstrap, cfg.seed)
     log.info(f"site: adapting the served model on all {len(y)} labelled films")
     model = finetune.fine_tune(clone(base), (x, y), splits["train"], cfg, p.train, mode, cfg.seed)
-    op, fitted_on, measured = served(s, held, base, model, serving, (y, oof), point, cfg)
+    op, fitted_on, measured, sample = served(s, held, base, model, serving, (y, oof), point, cfg)
+    evidence = pd.concat([pd.DataFrame({"part": "worklist", "patient_id": labels.patient_id.astype(str), "label": y,
+                                        "source": before_prob, "candidate": prob}), sample], ignore_index=True)
     detector = refit_ood(model, splits, mode, p.evaluate.ood.pass_rate)
     ref = site_reference(p, model, {**serving, **op}, detector, s["images"], set(everything.path))
     package = save(p, name, model, {**serving, **op}, detector, ref, png_bytes(x[0]))
@@ -97,7 +99,9 @@ def adapt(p: Params, name: str) -> dict:
         raise StepError(f"the site package scores {gap:.2e} away from the adapted model: not kept")
     pd.DataFrame({"path": labels.path, "label": y, "fold": folds, "probability": prob, "threshold": threshold,
                   "prediction": (prob >= threshold).astype(int)}).to_csv(f["predictions"], index=False)
-    plots.score_shift(y, M.apply_temperature(before_raw, serving["temperature"], serving["bias"]), y, prob,
+    with atomic(f["evidence"]) as tmp:  # every labelled film's two scores: what the site gate decides on
+        evidence.to_csv(tmp, index=False)
+    plots.score_shift(y, before_prob, y, prob,
                       float(np.mean(threshold)), f["figure"], names=("source model", "adapted, cross-fitted"))
     report = {"site": name, "source_model": s["source_model"], "labels": int(len(y)),
               "labels_md5": file_md5(f["labels"]), "films_md5": films_md5(labels.sha256),
@@ -135,7 +139,8 @@ def worklist_and_sample(everything: pd.DataFrame, sample: set[str], folds: int, 
 
 
 def served(s: dict, held: pd.DataFrame, base, model, serving: dict, worklist: tuple, point, cfg):
-    """(served calibration and threshold, what it was fitted on, the measurement-sample numbers or None): the
+    """(served calibration and threshold, what it was fitted on, the measurement-sample numbers or None, the
+    sample's evidence for the gate: part, patient_id, label, source and candidate probability per film): the
     adapted model scores the labelled films of the measurement sample and `finetune.served_point` chooses, with
     `point` (the evaluate section at the site's target, finetune.site_point);
     the source model is measured there at its own threshold (what the site has without adapting)."""
@@ -147,7 +152,7 @@ def served(s: dict, held: pd.DataFrame, base, model, serving: dict, worklist: tu
         if len(held):
             log.warning(f"site: the {len(held)} labelled films of the measurement sample hold one class only: "
                         "the operating point comes from the worklist's cross-fitted scores")
-        return M.operating_point(*worklist, point), "worklist", None
+        return M.operating_point(*worklist, point), "worklist", None, pd.DataFrame()
     x = films.load(s["images"], held.path.tolist(), serving["image_size"])
     mode, tta = serving["normalize"], serving.get("tta", 0)
     source = M.apply_temperature(raw_scores(base, x, mode, tta), serving["temperature"], serving["bias"])
@@ -157,10 +162,12 @@ def served(s: dict, held: pd.DataFrame, base, model, serving: dict, worklist: tu
     if fitted_on == "worklist":
         log.warning(f"site: the measurement sample holds fewer than {cfg.folds} patients of a class: the operating "
                     "point comes from the worklist's cross-fitted scores")
+    sample = pd.DataFrame({"part": "sample", "patient_id": patients.astype(str), "label": y, "source": source,
+                           "candidate": prob})
     return op, fitted_on, {
         "films": int(len(y)), "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
         "before": intervals.with_intervals(y, source, serving["threshold"], patients, cfg.bootstrap, cfg.seed),
-        "after": intervals.with_intervals(y, prob, threshold, patients, cfg.bootstrap, cfg.seed)}
+        "after": intervals.with_intervals(y, prob, threshold, patients, cfg.bootstrap, cfg.seed)}, sample
 
 
 def films_md5(digests) -> str:

@@ -26,8 +26,8 @@ ADAPT_CODE = [f"tasks/{m}.py" for m in (
     "native", "ood", "plots", "plugins", "preprocess", "pyfunc_model", "reference", "registry", "sections",
     "server_log", "serving", "sites/__init__", "sites/adapt", "sites/films", "sites/finetune", "sites/package",
     "sites/runs", "sites/stage", "sources/__init__", "sources/folder", "suite")]
-GATE_CODE = [f"tasks/{m}.py" for m in ("cli", "config", "errors", "files", "plugins", "registry", "sections",
-                                        "sites/__init__", "sites/gate", "sites/stage")]
+GATE_CODE = [f"tasks/{m}.py" for m in ("cli", "config", "errors", "files", "intervals", "metrics", "plugins",
+                                        "registry", "sections", "sites/__init__", "sites/gate", "sites/stage")]
 
 
 def check_name(name: str) -> str:
@@ -53,7 +53,7 @@ def files(p: Params, name: str) -> dict[str, Path]:
     return {"config": f / "site.yaml", "worklist": f / "worklist.csv", "sheet": f / "contact_sheet.png",
             "labels": f / "labels.csv", "model": f / "model", "package": f / "package", "report": f / "report.json",
             "predictions": f / "predictions.csv", "registry": f / "registry.json", "figure": f / "site_scores.png",
-            "measure": f / "measure.csv"}
+            "measure": f / "measure.csv", "evidence": f / "evidence.csv"}
 
 
 def read(p: Params, name: str) -> dict:
@@ -99,11 +99,12 @@ def stages(p: Params, name: str, cfg: dict) -> dict:
                            p.paths.pixels, p.paths.split, *ADAPT_CODE],
                   "params": ["sites", *point, site_params],
                   "outs": [f["model"], f["package"], {f["predictions"]: {"cache": False}},
-                           {f["figure"]: {"cache": False}}],
+                           {f["figure"]: {"cache": False}}, {f["evidence"]: {"cache": False}}],
                   "metrics": [{f["report"]: {"cache": False}}]},
         "register": {"wdir": depth, "cmd": f"python -m tasks.sites.gate {name}",
-                     "deps": [f["package"], f["report"], *GATE_CODE],
-                     "params": [{"params.yaml": ["sites.metric", "sites.min_improvement", "register.model_name",
+                     "deps": [f["package"], f["report"], f["evidence"], *GATE_CODE],
+                     "params": [{"params.yaml": ["sites.metric", "sites.min_improvement", "sites.margin",
+                                                  "sites.bootstrap", "sites.seed", "register.model_name",
                                                   "register.min_sensitivity", "register.min_specificity"]}],
                      "outs": [{f["registry"]: {"cache": False}}]}}}
 

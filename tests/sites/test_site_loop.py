@@ -80,7 +80,7 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
         lo, hi = report[when]["accuracy_ci"]
         assert lo <= report[when]["accuracy"] <= hi
     registry = json.loads((repo / "sites/st1/registry.json").read_text())
-    assert "(measurement-sample)" in registry["reason"]
+    assert "against the source model on 22 labelled films" in registry["reason"]  # the worklist and the sample
     now = aliases(repo)
     assert now["champion"] == champion  # the champion is never touched
     assert (now.get("site-st1") == registry["version"]) == registry["promoted"]

@@ -6,7 +6,7 @@ import pytest
 from tasks import intervals
 from tasks.metrics import apply_temperature, operating_point
 from tasks.sites import films, finetune, query
-from tasks.sites.gate import decide, floors
+from tasks.sites.gate import decide, floors, paired
 from tests.helpers import defaults, image_bytes
 
 POINT = defaults("evaluate", threshold="target_sensitivity", target_sensitivity=0.95, calibrate="platt")
@@ -187,6 +187,34 @@ def test_the_site_gate_moves_only_on_a_win():
     assert not decide(0.97, 0.97, "roc_auc", 0.0, "source")[0]
     assert not decide(0.975, 0.97, "roc_auc", 0.01, "source")[0]
     assert "gain -0.0200" in decide(0.95, 0.97, "roc_auc", 0.0, "source")[1]
+
+
+def evidence(noise: float, patients: int = 150, seed: int = 0):
+    """Labelled films of a site (two per patient), the source model's scores and a candidate's: the candidate sees
+    the films' truth through `noise` (the source through 1.0: less noise ranks better)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(rng.permutation(np.arange(patients) % 2), 2)
+    truth = y + rng.normal(0, 0.5, len(y))
+    return pd.DataFrame({"patient_id": np.repeat(np.arange(patients), 2).astype(str), "label": y,
+                         "source": truth + rng.normal(0, 1.0, len(y)),
+                         "candidate": truth + rng.normal(0, noise, len(y))})
+
+
+def test_the_site_gate_keeps_a_better_model_and_refuses_a_worse_one_on_all_the_evidence():
+    kept, why = paired(evidence(0.2), 0.01, 300, 0)
+    assert kept and "better beyond the interval" in why and "300 labelled films of 150 patients" in why
+    refused, why = paired(evidence(3.0), 0.01, 300, 0)
+    assert not refused and "worse than the source model beyond the interval" in why
+    # a model no better or worse than the source's within the interval and the margin is kept: the site model
+    # brings the site's own threshold (the refused seed-2 model of issue 40 was 4.5 points better elsewhere)
+    same = evidence(1.0)
+    same["candidate"] = same.source + 1e-9
+    kept, why = paired(same, 0.01, 300, 0)
+    assert kept and "not worse beyond the interval" in why
+    worse = evidence(1.0)
+    worse["candidate"] = worse.source + np.random.default_rng(1).normal(0, 0.8, len(worse))  # -0.019, not beyond
+    kept, why = paired(worse, 0.01, 300, 0)
+    assert not kept and "worse by more than sites.margin" in why, why
 
 
 def test_balanced_draw_takes_both_classes_equally():
