@@ -4,6 +4,7 @@ DVC runs them as `python -m tasks.<step>`; Prefect (flows/) orchestrates the sam
 This package never imports Prefect.
 """
 import os
+import warnings
 
 # Quiet defaults, set before anything imports TensorFlow or MLflow (each can be overridden from the
 # environment): TensorFlow's C++ INFO and WARNING lines (CPU feature notes, oneDNN notices), MLflow's
@@ -12,3 +13,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# MLflow imports pyspark when it is installed (the spark extra), and pyspark 4.3 warns on import that pandas 3 is
+# newer than it was tested with: a FutureWarning on every command's stderr, that this package's Spark tests answer
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")

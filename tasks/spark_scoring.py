@@ -40,7 +40,6 @@ def session(master: str = "local[2]"):
     import logging
     import os
     import sys
-    import warnings
 
     from pyspark.sql import SparkSession
 
@@ -51,9 +50,7 @@ def session(master: str = "local[2]"):
         # every worker, and local[N] would run N times N threads on N cores
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    # quiet logs: pyspark 4.3 warns that pandas 3 is newer than it was tested with (this module's tests pass);
     # MLflow warns that env_manager="local" uses the executors' environment as it is, which is the point here
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     log4j = Path(__file__).with_name("spark_log4j2.properties")
     builder = SparkSession.builder.master(master).appName("pneumonia-predict")
