@@ -79,7 +79,7 @@ def monitor(args) -> int:
     from tasks.native import import_tensorflow
 
     p = config.load()
-    check_arguments(p, args.site, args.images)  # before Prefect starts: one line and exit 2 in a second
+    check_arguments(p, args.site, args.images)  # before Prefect starts: one line and exit 2
     import_tensorflow()  # its start-up notices kept off the terminal
     out = pneumonia_monitor(args.site, args.images, args.model_uri)
     print(summary(out, p.monitor.min_films))  # the flow's log already named each unreadable film
