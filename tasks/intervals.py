@@ -23,24 +23,29 @@ def with_intervals(y, prob, threshold, patients, n: int = 1000, seed: int = 0) -
     y, prob = np.asarray(y).astype(int), np.asarray(prob, float)
     threshold = np.broadcast_to(np.asarray(threshold, float), prob.shape)
     out = point(y, prob, threshold)
-    groups = {}
-    for i, pid in enumerate(map(str, patients)):
-        groups.setdefault(pid, []).append(i)
-    members = list(groups.values())
-    rng = np.random.default_rng(seed)
     draws = {k: [] for k in SHOWN}
-    for _ in range(n):
-        idx = np.concatenate([members[j] for j in rng.integers(0, len(members), len(members))])
-        if len(np.unique(y[idx])) < 2:
-            continue
+    for idx in patient_resamples(y, patients, n, seed):
         m = point(y[idx], prob[idx], threshold[idx])
         for k in SHOWN:
             draws[k].append(m[k])
     for k in SHOWN:
         out[f"{k}_ci"] = [float(np.percentile(draws[k], 2.5)), float(np.percentile(draws[k], 97.5))] \
             if draws[k] else [float("nan")] * 2
-    out["films"], out["patients"] = int(len(y)), len(members)
+    out["films"], out["patients"] = int(len(y)), len(set(map(str, patients)))
     return out
+
+
+def patient_resamples(y, patients, n: int, seed: int):
+    """Up to `n` bootstrap resamples of whole patients (film indices), each holding both classes."""
+    groups = {}
+    for i, pid in enumerate(map(str, patients)):
+        groups.setdefault(pid, []).append(i)
+    members = list(groups.values())
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        idx = np.concatenate([members[j] for j in rng.integers(0, len(members), len(members))])
+        if len(np.unique(y[idx])) == 2:
+            yield idx
 
 
 def paired_auc_difference(y, candidate, incumbent, patients, n: int = 1000, seed: int = 0) -> dict:
@@ -51,19 +56,11 @@ def paired_auc_difference(y, candidate, incumbent, patients, n: int = 1000, seed
 
     y = np.asarray(y).astype(int)
     candidate, incumbent = np.asarray(candidate, float), np.asarray(incumbent, float)
-    groups = {}
-    for i, pid in enumerate(map(str, patients)):
-        groups.setdefault(pid, []).append(i)
-    members = list(groups.values())
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n):
-        idx = np.concatenate([members[j] for j in rng.integers(0, len(members), len(members))])
-        if len(np.unique(y[idx])) == 2:
-            draws.append(roc_auc_score(y[idx], candidate[idx]) - roc_auc_score(y[idx], incumbent[idx]))
+    draws = [roc_auc_score(y[idx], candidate[idx]) - roc_auc_score(y[idx], incumbent[idx])
+             for idx in patient_resamples(y, patients, n, seed)]
     low, high = (np.percentile(draws, [2.5, 97.5]) if draws else (float("nan"), float("nan")))
     return {"difference": float(roc_auc_score(y, candidate) - roc_auc_score(y, incumbent)), "low": float(low),
-            "high": float(high), "films": int(len(y)), "patients": len(members)}
+            "high": float(high), "films": int(len(y)), "patients": len(set(map(str, patients)))}
 
 
 def table(rows: dict[str, dict]) -> str:

@@ -218,8 +218,8 @@ def score_on_spark(args) -> int:
     print(f"model: {uri}" + (f" (version {version})" if version else "") + f"; Spark {args.master}")
     print(f"{out['rows']} file(s) -> {args.output}: {out['scored']} scored ({out['pneumonia']} called PNEUMONIA), "
           f"{out['errors']} could not be read, in {out['seconds']:.1f} s")
-    for row in spark_scoring.errors(args.output).itertuples():
-        print(f"pneumonia-predict: error: {row.file}: {row.error}; the other files were scored", file=sys.stderr)
+    for f, why in out["unreadable"].items():
+        print(f"pneumonia-predict: error: {f}: {why}; the other files were scored", file=sys.stderr)
     return 1 if out["errors"] else 0
 
 

@@ -45,7 +45,7 @@ CHATTER = ("Updating lock file", "Generating lock file", "To track the changes w
            "To enable auto staging", "dvc config core.autostage", "Use `dvc push` to send", *NOTICES)
 
 PROGRESS = re.compile(r"[\w.-]+:\s+\d+%\|")
-DVC_WRAPPER = ("ERROR: failed to reproduce", "ERROR: ")  # DVC's own line around a stage's failure
+DVC_WRAPPER = "ERROR: "  # DVC's own lines around a stage's failure ("ERROR: failed to reproduce ...")
 STAGE_ERROR = re.compile(r"^[\w .-]+: error: ")  # tasks.cli.guard's one line: `<step>: error: <why>`
 
 

@@ -98,7 +98,7 @@ def job(sources: list[str], output: Path, uri: str, version: str, master: str = 
 
 def score(spark, sources: list[str], uri: str, version: str, output: Path) -> dict:
     """Score every image file under `sources` with the model at `uri` (already pinned to `version`) into the
-    Parquet folder `output`; returns {rows, scored, errors, pneumonia, seconds}."""
+    Parquet folder `output`; returns {rows, scored, errors, pneumonia, seconds, unreadable: {file: why}}."""
     import mlflow.pyfunc
     from pyspark.sql import functions as F
 
@@ -124,9 +124,11 @@ def score(spark, sources: list[str], uri: str, version: str, output: Path) -> di
     partial = output.with_name(output.name + ".partial")
     table.write.mode("overwrite").parquet(str(partial))  # a killed job leaves only this, overwritten on rerun
     swap(partial, output)
-    summary = pd.read_parquet(output, columns=["label", "error"])
-    return {"rows": len(summary), "scored": int(summary.error.isna().sum()), "errors": int(summary.error.notna().sum()),
-            "pneumonia": int((summary.label == "PNEUMONIA").sum()), "seconds": time.perf_counter() - start}
+    summary = pd.read_parquet(output, columns=["file", "label", "error"])
+    bad = summary[summary.error.notna()]
+    return {"rows": len(summary), "scored": len(summary) - len(bad), "errors": len(bad),
+            "pneumonia": int((summary.label == "PNEUMONIA").sum()), "seconds": time.perf_counter() - start,
+            "unreadable": dict(zip(bad.file.head(10), bad.error.head(10)))}  # the first ten, named
 
 
 def swap(partial: Path, output: Path) -> None:
@@ -138,9 +140,3 @@ def swap(partial: Path, output: Path) -> None:
         output.rename(old)
     partial.rename(output)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def errors(output: Path, shown: int = 10) -> pd.DataFrame:
-    """The first `shown` rows of `output` that hold an error (file and reason)."""
-    table = pd.read_parquet(output, columns=["file", "error"])
-    return table[table.error.notna()].head(shown)
