@@ -103,15 +103,15 @@ def main(step: str, run: Callable, argv: list[str] | None = None) -> None:
 def guard(label: str, work: Callable[[], T]) -> T:
     """The one runner of every command (stages, console scripts, the site's stages): `work()`, with the expected
     failures each ended in one line on stderr, `<label>: error: ...`: a StepError (bad input, params or a failed
-    check) and a full disk exit `EXIT_REJECTED` (2), the tracking store's known faults their own code (a locked
-    store 1: worth a retry). Anything else keeps its traceback (a bug; exit 1). PNEUMONIA_DEBUG=1 keeps the
-    traceback of the known faults too."""
+    check) exits with its `exit_code` (2; 1 when a retry can mend it: a server down), a full disk with
+    `EXIT_REJECTED` (2), the tracking store's known faults with their own code (a locked store 1: a retry). Anything
+    else keeps its traceback (a bug; exit 1). PNEUMONIA_DEBUG=1 keeps the traceback of the known faults too."""
     quiet_short_writes()
     try:
         return work()
     except StepError as err:
         print(f"{label}: error: {err}", file=sys.stderr)
-        sys.exit(EXIT_REJECTED)
+        sys.exit(err.exit_code)
     except Exception as err:
         if not out_of_space(err) or os.environ.get("PNEUMONIA_DEBUG"):
             fail_known(label, err)

@@ -46,6 +46,7 @@ class Paths(Section):
     registry: str
     sites: str  # one folder per onboarded site (tasks.sites)
     monitoring: str  # one folder per monitored site: the films scored and each batch's drift report (tasks.monitor)
+    pacs: str  # one folder per site the reading room serves: ledger, outbox, audit trail (tasks.pacs)
     dvc_remote: str  # the local DVC remote flows set up when the checkout has none (`~` is the home folder)
 
 
@@ -179,6 +180,24 @@ class Orchestration(Section):
     notify_block: str  # flows.notify.send: "<block-type-slug>/<name>" of a Prefect notification block, or ""
 
 
+class IntendedUse(Section):
+    """Who and what the model is for (tasks.pacs.intended_use refuses the rest before scoring)."""
+    modalities: tuple[str, ...]
+    body_parts: tuple[str, ...]
+    views: tuple[str, ...]
+    age_years: tuple[Count, Count]  # whole years, both ends included
+    allow_missing: bool  # a film without body part, view or age passes (false: refused)
+
+
+class Pacs(Section):
+    url: str  # the archive's DICOMweb root; $PNEUMONIA_PACS_URL overrides; credentials only from the environment
+    lookback_days: Count  # QIDO-RS asks for studies of the last N days (StudyDate); 0: every study
+    chunk: Positive  # instances retrieved, scored and stored at a time
+    retries: Count  # of a refused connection or a 5xx, with exponential backoff
+    backoff_seconds: Annotated[float, Field(ge=0)]
+    timeout_seconds: Rate
+
+
 class Params(Section):
     paths: Paths
     data: Data
@@ -193,6 +212,8 @@ class Params(Section):
     tracking: Tracking
     register_: Register = Field(alias="register")  # `register` too (BaseModel's ABC metaclass)
     orchestration: Orchestration
+    intended_use: IntendedUse
+    pacs: Pacs
 
     # the sections under their params.yaml names
     @property

@@ -53,7 +53,13 @@ def patient_key(data: bytes, key: bytes) -> str | None:
                   .get("PatientID", "") or "").strip()
     except Exception:  # noqa: BLE001 - an unreadable header is decode's to report, with its reason
         return None
-    return "dicom-" + hmac.new(key, pid.encode(), hashlib.sha256).hexdigest()[:16] if pid else None
+    return "dicom-" + keyed(pid, key) if pid else None
+
+
+def keyed(value: str, key: bytes) -> str:
+    """16 hex digits of the keyed hash (HMAC-SHA256) of `value`: the same value gives the same digits with the
+    same salt, and nobody without the salt can turn them back (patient ids, study and instance UIDs)."""
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def is_dicom(data: bytes) -> bool:

@@ -10,7 +10,10 @@ EXIT_REJECTED = 2
 
 
 class StepError(Exception):
-    """An expected failure: the message names the file or key and the fix."""
+    """An expected failure: the message names the file or key and the fix. `exit_code` 1 marks one a later
+    retry can mend (a server that is down), which a Prefect flow retries."""
+
+    exit_code = EXIT_REJECTED
 
 
 class BadImage(ValueError):

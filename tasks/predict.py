@@ -57,28 +57,36 @@ def _bad_row(err) -> int | None:
 
 
 def _score_chunk(model, files: list[Path], errors: dict) -> pd.DataFrame | None:
-    """Score files through the pyfunc; a file that cannot be read or decoded goes to `errors` and the rest
-    of the chunk is scored again without it."""
-    from mlflow.exceptions import MlflowException
-
-    encoded, kept = [], []
+    """Score files through the pyfunc; a file that cannot be read goes to `errors` (see `score_payloads`)."""
+    payloads, kept = [], []
     for f in files:
         try:
-            encoded.append(base64.b64encode(f.read_bytes()).decode())
+            payloads.append(f.read_bytes())
             kept.append(f)
         except OSError as err:  # removed or unreadable since it was listed
             errors[f] = f"cannot be read ({err.strerror or err})"
-    while kept:
+    return score_payloads(model, kept, payloads, errors)
+
+
+def score_payloads(model, names: list, payloads: list[bytes], errors: dict) -> pd.DataFrame | None:
+    """The one scoring path of every command (a folder, the archive's instances): image files' bytes through the
+    pyfunc, one row per name (`file`, then the model's columns). A payload the model cannot decode goes to
+    `errors` under its name, with the model's reason, and the rest is scored again without it; None when none
+    is left."""
+    from mlflow.exceptions import MlflowException
+
+    names, encoded = list(names), [base64.b64encode(b).decode() for b in payloads]
+    while names:
         try:
             out = model.predict(pd.DataFrame({"image": encoded}))
         except MlflowException as err:
             row = _bad_row(err)
             if row is None:
                 raise
-            errors[kept[row]] = str(err).split(": ", 1)[-1]
-            del kept[row], encoded[row]
+            errors[names[row]] = str(err).split(": ", 1)[-1]
+            del names[row], encoded[row]
             continue
-        return pd.concat([pd.DataFrame({"file": [str(f) for f in kept]}), out.reset_index(drop=True)], axis=1)
+        return pd.concat([pd.DataFrame({"file": [str(f) for f in names]}), out.reset_index(drop=True)], axis=1)
     return None
 
 

@@ -1,0 +1,160 @@
+"""The reading room against a real Orthanc (Debian's `orthanc` + `orthanc-dicomweb`) on 127.0.0.1: generated
+studies with fake patient values in, an SR per film back, read with the same DICOMweb client; the archive's
+faults and a killed pass; no patient value or UID in clear in any output."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+from dicomweb_client import DICOMwebClient
+from PIL import Image
+
+from tasks.pacs.ledger import one_pass
+from tasks.pacs.report import read
+from tests.helpers import write_params
+from tests.orthanc import PHI, faulty, film, needs_orthanc, orthanc, upload
+from tests.services.conftest import OPEN_GATE
+
+pytestmark = [pytest.mark.slow, needs_orthanc]
+BIN = Path(sys.executable).parent
+FAST_RETRY = {"pacs": {"retries": 1, "backoff_seconds": 0.05, "chunk": 2}}
+
+
+def pacs(root: str, *args, site: str = "st1", wait: bool = True):
+    cmd = [str(BIN / "pneumonia-pacs"), "--site", site, "--pacs", root, *args]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def demo_pixels(n: int) -> list[np.ndarray]:
+    """Films of the champion's own data, so the out-of-distribution flag passes them."""
+    files = sorted(Path("data/raw/demo/chest_xray").rglob("*.png"))[:n]
+    return [np.asarray(Image.open(f).convert("L")) for f in files]
+
+
+def results(root: str) -> dict:
+    """{source SOP instance UID: what its SR says} of every SR in the archive (duplicates would be counted)."""
+    client = DICOMwebClient(root)
+    out, count = {}, 0
+    for hit in client.search_for_instances(search_filters={"Modality": "SR"}, get_remaining=True):
+        study, series, uid = (hit[k]["Value"][0] for k in ("0020000D", "0020000E", "00080018"))
+        got = read(client.retrieve_instance(study, series, uid))
+        out[got["source"]] = got
+        count += 1
+    assert count == len(out), "two results for one film"
+    return out
+
+
+def no_patient_value(texts: list[str], uids: list[str]) -> None:
+    for text in texts:
+        for value in [*PHI.values(), *uids]:
+            assert value not in text, f"{value!r} leaked"
+
+
+def outputs(folder: Path) -> list[str]:
+    """Every file name and every byte (as text) the pass left in the site's folder, the outbox included."""
+    texts = []
+    for f in folder.rglob("*"):
+        texts.append(str(f.relative_to(folder)))
+        if f.is_file() and f.suffix != ".dcm":  # the outbox's SRs hold the patient module, as they must
+            texts.append(f.read_bytes().decode("latin-1"))
+    return texts
+
+
+def test_a_pass_stores_an_sr_per_film_as_scored_by_pneumonia_predict_and_refuses_the_others(registry, tmp_path):
+    p, client, name = registry
+    version = str(client.get_model_version_by_alias(name, "champion").version)
+    good = [film(i, pixels=px, ViewPosition="AP" if i % 2 else "PA") for i, px in enumerate(demo_pixels(4))]
+    junk = film(20)
+    junk.file_meta.TransferSyntaxUID = pydicom.uid.JPEG2000Lossless
+    junk.PixelData = pydicom.encaps.encapsulate([b"\xff\x4f\xff\x51 not a codestream"])
+    empty = film(21)
+    del empty.PixelData
+    colour = film(22)
+    colour.PixelData = np.repeat(colour.pixel_array[..., None], 3, axis=-1).tobytes()
+    colour.PhotometricInterpretation, colour.SamplesPerPixel, colour.PlanarConfiguration = "RGB", 3, 0
+    refused = {"view position is not PA or AP": film(10, ViewPosition="LL"),
+               "body part is not CHEST": film(11, BodyPartExamined="ABDOMEN"),
+               "patient age outside": film(12, PatientAge="040Y"),
+               "multi-frame": film(13, NumberOfFrames=2), "colour image": colour,
+               "no installed decoder": junk, "without pixel data": empty}
+    refused["multi-frame"].PixelData = refused["multi-frame"].PixelData * 2
+    inbox = Path("films")
+    inbox.mkdir()
+    for i, ds in enumerate(good):
+        ds.save_as(inbox / f"{i}.dcm", enforce_file_format=True)
+    with orthanc(tmp_path) as root:
+        upload(root, [*good, *refused.values()])
+        first = pacs(root)
+        assert first.returncode == 0, first.stderr
+        assert "11 new film(s)" in first.stdout and "scored 4" in first.stdout and "refused 7" in first.stdout
+        stored = results(root)
+        assert len(stored) == 11
+        predicted = subprocess.run([str(BIN / "pneumonia-predict"), str(inbox), "--output", "preds.csv",
+                                    "--model-uri", f"models:/{name}/{version}"], capture_output=True, text=True)
+        assert predicted.returncode == 0, predicted.stderr
+        preds = pd.read_csv("preds.csv")
+        for i, ds in enumerate(good):
+            row = preds[preds.file.str.endswith(f"/{i}.dcm")].iloc[0]
+            sr = stored[ds.SOPInstanceUID]
+            assert abs(sr["probability"] - row.probability) <= 1e-6 and abs(sr["threshold"] - row.threshold) <= 1e-6
+            assert sr["finding"] == ("Present" if row.label == "PNEUMONIA" else "Absent")
+            assert (sr["model"], sr["version"], sr["in_distribution"]) == (name, version, True)
+        for words, ds in refused.items():
+            sr = stored[ds.SOPInstanceUID]
+            assert sr["finding"] == "Indeterminate" and words in sr["reason"], (words, sr)
+        again = pacs(root)  # once per model version: nothing new, nothing stored twice
+        assert again.returncode == 0 and "0 new film(s)" in again.stdout
+        assert len(results(root)) == 11
+        trail = subprocess.run([str(BIN / "pneumonia-pacs"), "audit", "--site", "st1", "--last", "0"],
+                               capture_output=True, text=True)
+        assert trail.returncode == 0 and trail.stdout.count("refused") == 7 and trail.stdout.count("stored") == 11
+    uids = [uid for ds in [*good, *refused.values()] for uid in (ds.StudyInstanceUID, ds.SOPInstanceUID)]
+    no_patient_value([first.stdout, first.stderr, again.stdout, trail.stdout, *outputs(Path(p.paths.pacs))], uids)
+    assert not list(Path(p.paths.pacs, "st1", "outbox").glob("*.dcm"))
+
+
+def test_archive_faults_and_a_killed_pass_lose_nothing_and_store_nothing_twice(registry, tmp_path):
+    p = write_params(Path.cwd(), {**OPEN_GATE, **FAST_RETRY})
+    films = [film(i, pixels=px) for i, px in enumerate(demo_pixels(6))]
+    outbox = Path(p.paths.pacs, "st1", "outbox")
+    with orthanc(tmp_path) as root:
+        upload(root, films[:2])
+        down = pacs("http://127.0.0.1:9/dicom-web")  # nothing listens on the discard port
+        assert down.returncode == 1 and "cannot connect" in down.stderr and len(down.stderr.splitlines()) == 1
+        for status in (503, 400):  # a store refused: retried (5xx), then kept for the next pass
+            with faulty(root, post_status=status) as (proxy, _):
+                refused = pacs(proxy)
+            assert refused.returncode == 1 and f"HTTP {status}" in refused.stderr, refused.stderr
+            assert "2 result(s) kept" in refused.stderr and len(refused.stderr.splitlines()) == 1
+            assert len(list(outbox.glob("*.dcm"))) == 2 and results(root) == {}
+        with one_pass(Path(p.paths.pacs, "st1"), "st1"):  # a second pass at once
+            busy = pacs(root)
+        assert busy.returncode == 2 and "another pneumonia-pacs pass of site st1 is running" in busy.stderr
+        healed = pacs(root)
+        assert healed.returncode == 0 and "2 result(s) stored" in healed.stdout and not list(outbox.glob("*.dcm"))
+        assert set(results(root)) == {ds.SOPInstanceUID for ds in films[:2]}
+        upload(root, films[2:])  # a film deleted between query and retrieve; a pass killed mid-store
+        with faulty(root, gone={films[2].SOPInstanceUID}) as (proxy, _):
+            gone = pacs(proxy)
+        assert gone.returncode == 0 and "1 gone from the archive" in gone.stdout
+        with faulty(root, post_then_hang=True) as (proxy, seen):
+            killed = pacs(proxy, wait=False)
+            assert seen["posted"].wait(120), "the pass never stored"
+            time.sleep(0.5)
+            os.kill(killed.pid, signal.SIGKILL)
+            killed.wait(30)
+        rerun = pacs(root)
+        assert rerun.returncode == 0, rerun.stderr
+        assert set(results(root)) == {ds.SOPInstanceUID for ds in films}  # results() fails on a duplicate
+        assert not list(outbox.glob("*.dcm"))
+    uids = [uid for ds in films for uid in (ds.StudyInstanceUID, ds.SOPInstanceUID)]
+    no_patient_value([down.stderr, busy.stderr, healed.stdout, gone.stdout, rerun.stdout, rerun.stderr,
+                      *outputs(Path(p.paths.pacs))], uids)
