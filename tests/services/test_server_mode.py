@@ -34,12 +34,13 @@ def test_compose_file_is_valid_where_docker_compose_exists(tmp_path):
     import json
 
     services = json.loads(proc.stdout)["services"]
-    for name in ("mlflow", "prefect", "model", "minio", "postgres"):
+    for name in ("mlflow", "prefect", "model", "minio", "postgres", "orthanc"):
         assert "healthcheck" in services[name], name
     assert services["worker"]["volumes"][0]["source"] == "/path/to/data"  # DATA_DIR, not a fixed path
     assert services["model"]["environment"]["MODEL_URI"] == "models:/pneumonia-classifier/1"  # a version, no alias
     assert all(p.get("host_ip") == "127.0.0.1" for s in services.values() for p in s.get("ports", []))
-    unset = ("POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "DATA_DIR")
+    assert services["worker"]["environment"]["PNEUMONIA_PACS_URL"] == "http://orthanc:8042/dicom-web"
+    unset = ("POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "DATA_DIR", "ORTHANC_PASSWORD")
     without = subprocess.run([*compose, "config", "-q"], capture_output=True, text=True, cwd=tmp_path,
                              env={k: v for k, v in os.environ.items() if k not in unset})
     assert without.returncode != 0 and "in docker/.env" in without.stderr  # no default secret or data path
