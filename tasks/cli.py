@@ -88,6 +88,13 @@ def configure_logging() -> None:
     for noisy in ("mlflow", "alembic", "urllib3", "git", "matplotlib", "PIL", "absl", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes of scoring films in a loop
+    # DICOM libraries log and warn with UIDs and header values ("retrieve instance <UID>", "invalid value '<date>'
+    # for VR DA"): patient data, which no log may hold; what fails is reported by the command's own line
+    import warnings
+
+    for dicom_library in ("dicomweb_client", "highdicom", "pydicom"):
+        logging.getLogger(dicom_library).setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", module=dicom_library)
     if not os.environ.get("PNEUMONIA_DEBUG"):  # MLflow logs a store fault with its SQL and traceback, then raises:
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # the raise is ours to report
 

@@ -77,18 +77,16 @@ def failed(root: str, what: str, err: Exception) -> ArchiveError:
 
 
 def new_films(client, root: str, modalities, study_date: str | None) -> list[Film]:
-    """Every instance of the given modalities (in studies from `study_date`, a QIDO date range, when given)."""
+    """Every instance of the given modalities (in studies from `study_date`, a QIDO date range, when given): one
+    instance-level query per modality, paged by the client."""
     import requests
 
     films = []
     for modality in modalities:
         filters = {"Modality": modality, **({"StudyDate": study_date} if study_date else {})}
         try:
-            series = client.search_for_series(search_filters=filters, get_remaining=True)
-            for s in series:
-                study, uid = s["0020000D"]["Value"][0], s["0020000E"]["Value"][0]
-                for i in client.search_for_instances(study, uid, fields=FIELDS, get_remaining=True):
-                    films.append(Film(study, uid, i["00080018"]["Value"][0]))
+            for i in client.search_for_instances(search_filters=filters, fields=FIELDS, get_remaining=True):
+                films.append(Film(*(i[tag]["Value"][0] for tag in ("0020000D", "0020000E", "00080018"))))
         except (requests.RequestException, KeyError, IndexError) as err:
             raise failed(root, "could not be searched (QIDO-RS)", err) from None
     return films
@@ -109,6 +107,7 @@ def retrieve(client, film: Film):
         raise
 
 
-def store(client, datasets: list, study: str) -> None:
-    """STOW-RS `datasets` into `study` (raises requests' error when refused; the caller keeps them)."""
-    client.store_instances(datasets, study_instance_uid=study)
+def store(client, datasets: list) -> None:
+    """STOW-RS `datasets`, each into its own study, in one request (raises requests' error when refused: the
+    caller keeps them)."""
+    client.store_instances(datasets)

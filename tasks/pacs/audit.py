@@ -1,5 +1,5 @@
 """The audit trail of a site's reading room: one JSON line per decision and per result stored, appended to
-`<paths.pacs>/<site>/audit.jsonl` (opened for appending only, each line flushed to disk), never rewritten.
+`<paths.pacs>/<site>/audit.jsonl` (opened for appending only, each chunk's lines flushed to disk), never rewritten.
 
 A line holds the time, salted hashes of the study and instance UIDs (tasks.dicom.keyed: the same film has the
 same hash in every line, and nobody without the checkout's salt can turn it back), the model and version, the
@@ -16,11 +16,15 @@ from pathlib import Path
 FILE = "audit.jsonl"
 
 
-def append(folder: Path, **fields) -> None:
-    line = json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **fields}, default=str)
+def append(folder: Path, rows: list[dict]) -> None:
+    """Append `rows` (one line each, stamped with the time) in one write, then flush them to disk."""
+    if not rows:
+        return
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    text = "".join(json.dumps({"time": now, **row}, default=str) + "\n" for row in rows)
     fd = os.open(folder / FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, (line + "\n").encode())
+        os.write(fd, text.encode())
         os.fsync(fd)
     finally:
         os.close(fd)

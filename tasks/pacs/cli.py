@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         from tasks.pacs import inbox
 
         check_name(args.site)
+        cli.configure_logging()  # TensorFlow's retracing notes off the printout
         p = config.load()
         if trail:
             return show_audit(p, args.site, args.last)

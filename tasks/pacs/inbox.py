@@ -25,6 +25,7 @@ from tasks.pacs.archive import ArchiveError
 from tasks.pacs.ledger import Ledger, one_pass
 from tasks.pacs.report import Result
 
+CHUNK_STORE = 64  # results per STOW-RS request
 OUTSIDE = "the image does not look like the frontal chest films the model learned (out-of-distribution flag)"
 
 
@@ -61,26 +62,24 @@ def part10(ds) -> bytes:
 
 
 def deliver(client, root: str, ledger: Ledger, folder: Path) -> tuple[int, ArchiveError | None]:
-    """Store every result in the outbox, a study at a time: (stored, the first failure or None)."""
+    """Store every result in the outbox, `pacs.chunk` at a time: (stored, the failure or None)."""
     import pydicom
     import requests
 
-    by_study: dict = {}
-    for film, version, file in ledger.waiting():
-        sr = pydicom.dcmread(file)
-        by_study.setdefault(str(sr.StudyInstanceUID), []).append((film, version, file, sr))
-    stored = 0
-    for study, items in by_study.items():
+    waiting, stored = ledger.waiting(), 0
+    for start in range(0, len(waiting), CHUNK_STORE):
+        items = waiting[start:start + CHUNK_STORE]
         try:
-            archive.store(client, [sr for *_, sr in items], study)
+            archive.store(client, [pydicom.dcmread(file) for *_, file in items])
         except requests.RequestException as err:
             failure = archive.failed(root, "did not take the results (STOW-RS)", err)
-            return stored, ArchiveError(f"{failure}; {len(ledger.waiting())} result(s) kept in {ledger.outbox} "
+            return stored, ArchiveError(f"{failure}; {len(waiting) - stored} result(s) kept in {ledger.outbox} "
                                         "for the next pass")
-        for film, version, file, _ in items:
+        for film, version, file in items:
             ledger.stored(film, version, file)
-            audit.append(folder, instance=film, version=version, event="stored", result="archive")
-            stored += 1
+        audit.append(folder, [{"instance": film, "version": version, "event": "stored", "result": "archive"}
+                              for film, version, _ in items])
+        stored += len(items)
     return stored, None
 
 
@@ -158,10 +157,11 @@ def run_pass(p: Params, site: str, root: str | None = None, model_uri: str | Non
                     counts["refused" if result.reason else result.label] += 1
                     if result.reason:
                         reasons[result.reason] += 1
-                    audit.append(folder, study=studies[film_key], instance=film_key, model=name, version=version,
-                                 decision="refused" if result.reason else "scored", reason=result.reason,
-                                 probability=result.probability, label=result.label,
-                                 in_distribution=result.in_distribution, result="outbox")
+                audit.append(folder, [{"study": studies[k], "instance": k, "model": name, "version": version,
+                                       "decision": "refused" if r.reason else "scored", "reason": r.reason,
+                                       "probability": r.probability, "label": r.label,
+                                       "in_distribution": r.in_distribution, "result": "outbox"}
+                                      for k, r in results.items()])
                 done, failure = deliver(client, root, ledger, folder)
                 stored += done
                 bar.update(len(chunk))

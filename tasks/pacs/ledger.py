@@ -41,14 +41,13 @@ class Ledger:
         self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", (film, version, state, time.time()))
 
     def keep(self, film: str, version: str, sr) -> Path:
-        """Write the result `sr` to the outbox (atomically, owner-only), then mark it decided."""
+        """Write the result `sr` to the outbox (owner-only; renamed into place, so a killed pass leaves the whole
+        file or none), then mark it decided."""
         path = self.outbox / f"{film}-v{version}.dcm"
         tmp = path.with_name(f".{path.name}.partial")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             sr.save_as(fh, enforce_file_format=True)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
         self.mark(film, version, "decided")
         return path

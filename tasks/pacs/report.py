@@ -87,8 +87,11 @@ def build(source, result: Result):
     content = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=[group])
+    header = source.copy()  # the evidence's header is what the SR copies: without the pixels, a fast copy
+    if "PixelData" in header:
+        del header.PixelData
     return hd.sr.ComprehensiveSR(
-        evidence=[source], content=content[0], series_instance_uid=series_uid, series_number=SERIES_NUMBER,
+        evidence=[header], content=content[0], series_instance_uid=series_uid, series_number=SERIES_NUMBER,
         sop_instance_uid=sop_uid, instance_number=1, manufacturer="pneumonia-mlops", is_complete=True,
         series_description=TITLE)
 

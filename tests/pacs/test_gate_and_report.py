@@ -65,8 +65,8 @@ def test_the_result_sr_says_what_was_decided_refers_to_its_film_and_is_the_same_
 
 
 def test_the_audit_trail_appends_and_skips_a_torn_last_line(tmp_path):
-    audit.append(tmp_path, instance="abc", decision="scored")
-    audit.append(tmp_path, instance="def", decision="refused")
+    audit.append(tmp_path, [{"instance": "abc", "decision": "scored"}])
+    audit.append(tmp_path, [{"instance": "def", "decision": "refused"}])
     with open(tmp_path / audit.FILE, "a") as fh:
         fh.write('{"instance": "gh')  # a pass killed mid-line
     trail = audit.read(tmp_path)
