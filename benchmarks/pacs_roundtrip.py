@@ -42,12 +42,11 @@ def main() -> None:
     from PIL import Image
 
     from tasks import predict, registry
+    from tasks.cli import configure_logging
     from tasks.native import import_tensorflow
     from tasks.pacs import inbox
     from tests.helpers import write_params
     from tests.orthanc import film, orthanc, upload
-
-    from tasks.cli import configure_logging
 
     configure_logging()
     print(f"CPU: {cpu()}")

@@ -35,7 +35,16 @@ class Film:
 
 
 def url(section: Pacs, given: str | None = None) -> str:
-    return (given or os.environ.get(URL_ENV) or section.url).rstrip("/")
+    """The archive's DICOMweb root: `given` (--pacs), else $PNEUMONIA_PACS_URL, else params' `pacs.url`;
+    StepError for one that is not an http(s) address."""
+    from urllib.parse import urlsplit
+
+    root = (given or os.environ.get(URL_ENV) or section.url).rstrip("/")
+    parts = urlsplit(root)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise StepError(f"the archive's address {root!r} is not an http(s) DICOMweb root: give --pacs "
+                        f"http://HOST:PORT/dicom-web (or set {URL_ENV}, or params.yaml pacs.url)")
+    return root
 
 
 def connect(section: Pacs, root: str):

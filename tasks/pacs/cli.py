@@ -40,7 +40,9 @@ def show_audit(p, site: str, last: int) -> int:
         print(f"no audit trail for site {site} yet ({inbox.site_folder(p, site) / audit.FILE})")
         return 0
     trail = trail.reindex(columns=AUDIT_COLUMNS).tail(last) if last else trail.reindex(columns=AUDIT_COLUMNS)
-    with pd.option_context("display.width", 200, "display.max_colwidth", 40):
+    trail["reason"] = trail.reason.str.slice(0, 36)  # the whole reason is in the file and the SR
+    trail["probability"] = trail.probability.round(4)
+    with pd.option_context("display.width", 250):
         print(trail.dropna(axis=1, how="all").fillna("").to_string(index=False))
     return 0
 
@@ -66,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         from tasks import tracking
-        from tasks.pacs import inbox
+        from tasks.pacs import archive, inbox
 
         check_name(args.site)
         cli.configure_logging()  # TensorFlow's retracing notes off the printout
         p = config.load()
         if trail:
             return show_audit(p, args.site, args.last)
+        archive.url(p.pacs, args.pacs)  # a bad address refused before the tracking store is touched
         tracking.configure(p)
         print(report(inbox.run_pass(p, args.site, args.pacs, args.model_uri)))
         return 0

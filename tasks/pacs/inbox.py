@@ -121,10 +121,10 @@ def run_pass(p: Params, site: str, root: str | None = None, model_uri: str | Non
     root = archive.url(p.pacs, root)
     folder = site_folder(p, site)
     key = dicom.salt(p.paths.patient_salt)
+    uri, name, version = served(p, site, model_uri)  # bad input refused before the site's folder is made
     with one_pass(folder, site):
         ledger = Ledger(folder)
         client = archive.connect(p.pacs, root)
-        uri, name, version = served(p, site, model_uri)
         earlier, failure = deliver(client, root, ledger, folder)
         if failure:
             raise failure

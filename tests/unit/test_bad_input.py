@@ -55,6 +55,12 @@ CASES = [
     (module("flows.site"), ["--site", "st1", "--images", EMPTY], "pneumonia-site flow", "empty holds no image"),
     (script("pneumonia-sweep"), ["sweep.yaml", "--jobs", "0"], "pneumonia-sweep",
      "argument --jobs/-j: '0' is not a whole number of 1 or more"),
+    (script("pneumonia-pacs"), ["--site", "../x"], "pneumonia-pacs", "site name '../x'"),
+    (script("pneumonia-pacs"), ["--site", "st1", "--pacs", "pacs.example.org"], "pneumonia-pacs",
+     "'pacs.example.org' is not an http(s) DICOMweb root"),
+    (script("pneumonia-pacs"), ["audit", "--site", "st1", "--last", "-1"], "pneumonia-pacs audit",
+     "argument --last: '-1' is not a whole number"),
+    (module("flows.pacs"), ["--site", "A B"], "pacs-inbox", "site name 'A B'"),
     (module("flows.serve"), ["--cron", "nope"], "python -m flows.serve", "--cron 'nope' is not a cron expression"),
 ]
 
