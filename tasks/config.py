@@ -44,6 +44,7 @@ class Paths(Section):
     curves: str
     predictions: str
     registry: str
+    model_card: str  # tasks.card: <this>.md and <this>.html
     sites: str  # one folder per onboarded site (tasks.sites)
     monitoring: str  # one folder per monitored site: the films scored and each batch's drift report (tasks.monitor)
     pacs: str  # one folder per site the reading room serves: ledger, outbox, audit trail (tasks.pacs)

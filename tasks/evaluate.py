@@ -1,13 +1,13 @@
 """evaluate: calibrate and choose the operating point on validation, then measure on test once.
 
 Writes `paths.headline` (a dozen metrics, declared under `metrics:` in dvc.yaml), `paths.metrics` (every
-metric; `test_intervals`: the test split's 95 % intervals over patients), `paths.predictions`, curve CSVs
-under `paths.curves` (for `dvc plots`), figures under `paths.figures`, the serving config
-`<model_dir>/serving.json` (preprocessing, calibration, threshold) and the out-of-distribution detector
-`<model_dir>/ood.npz` (tasks.ood, fitted on train, thresholded on validation) that the packaged model
-carries. `evaluation` measures (writes nothing), `write` writes the files, `report` (tasks.evaluation_report)
-prints; the package stage turns the model and its serving config into the servable pyfunc, and
-tasks.recorders logs all of it.
+metric; `test_intervals`: the test split's 95 % intervals over patients; `subgroups`: the same per subgroup,
+tasks.subgroups), `paths.predictions`, curve CSVs under `paths.curves` (for `dvc plots`), figures under
+`paths.figures`, the serving config `<model_dir>/serving.json` (preprocessing, calibration, threshold) and the
+out-of-distribution detector `<model_dir>/ood.npz` (tasks.ood, fitted on train, thresholded on validation) that
+the packaged model carries. `evaluation` measures (writes nothing), `write` writes the files, `report`
+(tasks.evaluation_report) prints; the package stage turns the model and its serving config into the servable
+pyfunc, and tasks.recorders logs all of it.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks import intervals, ood, plots, reference
+from tasks import intervals, ood, plots, reference, subgroups
 from tasks import metrics as M
 from tasks.cli import main
 from tasks.config import Params
@@ -89,6 +89,9 @@ def evaluation(p: Params, model, splits: dict) -> Evaluation:
     result.update(op, threshold_method=p.evaluate.threshold, calibration=p.evaluate.calibrate)
     result["test_intervals"] = test_intervals(y["test"], prob["test"], op["threshold"], p.paths.split,
                                               p.evaluate.bootstrap)
+    test = pd.read_csv(p.paths.split).query("split == 'test'")
+    result["subgroups"] = subgroups.table(test.path.to_numpy(), y["test"], prob["test"], op["threshold"],
+                                          test.patient_id.to_numpy(), p.evaluate.bootstrap)
     return Evaluation(result, y, raw, prob, op, fitted, ood_scores,
                       monitoring_reference(p, model, splits["val"][0], prob["val"], ood_scores["val"], op["threshold"]))
 

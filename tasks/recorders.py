@@ -14,7 +14,7 @@ from pathlib import Path
 from tasks import tracking
 from tasks.config import Params
 from tasks.files import file_md5, model_path, read_json
-from tasks.tracking import SWEEP_RUN_ENV, configure, evaluation_run, logged_params, run_tags, train_run
+from tasks.tracking import SWEEP_RUN_ENV, VIEW, configure, evaluation_run, logged_params, run_link, run_tags, train_run
 
 
 def record(step: str, p: Params, result) -> None:
@@ -154,6 +154,8 @@ def record_evaluate(p: Params, result: dict) -> None:
         mlflow.log_table(pd.DataFrame([{"shift": name, **m} for name, m in stress.items()]), "stress.json")
         kinds = {k.removeprefix("flagged_"): v for k, v in ood.items() if k.startswith("flagged_")}
         mlflow.log_table(pd.DataFrame({"kind": list(kinds), "flagged": list(kinds.values())}), "ood.json")
+        if result.get("subgroups"):
+            mlflow.log_table(pd.DataFrame(result["subgroups"]).astype(str), "subgroups.json")
         mlflow.log_metrics({"stress/worst_drop_balanced_accuracy": max(m["drop_balanced_accuracy"] for m in
                                                                        stress.values()),
                             **{f"ood/{k}": float(ood[k]) for k in ("val_pass", "test_pass", "threshold")},
@@ -203,7 +205,19 @@ def record_register(p: Params, report: dict) -> None:
     """The registry's decision as tags of the run that logged the registered model."""
     import mlflow
 
+    from tasks import card
+
     configure(p)
-    with mlflow.start_run(run_id=report["run_id"]):
+    with mlflow.start_run(run_id=report["run_id"]) as run:
         mlflow.set_tags({"registry.version": report["version"], "registry.decision": report["promoted"],
                          "registry.reason": report["reason"]})
+        for path in card.files(p):
+            mlflow.log_artifact(str(path), card.artifact_dir(report["version"]))
+    # the version's description (what the registry UI shows first) links its card
+    client = mlflow.MlflowClient()
+    version = client.get_model_version(report["model_name"], str(report["version"]))
+    folder = card.artifact_dir(report["version"])
+    link = f"{run_link(p, run.info.experiment_id, report['run_id']).split('?')[0]}/artifacts/{folder}?{VIEW}"
+    client.update_model_version(report["model_name"], str(report["version"]), description=(
+        f"{version.description}\n\nModel card: {link} (`{folder}/model_card.md` and `.html` of the run; "
+        f"`pneumonia-card models:/{report['model_name']}/{report['version']}` prints it)."))

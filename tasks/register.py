@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import registry
+from tasks import card, registry, tracking
 from tasks.cli import main
 from tasks.config import Params, Register
 from tasks.errors import StepError
@@ -137,6 +137,7 @@ def run(p: Params) -> dict:
               "metric": p.register.metric, "candidate": candidate.get(p.register.metric),
               "champion": champ_metrics.get(p.register.metric) if champ_metrics else None}
     write_json(p.paths.registry, report)
+    card.write(p, report, tracking.run_tags(p))
     log.info(f"register: {report['model_name']} v{version.version} "
           f"{'PROMOTED to @champion' if promote else 'not promoted'}: {reason}")
     return report

@@ -1,13 +1,15 @@
 """pneumonia-site: onboard a hospital: pick the films worth labelling, adapt on the labels, report.
 
     pneumonia-site query  --site NAME --images DIR [--budget N] [--strategy S] [--exclude CSV] [--model-uri URI]
-    pneumonia-site adapt  --site NAME --labels labels.csv [--images DIR]
+    pneumonia-site review --site NAME [--port N]          # the reviewer's page on 127.0.0.1 (tasks/sites/review.py)
+    pneumonia-site adapt  --site NAME [--labels labels.csv] [--images DIR]
     pneumonia-site report --site NAME
 
 `query` scores the site's films with the source model (default: the current `@champion`, pinned by version in
 the site's `site.yaml`) and writes `worklist.csv` and `contact_sheet.png` under `<paths.sites>/NAME/`: the films
-to label, none already labelled and none of `--exclude` (films kept to measure the site on). A reviewer writes
-labels.csv (`path,label` with NORMAL or PNEUMONIA; a `patient_id` column is optional). `adapt` checks it
+to label, none already labelled and none of `--exclude` (films kept to measure the site on). A reviewer labels
+them on `review`'s page (saved as `reviewed.csv`, adapt's default) or writes labels.csv (`path,label` with NORMAL
+or PNEUMONIA; a `patient_id` column is optional). `adapt` checks it
 against the site's films, copies it into the site folder and runs the site's DVC stages (`adapt`, `register`):
 `models:/<model>@site-NAME` moves only on a win. Errors are one line and exit 2; a refused labels file
 writes nothing.
@@ -53,7 +55,7 @@ def query(p: Params, args) -> int:
     paths = films.listing(args.images)
     exclude = set(films.relative(str(x), Path(args.images)) for x in pd.read_csv(args.exclude).path) \
         if args.exclude else held_out(f)
-    labelled = set(pd.read_csv(f["labels"]).path.astype(str)) if f["labels"].exists() else set()
+    labelled = {str(x) for key in ("labels", "reviewed") if f[key].exists() for x in pd.read_csv(f[key]).path}
     excluded_patients = set(films.patients(sorted(exclude)))
     taken = exclude | labelled | films.read_measure(f["measure"])
     pool = [x for x in films.distinct(args.images, paths, taken)  # a film's twin is never offered
@@ -97,8 +99,23 @@ def query(p: Params, args) -> int:
         print(f"measurement sample: {len(measured)} films drawn at random ({f['measure']}): label them too; they "
               "measure the site model and are never trained on")
     which = "the worklist and the sample" if measured else "the worklist"
-    print(f"next: write labels.csv (path,label: NORMAL|PNEUMONIA) for {which}, then `pneumonia-site adapt --site "
-          f"{name} --labels labels.csv`")
+    print(f"next: label {which} on `pneumonia-site review --site {name}` (or write labels.csv: path,label with "
+          f"NORMAL|PNEUMONIA), then `pneumonia-site adapt --site {name}`")
+    return 0
+
+
+def review(p: Params, args) -> int:
+    from tasks.sites import review as page
+
+    name = stage.check_name(args.site)
+    f = stage.files(p, name)
+    cfg = stage.read(p, name)
+    if not f["worklist"].exists():
+        raise StepError(f"site {name} has no worklist ({f['worklist']}): run `pneumonia-site query` first")
+    worklist = pd.read_csv(f["worklist"]).path.astype(str).tolist()
+    films.listing(cfg["images"])  # the site's films are still where query found them
+    ordered = page.order(worklist, sorted(films.read_measure(f["measure"])), p.sites.seed)
+    page.serve(page.Review(ordered, Path(cfg["images"]), f["reviewed"]), name, f["config"].parent, args.port)
     return 0
 
 
@@ -109,6 +126,11 @@ def adapt(p: Params, args) -> int:
     name = stage.check_name(args.site)
     f = stage.files(p, name)
     cfg = stage.read(p, name)
+    if args.labels is None:  # the review page's labels
+        if not f["reviewed"].exists():
+            raise StepError(f"no labels for site {name}: label the films on `pneumonia-site review --site {name}`, "
+                            "or give --labels labels.csv")
+        args.labels = str(f["reviewed"])
     if not Path(".dvc").is_dir():
         raise StepError("run pneumonia-site inside the project's checkout (a DVC repository): the site's "
                         "stages are DVC stages")
@@ -154,8 +176,11 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--model-uri", help="source model (default: the current @champion)")
     a = sub.add_parser("adapt", help="adapt on the reviewer's labels and register @site-NAME on a win")
     a.add_argument("--site", required=True)
-    a.add_argument("--labels", required=True, help="CSV: path,label (NORMAL|PNEUMONIA)[,patient_id]")
+    a.add_argument("--labels", help="CSV: path,label (NORMAL|PNEUMONIA)[,patient_id] (default: the review page's)")
     a.add_argument("--images", help="the site's films (default: the folder given to query)")
+    v = sub.add_parser("review", help="the reviewer's page: label the worklist and the sample, one film at a time")
+    v.add_argument("--site", required=True)
+    v.add_argument("--port", type=cli.count, default=0, help="port on 127.0.0.1 (default: a free one)")
     r = sub.add_parser("report", help="the site's metrics before and after adaptation, with 95 %% intervals")
     r.add_argument("--site", required=True)
     return ap
@@ -174,7 +199,9 @@ def command(args) -> int:
     if getattr(args, "images", None):
         films.listing(args.images)
     if args.command != "query":
-        stage.read(p, args.site)  # adapt and report need a site that query set up
+        stage.read(p, args.site)  # adapt, review and report need a site that query set up
+    if args.command == "review":  # a web page: neither TensorFlow nor the tracking store
+        return review(p, args)
     import_tensorflow()  # its start-up notices kept off the terminal
     tracking.configure(p)
     return {"query": query, "adapt": adapt, "report": report}[args.command](p, args)

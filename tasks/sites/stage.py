@@ -53,7 +53,7 @@ def files(p: Params, name: str) -> dict[str, Path]:
     return {"config": f / "site.yaml", "worklist": f / "worklist.csv", "sheet": f / "contact_sheet.png",
             "labels": f / "labels.csv", "model": f / "model", "package": f / "package", "report": f / "report.json",
             "predictions": f / "predictions.csv", "registry": f / "registry.json", "figure": f / "site_scores.png",
-            "measure": f / "measure.csv", "evidence": f / "evidence.csv"}
+            "measure": f / "measure.csv", "evidence": f / "evidence.csv", "reviewed": f / "reviewed.csv"}
 
 
 def read(p: Params, name: str) -> dict:

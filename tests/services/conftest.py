@@ -30,8 +30,11 @@ def champion_dir(tiny_data, tmp_path_factory):
 
 
 @pytest.fixture
-def registry(champion_dir, workdir):
+def registry(champion_dir, workdir, monkeypatch):
     shutil.copytree(champion_dir, workdir, dirs_exist_ok=True)
+    # champion_dir's set-up points MLFLOW_TRACKING_URI at its own store during the first test that uses it: this
+    # test's copy must not write there (a deleted run would be gone from every later copy)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     p = write_params(workdir, OPEN_GATE)
     uri = tracking.tracking_uri(p)
     mlflow.set_tracking_uri(uri)

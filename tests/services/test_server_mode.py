@@ -124,6 +124,11 @@ def test_pipeline_registry_serving_and_ui_on_postgres(tiny_workdir, monkeypatch)
         assert "champion" in model_dom and name in model_dom and "frontal chest X-rays" in model_dom
         # the logged model's own page: its test metrics, linked to it (and the checkpoint epoch's, not epoch 0's)
         model_id = MlflowClient(url).get_model_version(name, report["version"]).source.removeprefix("models:/")
+        version_dom = chromium(tracking.version_link(p, name, report["version"]), shots / "version.png")
+        assert "Model card:" in version_dom, "the version's page does not link its model card"
+        card_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/runs/{report['run_id']}/artifacts/"
+                            f"model_card/v{report['version']}/model_card.md{view}", shots / "card.png")
+        assert "Intended use" in card_dom, "the run's artifacts do not show the model card"
         logged_dom = chromium(f"{url}/#/experiments/{run['experiment_id']}/models/{model_id}{view}",
                               shots / "logged_model.png")
         assert "test/roc_auc" in logged_dom, logged_dom[:500]
