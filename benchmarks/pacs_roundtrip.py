@@ -42,13 +42,14 @@ def main() -> None:
     from PIL import Image
 
     from tasks import predict, registry
-    from tasks.cli import configure_logging
+    from tasks.cli import configure_logging, quiet_dicom_libraries
     from tasks.native import import_tensorflow
     from tasks.pacs import inbox
     from tests.helpers import write_params
     from tests.orthanc import film, orthanc, upload
 
     configure_logging()
+    quiet_dicom_libraries()
     print(f"CPU: {cpu()}")
     files = sorted(f for f in Path(args.images).resolve().rglob("*") if f.suffix.lower() in (".jpeg", ".jpg", ".png"))
     if not files:

@@ -154,6 +154,60 @@ def markdown(p: Params, report: dict, data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def site_markdown(p: Params, name: str, report: dict, decision: dict, model: str) -> str:
+    """The card of a site's version (`pneumonia-site adapt`'s gate): the site, its labels and query, the source
+    model, and the site before and after adaptation with 95 % intervals over patients, from the site's
+    `report.json` and the gate's decision."""
+    from tasks import intervals
+    from tasks.pacs.intended_use import describe
+
+    measured = report.get("measured")
+    lines = [
+        f"# Model card: {model} version {decision['version']} (site {name})",
+        "",
+        "Written by the site's register stage from the site's `report.json` and the gate's decision; headings of "
+        "the CHAI Applied Model Card. The source model's own card holds its development data and test results.",
+        "",
+        "## Release information",
+        "",
+        "| | |", "|---|---|",
+        f"| model | `models:/{model}/{decision['version']}`, MLflow run `{decision['run_id']}` |",
+        f"| registry decision | {'promoted to' if decision['promoted'] else 'not promoted to'} @{decision['alias']}: "
+        f"{decision['reason']} |",
+        f"| adapted from | `{report['source_model']}` |",
+        f"| labels | {report['labels']} films ({report['normal']} NORMAL, {report['pneumonia']} PNEUMONIA), query "
+        f"`{report['query']}`, md5 `{report['labels_md5']}` |",
+        "",
+        "## Summary",
+        "",
+        f"The source model fine-tuned on site {name}'s labelled films, with its threshold fitted on the site's "
+        f"{'measurement sample' if measured else 'labelled films'}: served to that site only, as "
+        f"`@{decision['alias']}`.",
+        "",
+        "## Uses and directions",
+        "",
+        f"- **Intended use**: as the source model's (a second reader for paediatric frontal chest films; not a "
+        f"stand-alone diagnosis, not for ruling out), at site {name} only.",
+        f"- **Target population and acquisition**: {describe(p.intended_use)}; site {name}'s acquisition.",
+        "",
+        "## Warnings",
+        "",
+        f"- Every site number comes from {report['labels']} labelled films"
+        + (f" and a {measured['films']}-film measurement sample" if measured else "")
+        + ": the intervals below are wide, and a later change of the site's films needs `pneumonia-monitor`.",
+        "",
+        "## Trust ingredients: the site before and after adaptation (95 % intervals over patients)",
+        "",
+    ]
+    if measured:
+        lines += [f"On the measurement sample ({measured['films']} films drawn at random, never trained on):", "",
+                  intervals.table({"source model": measured["before"], "adapted": measured["after"]}), ""]
+    lines += [f"On the labelled films ({report['folds']}-fold patient-grouped cross-fitting):", "",
+              intervals.table({"source model": report["before"], "adapted (cross-fitted)": report["after"]}), "",
+              "## Resources", "", "docs/sites.md (how a site is adapted and measured), docs/model_card.md."]
+    return "\n".join(lines) + "\n"
+
+
 def cell_ci(cell) -> tuple:
     """A subgroup cell [value, low, high] as _ci's (value, interval) arguments."""
     value, low, high = cell
@@ -173,11 +227,33 @@ def html(text: str, title: str) -> str:
 
 def write(p: Params, report: dict, data: dict) -> tuple[Path, Path]:
     """Write the card of `report`'s version, markdown and HTML, atomically; returns their paths."""
+    return save(markdown(p, report, data), files(p), f"{report['model_name']} v{report['version']}")
+
+
+def save(text: str, out: tuple[Path, Path], title: str) -> tuple[Path, Path]:
+    """`text` as markdown and HTML at `out`, each written atomically."""
     from tasks.files import atomic
 
-    text = markdown(p, report, data)
-    out = files(p)
-    for path, content in zip(out, (text, html(text, f"{report['model_name']} v{report['version']}"))):
+    for path, content in zip(out, (text, html(text, title))):
         with atomic(path) as tmp:
             tmp.write_text(content)
     return out
+
+
+def log(p: Params, model: str, version, run_id: str, out: tuple[Path, Path]) -> None:
+    """Log the card `out` on the version's run (under artifact_dir(version)) and link it from the end of the
+    version's description, what the registry UI shows first."""
+    import mlflow
+
+    from tasks.tracking import VIEW, configure, run_link
+
+    configure(p)
+    client = mlflow.MlflowClient()
+    folder = artifact_dir(version)
+    for path in out:
+        client.log_artifact(run_id, str(path), folder)
+    page = run_link(p, client.get_run(run_id).info.experiment_id, run_id).split("?")[0]
+    current = client.get_model_version(model, str(version))
+    client.update_model_version(model, str(version), description=(
+        f"{current.description}\n\nModel card: {page}/artifacts/{folder}?{VIEW} (`{folder}/model_card.md` and "
+        f"`.html` of the run; `pneumonia-card models:/{model}/{version}` prints it)."))

@@ -88,13 +88,6 @@ def configure_logging() -> None:
     for noisy in ("mlflow", "alembic", "urllib3", "git", "matplotlib", "PIL", "absl", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes of scoring films in a loop
-    # DICOM libraries log and warn with UIDs and header values ("retrieve instance <UID>", "invalid value '<date>'
-    # for VR DA"): patient data, which no log may hold; what fails is reported by the command's own line
-    import warnings
-
-    for dicom_library in ("dicomweb_client", "highdicom", "pydicom"):
-        logging.getLogger(dicom_library).setLevel(logging.CRITICAL)
-        warnings.filterwarnings("ignore", module=dicom_library)
     if not os.environ.get("PNEUMONIA_DEBUG"):  # MLflow logs a store fault with its SQL and traceback, then raises:
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # the raise is ours to report
 
@@ -114,6 +107,7 @@ def guard(label: str, work: Callable[[], T]) -> T:
     `EXIT_REJECTED` (2), the tracking store's known faults with their own code (a locked store 1: a retry). Anything
     else keeps its traceback (a bug; exit 1). PNEUMONIA_DEBUG=1 keeps the traceback of the known faults too."""
     quiet_short_writes()
+    quiet_dicom_libraries()
     try:
         return work()
     except StepError as err:
@@ -130,6 +124,18 @@ def guard(label: str, work: Callable[[], T]) -> T:
         sys.stderr.flush()
         # not sys.exit: tearing down a library's half-written handles (HDF5's) prints their errors and can crash
         os._exit(EXIT_REJECTED)
+
+
+def quiet_dicom_libraries() -> None:
+    """DICOM libraries log and warn with UIDs and header values ("retrieve instance <UID>", "invalid value
+    '<date>' for VR DA"): patient data, which no output may hold. Every command runs with them silenced; what
+    fails is reported by the command's own line."""
+    import logging
+    import warnings
+
+    for library in ("dicomweb_client", "highdicom", "pydicom"):
+        logging.getLogger(library).setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", module=library)
 
 
 def quiet_short_writes() -> None:

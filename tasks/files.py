@@ -102,3 +102,19 @@ def file_md5(path: str | Path) -> str:
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
+
+
+@contextmanager
+def exclusive(lock: str | Path, busy: str):
+    """Hold an exclusive lock on the file `lock` for the block (created with its folder); StepError(`busy`) at once
+    when another process holds it. The OS drops the lock when its holder dies, so a killed process blocks none."""
+    import fcntl
+
+    from tasks.errors import StepError
+
+    with open(out_path(lock), "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StepError(busy) from None
+        yield

@@ -14,7 +14,7 @@ from pathlib import Path
 from tasks import tracking
 from tasks.config import Params
 from tasks.files import file_md5, model_path, read_json
-from tasks.tracking import SWEEP_RUN_ENV, VIEW, configure, evaluation_run, logged_params, run_link, run_tags, train_run
+from tasks.tracking import SWEEP_RUN_ENV, configure, evaluation_run, logged_params, run_tags, train_run
 
 
 def record(step: str, p: Params, result) -> None:
@@ -208,16 +208,7 @@ def record_register(p: Params, report: dict) -> None:
     from tasks import card
 
     configure(p)
-    with mlflow.start_run(run_id=report["run_id"]) as run:
+    with mlflow.start_run(run_id=report["run_id"]):
         mlflow.set_tags({"registry.version": report["version"], "registry.decision": report["promoted"],
                          "registry.reason": report["reason"]})
-        for path in card.files(p):
-            mlflow.log_artifact(str(path), card.artifact_dir(report["version"]))
-    # the version's description (what the registry UI shows first) links its card
-    client = mlflow.MlflowClient()
-    version = client.get_model_version(report["model_name"], str(report["version"]))
-    folder = card.artifact_dir(report["version"])
-    link = f"{run_link(p, run.info.experiment_id, report['run_id']).split('?')[0]}/artifacts/{folder}?{VIEW}"
-    client.update_model_version(report["model_name"], str(report["version"]), description=(
-        f"{version.description}\n\nModel card: {link} (`{folder}/model_card.md` and `.html` of the run; "
-        f"`pneumonia-card models:/{report['model_name']}/{report['version']}` prints it)."))
+    card.log(p, report["model_name"], report["version"], report["run_id"], card.files(p))

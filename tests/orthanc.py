@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.mlflow_server import free_port, wait_http
+from tests.mlflow_server import free_port, stop, wait_http
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -45,12 +45,7 @@ def orthanc(folder: Path, overwrite: bool = False):
         wait_http(f"http://127.0.0.1:{port}/system", 60, proc)
         yield f"http://127.0.0.1:{port}/dicom-web"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop(proc, log)
 
 
 def film(seed: int, size: int = 96, pixels: np.ndarray | None = None, **header):

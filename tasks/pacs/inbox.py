@@ -62,7 +62,7 @@ def part10(ds) -> bytes:
 
 
 def deliver(client, root: str, ledger: Ledger, folder: Path) -> tuple[int, ArchiveError | None]:
-    """Store every result in the outbox, `pacs.chunk` at a time: (stored, the failure or None)."""
+    """Store every result in the outbox, CHUNK_STORE a request: (stored, the failure or None)."""
     import pydicom
     import requests
 

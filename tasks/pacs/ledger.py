@@ -10,14 +10,12 @@ outbox holds the results until stored, patient module included (files readable b
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.errors import StepError
+from tasks.files import exclusive
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS results (film TEXT, version TEXT, state TEXT, at REAL, PRIMARY KEY(film, version))"
 
@@ -62,14 +60,7 @@ class Ledger:
         file.unlink(missing_ok=True)
 
 
-@contextmanager
 def one_pass(folder: Path, site: str):
-    """Hold the site's pass lock for the block; StepError when another pass of the site holds it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "pass.lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StepError(f"another pneumonia-pacs pass of site {site} is running; this one did nothing (the "
-                            "next pass takes what it leaves)") from None
-        yield
+    """The site's pass lock, for a `with` block; StepError when another pass of the site holds it."""
+    return exclusive(folder / "pass.lock", f"another pneumonia-pacs pass of site {site} is running; this one did "
+                                           "nothing (the next pass takes what it leaves)")

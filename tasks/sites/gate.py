@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from tasks import registry, tracking
+from tasks import card, registry, tracking
 from tasks.config import Params
 from tasks.errors import StepError
 from tasks.files import file_md5, read_json, write_json
@@ -123,6 +123,9 @@ def run(p: Params, name: str) -> dict:
            "reason": reason, "run_id": run_.info.run_id, "before": int(current.version) if current else None,
            "after": int(version.version) if promote else (int(current.version) if current else None)}
     write_json(f["registry"], out)
+    written = card.save(card.site_markdown(p, name, report, out, registry.model_name(p)),
+                        (f["card"], f["card_html"]), f"{registry.model_name(p)} v{version.version}")
+    card.log(p, registry.model_name(p), version.version, out["run_id"], written)
     log.info(f"site {name}: {registry.model_name(p)} v{version.version} "
              f"{'PROMOTED to @' + stage.alias(name) if promote else 'not promoted'}: {reason}")
     return out

@@ -10,11 +10,9 @@ style) is served by the page itself (`review.html`): no CDN, no build step. Fast
 """
 from __future__ import annotations
 
-import fcntl
 import io
 import socket
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from tasks.errors import StepError
-from tasks.files import atomic
+from tasks.files import atomic, exclusive
 
 LABELS = ("NORMAL", "PNEUMONIA")
 PAGE = Path(__file__).with_name("review.html")
@@ -115,17 +113,10 @@ def app(review: Review, site: str):
     return api
 
 
-@contextmanager
 def only_review(folder: Path, site: str):
-    """Hold the site's review lock; StepError when another review of the site holds it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "review.lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StepError(f"another review of site {site} is open; finish it (or stop its server) first: two "
-                            "reviewers must not write one labels file") from None
-        yield
+    """The site's review lock, for a `with` block; StepError when another review of the site holds it."""
+    return exclusive(folder / "review.lock", f"another review of site {site} is open; finish it (or stop its "
+                                             "server) first: two reviewers must not write one labels file")
 
 
 def serve(review: Review, site: str, folder: Path, port: int) -> None:

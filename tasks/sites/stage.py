@@ -26,8 +26,9 @@ ADAPT_CODE = [f"tasks/{m}.py" for m in (
     "native", "ood", "plots", "plugins", "preprocess", "pyfunc_model", "reference", "registry", "sections",
     "server_log", "serving", "sites/__init__", "sites/adapt", "sites/films", "sites/finetune", "sites/package",
     "sites/runs", "sites/stage", "sources/__init__", "sources/folder", "suite")]
-GATE_CODE = [f"tasks/{m}.py" for m in ("cli", "config", "errors", "files", "intervals", "metrics", "plugins",
-                                        "registry", "sections", "sites/__init__", "sites/gate", "sites/stage")]
+GATE_CODE = [f"tasks/{m}.py" for m in ("card", "cli", "config", "errors", "files", "intervals", "metrics",
+                                        "pacs/intended_use", "plugins", "registry", "sections", "sites/__init__",
+                                        "sites/gate", "sites/stage", "subgroups")]
 
 
 def check_name(name: str) -> str:
@@ -53,7 +54,8 @@ def files(p: Params, name: str) -> dict[str, Path]:
     return {"config": f / "site.yaml", "worklist": f / "worklist.csv", "sheet": f / "contact_sheet.png",
             "labels": f / "labels.csv", "model": f / "model", "package": f / "package", "report": f / "report.json",
             "predictions": f / "predictions.csv", "registry": f / "registry.json", "figure": f / "site_scores.png",
-            "measure": f / "measure.csv", "evidence": f / "evidence.csv", "reviewed": f / "reviewed.csv"}
+            "measure": f / "measure.csv", "evidence": f / "evidence.csv", "reviewed": f / "reviewed.csv",
+            "card": f / "model_card.md", "card_html": f / "model_card.html"}
 
 
 def read(p: Params, name: str) -> dict:
@@ -106,7 +108,8 @@ def stages(p: Params, name: str, cfg: dict) -> dict:
                      "params": [{"params.yaml": ["sites.metric", "sites.min_improvement", "sites.margin",
                                                   "sites.bootstrap", "sites.seed", "register.model_name",
                                                   "register.min_sensitivity", "register.min_specificity"]}],
-                     "outs": [{f["registry"]: {"cache": False}}]}}}
+                     "outs": [{f["registry"]: {"cache": False}}, {f["card"]: {"cache": False}},
+                              {f["card_html"]: {"cache": False}}]}}}
 
 
 def main(label: str, doc: str, work, argv: list[str] | None = None) -> None:

@@ -84,6 +84,11 @@ def test_query_adapt_report_and_the_site_alias(repo_copy, site_films):
     now = aliases(repo)
     assert now["champion"] == champion  # the champion is never touched
     assert (now.get("site-st1") == registry["version"]) == registry["promoted"]
+    card = (repo / "sites/st1/model_card.md").read_text()  # the site version's card, from report.json
+    m = report["measured"]["after"]
+    assert f"version {registry['version']} (site st1)" in card and "12 films (" in card
+    assert f"| adapted | {m['films']} | " in card and f"{m['roc_auc']:.3f} [{m['roc_auc_ci'][0]:.3f}, " in card
+    assert repo.run("pneumonia-card", f"models:/pneumonia-classifier-demo/{registry['version']}").stdout == card
     lock = yaml.safe_load((repo / "sites/st1/dvc.lock").read_text())
     deps = {d["path"]: d for d in lock["stages"]["adapt"]["deps"]}
     assert "md5" in deps["sites/st1/labels.csv"] and str(site_films) in deps  # the labels and the films, hashed
