@@ -158,7 +158,7 @@ def site_markdown(p: Params, name: str, report: dict, decision: dict, model: str
     """The card of a site's version (`pneumonia-site adapt`'s gate): the site, its labels and query, the source
     model, and the site before and after adaptation with 95 % intervals over patients, from the site's
     `report.json` and the gate's decision."""
-    from tasks import intervals
+    from tasks import intervals, subgroups
     from tasks.pacs.intended_use import describe
 
     measured = report.get("measured")
@@ -201,7 +201,9 @@ def site_markdown(p: Params, name: str, report: dict, decision: dict, model: str
     ]
     if measured:
         lines += [f"On the measurement sample ({measured['films']} films drawn at random, never trained on):", "",
-                  intervals.table({"source model": measured["before"], "adapted": measured["after"]}), ""]
+                  intervals.table({"source model": measured["before"], "adapted": measured["after"]}), "",
+                  "By subgroup, adapted (fairlearn MetricFrame):", "",
+                  subgroups.markdown((measured.get("subgroups") or {}).get("after", [])), ""]
     lines += [f"On the labelled films ({report['folds']}-fold patient-grouped cross-fitting):", "",
               intervals.table({"source model": report["before"], "adapted (cross-fitted)": report["after"]}), "",
               "## Resources", "", "docs/sites.md (how a site is adapted and measured), docs/model_card.md."]

@@ -1,5 +1,6 @@
 """Results by subgroup: sensitivity, specificity and ROC-AUC per group of films, with 95 % intervals over
-patient resamples, computed by fairlearn's `MetricFrame` (evaluate's test split; the model card shows them).
+patient resamples, computed by fairlearn's `MetricFrame` (evaluate's test split and a site's measurement sample;
+the model cards and `pneumonia-site report` show them).
 
 A subgroup is what the data says about a film. Today: `kind`, pneumonia's kind in the Kaggle file names
 (`..._bacteria_...`, `..._virus_...`; NORMAL films are `normal`): whether the model misses viral pneumonia is a
@@ -58,18 +59,20 @@ def auc_against_normal(y, prob, groups, group: str) -> float | None:
     return float(roc_auc_score(y[rows], prob[rows])) if len(np.unique(y[rows])) == 2 else None
 
 
-def table(paths, y, prob, threshold: float, patients, resamples: int, seed: int = 0) -> list[dict]:
+def table(paths, y, prob, threshold, patients, resamples: int, seed: int = 0) -> list[dict]:
     """One row per group of the `kind` subgroup (empty when no file name says): films, patients, each metric as
-    [value, low, high] (no interval under MIN_PATIENTS patients; None where the group's classes cannot give it)."""
+    [value, low, high] (no interval under MIN_PATIENTS patients; None where the group's classes cannot give it).
+    `threshold`: one, or one per film (the site's nested thresholds)."""
     from tasks.intervals import patient_resamples
 
     y, prob = np.asarray(y).astype(int), np.asarray(prob, float)
+    threshold = np.broadcast_to(np.asarray(threshold, float), prob.shape)
     groups = np.array([kind(p, t) or "" for p, t in zip(paths, y)], dtype=object)
     if not set(groups) - {"normal", ""}:
         return []
     keep = groups != ""
     y, prob, groups, patients = y[keep], prob[keep], groups[keep], np.asarray(patients)[keep].astype(str)
-    pred = (prob >= threshold).astype(int)
+    pred = (prob >= threshold[keep]).astype(int)
     names = sorted(set(groups), key=lambda g: (g != "normal", g))
     point = rates(y, pred, groups)
     idx = list(patient_resamples(y, patients, resamples, seed))

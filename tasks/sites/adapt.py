@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from tasks import intervals, registry, tracking
+from tasks import intervals, registry, subgroups, tracking
 from tasks.config import Params
 from tasks.errors import StepError
 from tasks.files import atomic, file_md5, write_json
@@ -164,10 +164,14 @@ def served(s: dict, held: pd.DataFrame, base, model, serving: dict, worklist: tu
                     "point comes from the worklist's cross-fitted scores")
     sample = pd.DataFrame({"part": "sample", "patient_id": patients.astype(str), "label": y, "source": source,
                            "candidate": prob})
+    paths = held.path.to_numpy()
     return op, fitted_on, {
         "films": int(len(y)), "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
         "before": intervals.with_intervals(y, source, serving["threshold"], patients, cfg.bootstrap, cfg.seed),
-        "after": intervals.with_intervals(y, prob, threshold, patients, cfg.bootstrap, cfg.seed)}, sample
+        "after": intervals.with_intervals(y, prob, threshold, patients, cfg.bootstrap, cfg.seed),
+        "subgroups": {"before": subgroups.table(paths, y, source, serving["threshold"], patients, cfg.bootstrap,
+                                                cfg.seed),
+                      "after": subgroups.table(paths, y, prob, threshold, patients, cfg.bootstrap, cfg.seed)}}, sample
 
 
 def films_md5(digests) -> str:

@@ -3,7 +3,7 @@ patients, on the measurement sample (the site's estimate) and then on the films 
 registry's decision. Read from the site's `report.json` and `registry.json`; nothing is computed here."""
 from __future__ import annotations
 
-from tasks import intervals, registry
+from tasks import intervals, registry, subgroups
 from tasks.config import Params
 from tasks.errors import StepError
 from tasks.files import read_json
@@ -28,6 +28,9 @@ def show(p: Params, name: str) -> None:
             print("the served threshold is fitted on these films; each patient here is decided by the threshold "
                   "of the others (nested)")
         print(intervals.table({"source model": m["before"], "adapted": m["after"]}))
+        if (m.get("subgroups") or {}).get("after"):
+            print("by pneumonia's kind, adapted (fairlearn MetricFrame):\n"
+                  + subgroups.markdown(m["subgroups"]["after"]))
         print(f"on the films the query picked ({r['folds']}-fold patient-grouped cross-fitting, each fold at the "
               "others' threshold): the hardest films, not an estimate of the site")
     else:

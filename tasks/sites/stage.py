@@ -25,7 +25,7 @@ ADAPT_CODE = [f"tasks/{m}.py" for m in (
     "augment", "cli", "config", "data", "dicom", "errors", "files", "images", "inference", "intervals", "metrics",
     "native", "ood", "plots", "plugins", "preprocess", "pyfunc_model", "reference", "registry", "sections",
     "server_log", "serving", "sites/__init__", "sites/adapt", "sites/films", "sites/finetune", "sites/package",
-    "sites/runs", "sites/stage", "sources/__init__", "sources/folder", "suite")]
+    "sites/runs", "sites/stage", "sources/__init__", "sources/folder", "subgroups", "suite")]
 GATE_CODE = [f"tasks/{m}.py" for m in ("card", "cli", "config", "errors", "files", "intervals", "metrics",
                                         "pacs/intended_use", "plugins", "registry", "sections", "sites/__init__",
                                         "sites/gate", "sites/stage", "subgroups")]

@@ -43,6 +43,15 @@ def test_each_kind_gets_its_sensitivity_with_an_interval_and_a_missed_kind_shows
     assert "| viral | 30 | 30 | 0.667 (" in text and "one class" in text
 
 
+def test_a_threshold_per_film_decides_each_film_as_the_site_loop_nests_them():
+    paths, y, prob, patients = films(12)
+    per_film = np.where(np.arange(len(y)) % 2, 0.5, 0.95)  # half the films at a stricter threshold
+    rows = {r["group"]: r for r in table(paths, y, prob, per_film, patients, resamples=50)}
+    bacterial = np.array(["bacteria" in p for p in paths])
+    assert rows["bacterial"]["sensitivity"][0] == np.mean(prob[bacterial] >= per_film[bacterial])
+    assert rows["bacterial"]["sensitivity"][0] < table(paths, y, prob, 0.5, patients, 50)[1]["sensitivity"][0]
+
+
 def test_a_small_group_is_counted_without_an_interval_and_no_kind_means_no_table():
     paths, y, prob, patients = films(MIN_PATIENTS - 1)
     rows = table(paths, y, prob, 0.5, patients, resamples=100)
