@@ -158,3 +158,17 @@ def test_archive_faults_and_a_killed_pass_lose_nothing_and_store_nothing_twice(r
     uids = [uid for ds in films for uid in (ds.StudyInstanceUID, ds.SOPInstanceUID)]
     no_patient_value([down.stderr, busy.stderr, healed.stdout, gone.stdout, rerun.stdout, rerun.stderr,
                       *outputs(Path(p.paths.pacs))], uids)
+
+
+def test_the_pacs_inbox_flow_runs_a_pass_and_leaves_its_artifact(registry, tmp_path):
+    """flows/pacs.py, what the `pacs-inbox` deployment runs: the same pass inside a Prefect flow."""
+    films = [film(i, pixels=px) for i, px in enumerate(demo_pixels(2))]
+    with orthanc(tmp_path) as root:
+        upload(root, films)
+        flow = subprocess.run([sys.executable, "-m", "flows.pacs", "--site", "st2", "--pacs", root],
+                              capture_output=True, text=True, timeout=600)
+        assert flow.returncode == 0, flow.stderr[-2000:]
+        assert "2 new film(s)" in flow.stdout + flow.stderr and "2 result(s) stored" in flow.stdout + flow.stderr
+        assert set(results(root)) == {ds.SOPInstanceUID for ds in films}
+    no_patient_value([flow.stdout, flow.stderr], [uid for ds in films for uid in (ds.StudyInstanceUID,
+                                                                                  ds.SOPInstanceUID)])
