@@ -120,8 +120,8 @@ def run_pass(p: Params, site: str, root: str | None = None, model_uri: str | Non
     started = time.monotonic()
     root = archive.url(p.pacs, root)
     folder = site_folder(p, site)
+    uri, name, version = served(p, site, model_uri)  # bad input refused before the salt or the site's folder is made
     key = dicom.salt(p.paths.patient_salt)
-    uri, name, version = served(p, site, model_uri)  # bad input refused before the site's folder is made
     with one_pass(folder, site):
         ledger = Ledger(folder)
         client = archive.connect(p.pacs, root)

@@ -27,10 +27,6 @@ class Ledger:
         self.db = sqlite3.connect(folder / "ledger.sqlite", isolation_level=None)
         self.db.execute(SCHEMA)
 
-    def state(self, film: str, version: str) -> str | None:
-        row = self.db.execute("SELECT state FROM results WHERE film=? AND version=?", (film, version)).fetchone()
-        return row[0] if row else None
-
     def done(self, version: str) -> set[str]:
         """The films this version has decided (stored or waiting in the outbox)."""
         return {r[0] for r in self.db.execute("SELECT film FROM results WHERE version=?", (version,))}
