@@ -6,9 +6,9 @@ forward-pass ceiling measured in the same run.
 
 The folder holds --n links to the films of --images, repeated (written under a temporary folder). Three
 figures, images per second each, on the same model and the same CPU:
-- ceiling: the network alone (tasks.inference.forward) on normalised batches with the model's TTA views;
-- pixels: decoded uint8 pixels -> scores and ood (tasks.serving.predict_frame), no file reading or decoding;
-- batch: files -> table (tasks.predict.predict_files through the pyfunc: read, base64, decode, score).
+- ceiling: the network alone (tasks.measure.inference.forward) on normalised batches with the model's TTA views;
+- pixels: decoded uint8 pixels -> scores and ood (tasks.scoring.serving.predict_frame), no file reading or decoding;
+- batch: files -> table (tasks.scoring.predict.predict_files through the pyfunc: read, base64, decode, score).
 Peak RSS is sampled after every chunk; "flat" means the peak after the last tenth of the films is within
 5 % of the peak after the first tenth.
 """
@@ -27,9 +27,9 @@ from machine import cpu
 
 def ceiling(inner, images: np.ndarray, repeats: int) -> tuple[float, float]:
     """(network-only, pixels->scores) images per second on `images` (uint8, N x S x S)."""
-    from tasks.inference import forward, views
-    from tasks.preprocess import normalize
-    from tasks.serving import CHUNK, predict_frame
+    from tasks.imaging.preprocess import normalize
+    from tasks.measure.inference import forward, views
+    from tasks.scoring.serving import CHUNK, predict_frame
 
     cfg = inner.config
     fn = forward(inner.model)
@@ -57,8 +57,10 @@ def main() -> None:
     ap.add_argument("--images", default="../shared/data/chest_xray/test")
     ap.add_argument("--n", type=int, default=10_000)
     args = ap.parse_args()
-    from tasks import config, predict, registry, tracking
-    from tasks.images import load_gray
+    from tasks.core import config
+    from tasks.imaging.images import load_gray
+    from tasks.records import registry, tracking
+    from tasks.scoring import predict
 
     tracking.configure(config.load())
     uri = args.model_uri or predict.default_uri()

@@ -5,11 +5,11 @@
 
 Run from a checkout trained on the source data (`pneumonia-pipeline ingest.source=folder ...`). The validation
 split's patients are cut in two (seeded): the reference is fitted on half A exactly as evaluate fits the
-shipped one (tasks.reference, at most evaluate.reference.films films), and half B, films of the training
+shipped one (tasks.measure.reference, at most evaluate.reference.films films), and half B, films of the training
 acquisition the reference never held, is the inbox of the false-alarm draws. The detection draws come from the
-site folder (another acquisition). Each draw of n films goes through tasks.drift.compare with params.yaml
+site folder (another acquisition). Each draw of n films goes through tasks.monitoring.drift.compare with params.yaml
 `monitor:`; the table gives the share of draws flagged, with its 95 % Wilson interval. Then
-`pneumonia-monitor`'s task (tasks.monitor.run) monitors the whole site folder once, into a temporary folder,
+`pneumonia-monitor`'s task (tasks.monitoring.monitor.run) monitors the whole site folder once, into a temporary folder,
 beside the time scoring the same films takes.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def wilson(k: int, n: int) -> tuple[float, float]:
 
 
 def scored(inner, pixels: np.ndarray):
-    from tasks.serving import CHUNK, predict_frame
+    from tasks.scoring.serving import CHUNK, predict_frame
 
     frames, feats = [], []
     for i in range(0, len(pixels), CHUNK):
@@ -50,9 +50,12 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    from tasks import config, drift, monitor, reference, registry
-    from tasks.data import load_splits
-    from tasks.images import load_gray
+    from tasks.core import config
+    from tasks.imaging.data import load_splits
+    from tasks.imaging.images import load_gray
+    from tasks.measure import reference
+    from tasks.monitoring import drift, monitor
+    from tasks.records import registry
     from tasks.sites.films import listing
 
     p = config.load()

@@ -8,7 +8,7 @@ import argparse
 import time
 from pathlib import Path
 
-from tasks import config
+from tasks.core import config
 from tasks.ingest import ingest_files
 from tasks.sources import folder
 

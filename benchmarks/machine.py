@@ -7,7 +7,7 @@ import platform
 import time
 from pathlib import Path
 
-from tasks.system import cpu_flags
+from tasks.training.system import cpu_flags
 
 
 def cpu() -> str:

@@ -6,7 +6,7 @@ on the same films as files, in the same run.
 
 The films (the first --n of --images, as CR chest PA instances of children, each its own study, with fake
 patient values) are uploaded to an Orthanc on 127.0.0.1 (not timed), then:
-- predict: tasks.predict.predict_files on the same films as .dcm files (read, decode, score), films per second;
+- predict: tasks.scoring.predict.predict_files on the same films as .dcm files (read, decode, score), films per second;
 - pass: one tasks.pacs.inbox.run_pass over all of them (query, retrieve, gate, score, build an SR each, store),
   films per second in and out, and its share of predict's rate (goal: at least 70 %);
 - latency: --latency times, one new study uploaded, then a pass, until its SR is readable in the archive:
@@ -41,10 +41,11 @@ def main() -> None:
     from dicomweb_client import DICOMwebClient
     from PIL import Image
 
-    from tasks import predict, registry
     from tasks.cli import configure_logging, quiet_dicom_libraries
-    from tasks.native import import_tensorflow
+    from tasks.core.native import import_tensorflow
     from tasks.pacs import inbox
+    from tasks.records import registry
+    from tasks.scoring import predict
     from tests.helpers import write_params
     from tests.orthanc import film, orthanc, upload
 

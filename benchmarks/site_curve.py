@@ -39,9 +39,11 @@ def main() -> None:
     ap.add_argument("--model-uri")
     args = ap.parse_args()
 
-    from tasks import config, intervals, ood, tracking
-    from tasks.inference import raw_scores, scores_and_features
-    from tasks.metrics import apply_temperature, operating_point
+    from tasks.core import config
+    from tasks.measure import intervals, ood
+    from tasks.measure.inference import raw_scores, scores_and_features
+    from tasks.measure.metrics import apply_temperature, operating_point
+    from tasks.records import tracking
     from tasks.sites import films, finetune, query
     from tasks.sites.adapt import clone, source, source_data
     from tasks.sites.cli import source_uri

@@ -4,9 +4,10 @@
         [--n 10000]
 
 The folder holds --n links to the films of --images, repeated (under a temporary folder). Each engine scores the
-whole folder with the same model: `pneumonia-predict --engine spark --master local[N]` (tasks.spark_scoring: Spark
-reads, mlflow.pyfunc.spark_udf scores) and the local path (tasks.predict.predict_files), each timed from the call
-to the written table (Spark's start-up included). Prints the CPU, films per second, local[2] over local[1]
+whole folder with the same model: `pneumonia-predict --engine spark --master local[N]`
+(tasks.scoring.spark_scoring: Spark reads, mlflow.pyfunc.spark_udf scores) and the local path
+(tasks.scoring.predict.predict_files), each timed from the call to the written table (Spark's start-up included).
+Prints the CPU, films per second, local[2] over local[1]
 (goal >= 1.7x) and local[2] over the local path (goal >= 80 %; the local path runs first, with TensorFlow's own
 threads, before a Spark session sets one thread per task), and the peak RSS of the Spark workers (sampled
 every half second) in the first and the last third of the local[2] job.
@@ -45,8 +46,9 @@ def main() -> None:
     ap.add_argument("--images", default="../shared/data/chest_xray/test")
     ap.add_argument("--n", type=int, default=10_000)
     args = ap.parse_args()
-    from tasks import predict, registry, spark_scoring
-    from tasks.images import IMAGE_SUFFIXES
+    from tasks.imaging.images import IMAGE_SUFFIXES
+    from tasks.records import registry
+    from tasks.scoring import predict, spark_scoring
 
     print(cpu())
     films = sorted(f for f in Path(args.images).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)

@@ -11,7 +11,7 @@ images per second:
 - input, not augmented: the same without the augmentation layers;
 - model alone: fit on batches already augmented and held in memory (forward, backward, optimizer);
 - model alone, Keras' batch norm: the same model with keras.layers.BatchNormalization in place of
-  tasks.model.FusedBatchNorm (what the saved model holds; the fused kernel is what training runs);
+  tasks.training.model.FusedBatchNorm (what the saved model holds; the fused kernel is what training runs);
 - model alone, bfloat16: the same under Keras' `mixed_bfloat16` policy (weights float32, compute bfloat16; not
   under the AVX2 stand-in, whose kernels have none);
 - together: fit on the training dataset (plain compile, no validation, no callbacks);
@@ -44,10 +44,11 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from tasks import images, train
-    from tasks.batches import datasets
-    from tasks.model import build_model
-    from tasks.precision import servable
+    from tasks import train
+    from tasks.imaging import images
+    from tasks.training.batches import datasets
+    from tasks.training.model import build_model
+    from tasks.training.precision import servable
 
     p = params(args.setting)
     files = sorted(Path(args.data).glob("*/*.jpeg"))

@@ -7,7 +7,7 @@ Reference: 150 px, `image_dataset_from_directory` decoding JPEGs every epoch, zo
 Default: params.yaml's model and augmentation at `data.image_size`, fed from the prepared pixel store, in
 float32 and in bfloat16 (`train.precision`; emulated, so slower, on a CPU without AVX512_BF16 or AMX).
 Each `--set` (params overrides joined by `,`) is timed in float32 beside them; so is the default with Keras'
-BatchNormalization in place of tasks.model.FusedBatchNorm (the model before 2026-12-04).
+BatchNormalization in place of tasks.training.model.FusedBatchNorm (the model before 2026-12-04).
 
 Every trainer runs one epoch untimed, then each round times one epoch of every trainer, one after the other
 (`machine.interleaved`): a round's ratio compares epochs timed seconds apart. The figures are medians over the
@@ -41,8 +41,8 @@ def reference(folder: Path):
     """One epoch of the reference recipe, as a function."""
     import keras
 
-    from tasks import config
-    from tasks.model import build_model
+    from tasks.core import config
+    from tasks.training.model import build_model
 
     ds = keras.utils.image_dataset_from_directory(folder, image_size=(150, 150), batch_size=32, label_mode="binary",
                                                   color_mode="grayscale", seed=0, verbose=False)
@@ -57,7 +57,7 @@ def reference(folder: Path):
 def params(setting: str | None):
     """params.yaml, with a setting's overrides applied (checked as the pipeline checks them)."""
     from flows import overrides
-    from tasks import config
+    from tasks.core import config
 
     return overrides.load_with(overrides.split(setting)) if setting else config.load()
 
@@ -67,10 +67,10 @@ def default(files: list[Path], precision: str = "float32", setting: str | None =
     `keras_norm`: with Keras' BatchNormalization instead of the fused one (float32 only)."""
     import keras
 
-    from tasks import images
-    from tasks.batches import datasets
-    from tasks.model import build_model
-    from tasks.precision import policy, servable
+    from tasks.imaging import images
+    from tasks.training.batches import datasets
+    from tasks.training.model import build_model
+    from tasks.training.precision import policy, servable
 
     p = params(setting)
     size = p.data.image_size

@@ -2,7 +2,7 @@
 
     python -m flows.batch SOURCE... --output OUT.parquet [--model-uri URI] [--master spark://HOST:7077]
 
-One Prefect task runs tasks.spark_scoring.job (Spark reads, mlflow.pyfunc.spark_udf scores; the same model and
+One Prefect task runs tasks.scoring.spark_scoring.job (Spark reads, mlflow.pyfunc.spark_udf scores; the same model and
 scores as `pneumonia-predict`), retried once (a cluster may lose an executor; the output is swapped in whole, so
 a retry neither duplicates nor drops rows); the flow leaves a markdown artifact `batch-score` with the counts.
 `prefect.yaml` deploys it (`batch-score`, run on demand).
@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 
 @task(retries=1, retry_delay_seconds=30)
 def score(sources: list[str], output: str, model_uri: str, version: str, master: str) -> dict:
-    from tasks import spark_scoring
+    from tasks.scoring import spark_scoring
 
     return spark_scoring.job(sources, output, model_uri, version, master)
 
@@ -25,7 +25,8 @@ def score(sources: list[str], output: str, model_uri: str, version: str, master:
 @flow(name="batch-score", log_prints=True)
 def batch_score(sources: list[str], output: str, model_uri: str | None = None, master: str = "local[2]") -> dict:
     """Score every image file under `sources` into the Parquet folder `output`; returns the counts."""
-    from tasks import config, registry
+    from tasks.core import config
+    from tasks.records import registry
 
     uri = model_uri or registry.champion_uri(config.load())
     out = score(sources, output, uri, registry.version_of(uri), master)

@@ -2,7 +2,7 @@
 
     pneumonia-monitor --site NAME --images DIR [--model-uri URI]     # or python -m flows.monitor
 
-One Prefect task runs tasks.monitor (the logic, with no Prefect in it); the flow leaves a markdown artifact
+One Prefect task runs tasks.monitoring.monitor (the logic, with no Prefect in it); the flow leaves a markdown artifact
 `monitor-<site>` with the tests' table and the batch's picture, and when a drift test crosses its threshold
 (`monitor.alpha` in params.yaml) it logs the alert and POSTs it to `PNEUMONIA_ALERT_WEBHOOK` when that is set.
 Exit status: 0, also on drift (the alert is the news); 1 when a film could not be read (the others are scored
@@ -25,13 +25,14 @@ from flows import notify
 
 @task
 def score_and_test(site: str, images: str, model_uri: str | None) -> dict:
-    from tasks import config, monitor
+    from tasks.core import config
+    from tasks.monitoring import monitor
 
     return monitor.run(config.load(), site, images, model_uri, progress=False)
 
 
 def markdown(out: dict, min_films: int) -> str:
-    from tasks.monitor import summary
+    from tasks.monitoring.monitor import summary
 
     text = f"# monitoring: site {out['site']}\n\n" + summary(out, min_films)
     figure = (out["result"] or {}).get("figure")
@@ -43,7 +44,7 @@ def markdown(out: dict, min_films: int) -> str:
 @flow(name="pneumonia-monitor", log_prints=True)
 def pneumonia_monitor(site: str, images: str, model_uri: str | None = None) -> dict:
     """Score the new films, test the batch, report; alert on drift."""
-    from tasks import config
+    from tasks.core import config
 
     log = get_run_logger()
     out = score_and_test(site, images, model_uri)
@@ -74,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def monitor(args) -> int:
-    from tasks import config
-    from tasks.monitor import check_arguments, summary
-    from tasks.native import import_tensorflow
+    from tasks.core import config
+    from tasks.core.native import import_tensorflow
+    from tasks.monitoring.monitor import check_arguments, summary
 
     p = config.load()
     check_arguments(p, args.site, args.images)  # before Prefect starts: one line and exit 2

@@ -41,7 +41,7 @@ def send(block: str, subject: str, body: str) -> bool:
 def configured_block() -> str:
     """`orchestration.notify_block` of the checkout's params.yaml; "" when the file cannot be read (the failure
     being reported may be that very file)."""
-    from tasks import config
+    from tasks.core import config
 
     try:
         return config.load().orchestration.notify_block

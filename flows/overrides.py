@@ -1,5 +1,5 @@
 """`key.sub=value` overrides applied to params.yaml as `dvc exp run -S` applies them (comments kept), checked
-by tasks.config before anything runs; a bad one is a StageRejected naming it and leaves the file as it was."""
+by tasks.core.config before anything runs; a bad one is a StageRejected naming it and leaves the file as it was."""
 from __future__ import annotations
 
 import os
@@ -18,12 +18,12 @@ def split(setting: str) -> list[str]:
 
 def edited_params(overrides: list[str], root: Path = Path(".")) -> Path:
     """params.yaml with `key.sub=value` overrides applied, keeping its comments (as `dvc exp run -S` does),
-    written beside it as `params.yaml.new` and checked by tasks.config; returns that file. A bad override
+    written beside it as `params.yaml.new` and checked by tasks.core.config; returns that file. A bad override
     (not key=value, unknown key or section, below a value, wrong type, out of range) raises StageRejected
     naming it, and nothing is left behind."""
     from ruamel.yaml import YAML
 
-    from tasks import config
+    from tasks.core import config
 
     ry = YAML()
     ry.width = 4096  # never fold a long value (a URL) onto a second line
@@ -57,8 +57,8 @@ def edited_params(overrides: list[str], root: Path = Path(".")) -> Path:
 
 
 def load_with(overrides: list[str], root: Path = Path(".")):
-    """tasks.config's Params of params.yaml with `overrides` applied; params.yaml is left as it is."""
-    from tasks import config
+    """tasks.core.config's Params of params.yaml with `overrides` applied; params.yaml is left as it is."""
+    from tasks.core import config
 
     edited = edited_params(overrides, root)
     try:

@@ -17,8 +17,9 @@ from prefect.artifacts import create_markdown_artifact
 
 @task(retries=2, retry_delay_seconds=60)
 def one_pass(site: str, pacs: str | None, model_uri: str | None) -> dict:
-    from tasks import config, tracking
+    from tasks.core import config
     from tasks.pacs import inbox
+    from tasks.records import tracking
 
     p = config.load()
     tracking.configure(p)

@@ -27,7 +27,7 @@ from prefect.tasks import exponential_backoff
 from flows import notify, stages
 from flows.overrides import check_params, set_params
 from flows.settings import TrainingSettings
-from tasks.errors import EXIT_REJECTED, StepError
+from tasks.core.errors import EXIT_REJECTED, StepError
 
 
 def transient(task, task_run, state) -> bool:
@@ -46,7 +46,8 @@ def run_stage(stage: str, run_name: str) -> str:
     """One DVC stage; its MLflow run (train's) is named `run_name` and names this flow run."""
     from prefect.runtime import flow_run
 
-    from tasks import config, tracking
+    from tasks.core import config
+    from tasks.records import tracking
 
     minutes = config.load().orchestration.stage_timeout_minutes
     env = {tracking.RUN_NAME_ENV: run_name, tracking.FLOW_RUN_ENV: f"{flow_run.name} ({flow_run.id})"}
@@ -60,7 +61,7 @@ def _read(path: str) -> dict:
 @task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5))
 def push() -> str:
     """Data, model and package to the DVC remote, so a fresh clone restores them with `dvc pull`."""
-    from tasks import config
+    from tasks.core import config
 
     return stages.push(config.load().paths.dvc_remote, get_run_logger().info)
 
@@ -69,7 +70,7 @@ def push() -> str:
 def summary() -> str:
     """A markdown report of this run: data version, key metrics, registry decision, links to MLflow; sent to the
     notification block (`orchestration.notify_block`) when the run made a new champion."""
-    from tasks import config
+    from tasks.core import config
 
     p = config.load()
     lock = yaml.safe_load(Path("dvc.lock").read_text()) if Path("dvc.lock").exists() else {}
@@ -84,7 +85,7 @@ def summary() -> str:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
-        from tasks import tracking
+        from tasks.records import tracking
 
         try:
             found = MlflowClient(tracking.tracking_uri(p)).get_run(reg["run_id"]).info
@@ -125,7 +126,8 @@ def record_experiment(name: str) -> str:
     """The run as the DVC experiment `name`, and the name on the MLflow run of its evaluation."""
     from mlflow import MlflowClient
 
-    from tasks import config, tracking
+    from tasks.core import config
+    from tasks.records import tracking
 
     stages.save_experiment(name)
     p = config.load()

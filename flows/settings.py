@@ -1,9 +1,9 @@
 """The training flow's typed parameters: the params.yaml keys a scheduled or hand-started run most often
-changes, each with the type and range tasks.config gives it (the one place types live).
+changes, each with the type and range tasks.core.config gives it (the one place types live).
 
 Prefect renders them as a form in its UI and checks a deployment run's values against their schema before
 the run is created (a 0 in `epochs` is refused there, naming the field); any other key goes through the
-flow's `overrides` list of `key=value` strings, checked by tasks.config before anything runs.
+flow's `overrides` list of `key=value` strings, checked by tasks.core.config before anything runs.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ KEYS = {
 
 
 def _field(key: str, doc: str):
-    """An optional field with the type and constraints of `key` in tasks.config.Params (None: keep params.yaml)."""
-    from tasks.config import Params
+    """An optional field with the type and constraints of `key` in tasks.core.config.Params (None: keep params.yaml)."""
+    from tasks.core.config import Params
 
     section, name = key.split(".")
     info = Params.model_fields[section].annotation.model_fields[name]

@@ -24,8 +24,8 @@ def labels_changed(site: str, labels: str | None) -> bool:
     """The labels file exists and differs from the copy the site last adapted on."""
     import yaml
 
-    from tasks import config
-    from tasks.files import file_md5
+    from tasks.core import config
+    from tasks.core.files import file_md5
     from tasks.sites import stage
 
     if not labels or not Path(labels).is_file():
@@ -65,8 +65,9 @@ def pneumonia_site(site: str, images: str, labels: str | None = None, budget: in
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tasks import cli, config
-    from tasks.monitor import check_arguments
+    from tasks import cli
+    from tasks.core import config
+    from tasks.monitoring.monitor import check_arguments
 
     ap = cli.parser("python -m flows.site", __doc__.split("\n\n")[0])
     ap.add_argument("--site", required=True)

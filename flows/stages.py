@@ -12,7 +12,7 @@ from typing import Callable
 
 import yaml
 
-from tasks.repro import (  # noqa: F401  the flows' names for the runner's classes
+from tasks.core.repro import (  # noqa: F401  the flows' names for the runner's classes
     StageFailed,
     StageRejected,
     StageTimedOut,

@@ -28,9 +28,11 @@ from prefect.artifacts import create_markdown_artifact
 from flows import queue, stages
 from flows.pipeline import transient
 from flows.sweep_grid import choose, expand, result_row, table
-from tasks import cli, config, tracking
-from tasks.errors import EXIT_REJECTED
-from tasks.sections import flat_params
+from tasks import cli
+from tasks.core import config
+from tasks.core.errors import EXIT_REJECTED
+from tasks.core.sections import flat_params
+from tasks.records import tracking
 
 
 def write_results(out: Path, markdown: str, results: str) -> None:

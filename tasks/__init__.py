@@ -1,6 +1,9 @@
-"""Pipeline steps. Each module holds one step's logic: a pure core plus `run(params)`.
+"""The pipeline's code. At the top: the seven stages (each a pure core plus `run(params)`), the runner every
+command shares (cli) and what each stage records in MLflow (recorders); below them, folders from the floor up:
+core, imaging, sources, training, measure, records, scoring, sites, monitoring, pacs (tests/unit/test_imports.py
+holds the order: a folder imports only its own floor and those below).
 
-DVC runs them as `python -m tasks.<step>`; Prefect (flows/) orchestrates the same stages.
+DVC runs the stages as `python -m tasks.<step>`; Prefect (flows/) orchestrates the same stages.
 This package never imports Prefect.
 """
 import os
@@ -16,3 +19,7 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 # MLflow imports pyspark when it is installed (the spark extra), and pyspark 4.3 warns on import that pandas 3 is
 # newer than it was tested with: a FutureWarning on every command's stderr, that this package's Spark tests answer
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+
+from tasks.core import moved  # noqa: E402  (after the environment defaults above: it imports nothing heavy)
+
+moved.install()  # models packaged before the folders import their helpers by the old names

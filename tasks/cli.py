@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from tasks.errors import EXIT_REJECTED, StepError
-from tasks.files import out_of_space, written
+from tasks.core.errors import EXIT_REJECTED, StepError
+from tasks.core.files import out_of_space, written
 
 T = TypeVar("T")
 
@@ -93,7 +93,7 @@ def configure_logging() -> None:
 
 
 def main(step: str, run: Callable, argv: list[str] | None = None) -> None:
-    from tasks import config
+    from tasks.core import config
 
     usage(step, run, sys.argv[1:] if argv is None else argv)
     configure_logging()
@@ -117,7 +117,7 @@ def guard(label: str, work: Callable[[], T]) -> T:
         if not out_of_space(err) or os.environ.get("PNEUMONIA_DEBUG"):
             fail_known(label, err)
             raise
-        # outputs are written atomically (tasks.files.atomic): the last good ones are still there
+        # outputs are written atomically (tasks.core.files.atomic): the last good ones are still there
         print(f"{label}: error: no space left on the device writing {written(err) or 'its outputs'}: free some "
               "space and rerun; nothing half-written was kept", file=sys.stderr)
         sys.stdout.flush()

@@ -2,11 +2,11 @@
 
 Writes `paths.headline` (a dozen metrics, declared under `metrics:` in dvc.yaml), `paths.metrics` (every
 metric; `test_intervals`: the test split's 95 % intervals over patients; `subgroups`: the same per subgroup,
-tasks.subgroups), `paths.predictions`, curve CSVs under `paths.curves` (for `dvc plots`), figures under
+tasks.measure.subgroups), `paths.predictions`, curve CSVs under `paths.curves` (for `dvc plots`), figures under
 `paths.figures`, the serving config `<model_dir>/serving.json` (preprocessing, calibration, threshold) and the
-out-of-distribution detector `<model_dir>/ood.npz` (tasks.ood, fitted on train, thresholded on validation) that
+out-of-distribution detector `<model_dir>/ood.npz` (tasks.measure.ood, fitted on train, thresholded on validation) that
 the packaged model carries. `evaluation` measures (writes nothing), `write` writes the files, `report`
-(tasks.evaluation_report) prints; the package stage turns the model and its serving config into the servable
+(tasks.measure.evaluation_report) prints; the package stage turns the model and its serving config into the servable
 pyfunc, and tasks.recorders logs all of it.
 """
 from __future__ import annotations
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks import intervals, ood, plots, reference, subgroups
-from tasks import metrics as M
 from tasks.cli import main
-from tasks.config import Params
-from tasks.evaluation_figures import figures, write_curves
-from tasks.evaluation_report import report
-from tasks.files import atomic, model_path, ood_path, reference_path, serving_config, write_json
+from tasks.core.config import Params
+from tasks.core.files import atomic, model_path, ood_path, reference_path, serving_config, write_json
+from tasks.measure import intervals, ood, plots, reference, subgroups
+from tasks.measure import metrics as M
+from tasks.measure.evaluation_figures import figures, write_curves
+from tasks.measure.evaluation_report import report
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def score(y, prob, threshold: float, prevalence: float) -> dict:
 
 def stress_test(model, images, y, op: dict, p: Params, clean: dict) -> dict:
     """Validation re-scored under each simulated acquisition shift, with the drop from clean validation."""
-    from tasks.inference import raw_scores
-    from tasks.stress import perturbed
+    from tasks.imaging.stress import perturbed
+    from tasks.measure.inference import raw_scores
 
     out = {}
     for name, shifted in perturbed(images, p.evaluate.stress).items():
@@ -59,15 +59,15 @@ class Evaluation:
     raw: dict
     prob: dict
     op: dict  # calibration and the served threshold
-    ood: dict  # the fitted out-of-distribution detector (tasks.ood)
+    ood: dict  # the fitted out-of-distribution detector (tasks.measure.ood)
     ood_scores: dict  # its score per image of val, test and each generated kind
-    reference: dict  # what monitoring compares a site's films with (tasks.reference)
+    reference: dict  # what monitoring compares a site's films with (tasks.measure.reference)
 
 
 def evaluation(p: Params, model, splits: dict) -> Evaluation:
     """Calibrate and choose the operating point on validation, score test once, stress-test validation.
     Writes nothing."""
-    from tasks.inference import raw_scores
+    from tasks.measure.inference import raw_scores
 
     y = {s: splits[s][1].astype(int) for s in ("val", "test")}
 
@@ -98,7 +98,7 @@ def evaluation(p: Params, model, splits: dict) -> Evaluation:
 
 def test_intervals(y, prob, threshold: float, split_file: str, resamples: int) -> dict:
     """95 % intervals of the test split's accuracy, sensitivity, specificity and AUC from `resamples` bootstrap
-    resamples of its patients (tasks.intervals), with the number of films and patients; {} when 0."""
+    resamples of its patients (tasks.measure.intervals), with the number of films and patients; {} when 0."""
     if not resamples:
         return {}
     frame = pd.read_csv(split_file)
@@ -108,8 +108,8 @@ def test_intervals(y, prob, threshold: float, split_file: str, resamples: int) -
 
 
 def monitoring_reference(p: Params, model, images, prob, ood_score, threshold: float) -> dict:
-    """tasks.reference from a seeded sample of validation films: features by the served model's own pass."""
-    from tasks.inference import scores_and_features
+    """tasks.measure.reference from a seeded sample of validation films: features by the served model's own pass."""
+    from tasks.measure.inference import scores_and_features
 
     keep = reference.sample(len(images), p.evaluate.reference.films, p.evaluate.reference.seed)
     features = scores_and_features(model, images[keep], p.train.normalize)[1]
@@ -133,7 +133,7 @@ def headline(metrics: dict) -> dict:
 def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
     """The files of an evaluation: metrics (all, and the headline), predictions, curves, figures and the
     serving config."""
-    from tasks.preprocess import normalize
+    from tasks.imaging.preprocess import normalize
 
     write_json(p.paths.metrics, ev.metrics)
     write_json(p.paths.headline, headline(ev.metrics))
@@ -157,7 +157,7 @@ def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
 def run(p: Params) -> dict:
     import keras
 
-    from tasks.data import load_splits
+    from tasks.imaging.data import load_splits
 
     model = keras.saving.load_model(model_path(p), compile=False, safe_mode=True)
     splits = load_splits(p.paths)

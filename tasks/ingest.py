@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from tasks import dicom, images, plugins
 from tasks.cli import main
-from tasks.config import Ingest, Params
-from tasks.errors import StepError
-from tasks.files import atomic, write_json
+from tasks.core import plugins
+from tasks.core.config import Ingest, Params
+from tasks.core.errors import StepError
+from tasks.core.files import atomic, write_json
+from tasks.imaging import dicom, images
 from tasks.sources import CLASSES, COLUMNS, Candidate, folder, medmnist
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class BadImages(StepError):
 def _process(c: Candidate, size: int, min_side: int, max_pixels: int,
              key: bytes | None = None) -> tuple[dict, np.ndarray | None]:
     """Decode one candidate: (manifest row, pixels) or (quarantine row, None). With `key`, a DICOM's patient is
-    the keyed hash of its PatientID (tasks.dicom.patient_key) rather than the one its file name gives."""
+    the keyed hash of its PatientID (tasks.imaging.dicom.patient_key) rather than the one its file name gives."""
     row = {"path": c.path, "class": c.class_name, "patient_id": c.patient_id, "source_split": c.source_split}
     if c.problem:
         return {**row, "problem": c.problem}, None
@@ -88,7 +89,7 @@ def ingest_arrays(npz: Path, size: int) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def collect(p: Params) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
-    """Read the configured source (tasks.plugins.SOURCES): (manifest, pixels, quarantine)."""
+    """Read the configured source (tasks.core.plugins.SOURCES): (manifest, pixels, quarantine)."""
     cfg, size = p.ingest, p.data.image_size
     root = Path(plugins.SOURCES.get(cfg.source)(cfg.setting(), cfg, Path(p.paths.raw)))
     if root.suffix == ".npz":

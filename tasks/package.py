@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from tasks.cli import main
-from tasks.config import Params
-from tasks.errors import StepError
-from tasks.files import model_path, ood_path, reference_path, serving_config
-from tasks.images import png_bytes
+from tasks.core.config import Params
+from tasks.core.errors import StepError
+from tasks.core.files import model_path, ood_path, reference_path, serving_config
+from tasks.imaging.images import png_bytes
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def check(p: Params, folder: Path) -> float:
     out-of-distribution score."""
     import mlflow
 
-    from tasks.data import load_splits
+    from tasks.imaging.data import load_splits
 
     images = load_splits(p.paths)["val"][0][:CHECKED]
     columns = ["probability", "ood_score"]
@@ -51,7 +51,7 @@ def check(p: Params, folder: Path) -> float:
 def run(p: Params) -> dict:
     import mlflow
 
-    from tasks.serving import example_image, pyfunc_spec
+    from tasks.scoring.serving import example_image, pyfunc_spec
 
     needed = [serving_config(p), ood_path(p), reference_path(p), Path(p.paths.predictions)]
     if not all(path.exists() for path in needed):

@@ -3,7 +3,7 @@ succeeded; no step logs to a run itself (package writes an MLflow model folder, 
 
 One MLflow run per trained model: train's record starts it, evaluate's logs into it (or into a child run when
 the same model is re-evaluated with other `evaluate` params, so no configuration's metrics overwrite
-another's), package's logs the servable model there, register's tags it. Runs are found with tasks.tracking.
+another's), package's logs the servable model there, register's tags it. Runs are found with tasks.records.tracking.
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks import tracking
-from tasks.config import Params
-from tasks.files import file_md5, model_path, read_json
-from tasks.tracking import SWEEP_RUN_ENV, configure, evaluation_run, logged_params, run_tags, train_run
+from tasks.core.config import Params
+from tasks.core.files import file_md5, model_path, read_json
+from tasks.records import tracking
+from tasks.records.tracking import SWEEP_RUN_ENV, configure, evaluation_run, logged_params, run_tags, train_run
 
 
 def record(step: str, p: Params, result) -> None:
@@ -181,7 +181,7 @@ def record_package(p: Params, result: dict) -> None:
     import mlflow
     import pandas as pd
 
-    from tasks.serving import example_image, pyfunc_spec
+    from tasks.scoring.serving import example_image, pyfunc_spec
 
     run = evaluation_run(p)
     if run is None:
@@ -205,7 +205,7 @@ def record_register(p: Params, report: dict) -> None:
     """The registry's decision as tags of the run that logged the registered model."""
     import mlflow
 
-    from tasks import card
+    from tasks.records import card
 
     configure(p)
     with mlflow.start_run(run_id=report["run_id"]):

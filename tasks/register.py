@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import card, registry, tracking
 from tasks.cli import main
-from tasks.config import Params, Register
-from tasks.errors import StepError
-from tasks.files import read_json, write_json
-from tasks.metrics import LOWER_IS_BETTER
+from tasks.core.config import Params, Register
+from tasks.core.errors import StepError
+from tasks.core.files import read_json, write_json
+from tasks.measure.metrics import LOWER_IS_BETTER
+from tasks.records import card, registry, tracking
 
 log = logging.getLogger(__name__)
 HEADLINE = ("roc_auc", "accuracy", "recall", "specificity")  # each version's test metrics as tags
@@ -62,8 +62,8 @@ def rescore(model_uri: str, images: np.ndarray, labels: np.ndarray) -> dict:
     """Test metrics of a registered model on these images, through its own pyfunc (its own threshold)."""
     import pandas as pd
 
-    from tasks import metrics as M
-    from tasks.images import png_bytes
+    from tasks.imaging.images import png_bytes
+    from tasks.measure import metrics as M
 
     model = registry.load(model_uri)
     frame = pd.DataFrame({"image": [base64.b64encode(png_bytes(img)).decode() for img in images]})
@@ -104,7 +104,7 @@ def describe(candidate: dict, promoted: bool, reason: str, champion, n_test: int
 
 
 def run(p: Params) -> dict:
-    from tasks.data import load_splits
+    from tasks.imaging.data import load_splits
 
     if not Path(p.paths.metrics).exists():
         raise StepError(f"{p.paths.metrics} is missing: run train and evaluate first (`dvc repro evaluate`)")

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from tasks.cli import main
-from tasks.config import Params, Split
-from tasks.errors import StepError
-from tasks.files import atomic, write_json
+from tasks.core.config import Params, Split
+from tasks.core.errors import StepError
+from tasks.core.files import atomic, write_json
 
 log = logging.getLogger(__name__)
 

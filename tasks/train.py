@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks import system
 from tasks.cli import main
-from tasks.config import Params, Train
-from tasks.errors import StepError
-from tasks.files import atomic, file_md5, model_path, out_path, read_json, write_json
-from tasks.sections import flat_params
+from tasks.core.config import Params, Train
+from tasks.core.errors import StepError
+from tasks.core.files import atomic, file_md5, model_path, out_path, read_json, write_json
+from tasks.core.sections import flat_params
+from tasks.training import system
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +169,9 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
     """Build, compile and fit the model on splits['train'] with splits['val']; returns (model, history, seconds)."""
     import keras
 
-    from tasks.batches import datasets
-    from tasks.model import build_model
-    from tasks.precision import policy
+    from tasks.training.batches import datasets
+    from tasks.training.model import build_model
+    from tasks.training.precision import policy
 
     t = p.train
     keras.utils.set_random_seed(t.seed)
@@ -193,9 +193,9 @@ def fit(p: Params, splits: dict, extra_callbacks: list = ()):
 
 
 def run(p: Params) -> dict:
-    from tasks.data import load_splits
-    from tasks.model import check
-    from tasks.precision import policy, servable
+    from tasks.imaging.data import load_splits
+    from tasks.training.model import check
+    from tasks.training.precision import policy, servable
 
     check(p.model, p.data.image_size)  # bad params fail before any data is loaded
     resuming = resumable(p)

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks import suite
 from tasks.cli import main
-from tasks.config import Params, Validate
-from tasks.errors import StepError
-from tasks.files import write_json
-from tasks.preview import data_preview
+from tasks.core import suite
+from tasks.core.config import Params, Validate
+from tasks.core.errors import StepError
+from tasks.core.files import write_json
+from tasks.imaging.preview import data_preview
 from tasks.sources import CLASSES, COLUMNS
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from tasks import config
+from tasks.core import config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "chest_xray"

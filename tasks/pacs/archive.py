@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from tasks.config import Pacs
-from tasks.errors import StepError
+from tasks.core.config import Pacs
+from tasks.core.errors import StepError
 
 URL_ENV = "PNEUMONIA_PACS_URL"
 RETRIED = (500, 502, 503, 504, 429)

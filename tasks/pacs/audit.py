@@ -1,7 +1,7 @@
 """The audit trail of a site's reading room: one JSON line per decision and per result stored, appended to
 `<paths.pacs>/<site>/audit.jsonl` (opened for appending only, each chunk's lines flushed to disk), never rewritten.
 
-A line holds the time, salted hashes of the study and instance UIDs (tasks.dicom.keyed: the same film has the
+A line holds the time, salted hashes of the study and instance UIDs (tasks.imaging.dicom.keyed: the same film has the
 same hash in every line, and nobody without the checkout's salt can turn it back), the model and version, the
 gate's decision and reason, the probability, label and out-of-distribution flag, and where the result went.
 Never a name, an id or a UID in clear. `pneumonia-pacs audit --site NAME` prints it as a table.

@@ -48,7 +48,8 @@ def show_audit(p, site: str, last: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks import cli, config
+    from tasks import cli
+    from tasks.core import config
     from tasks.sites.stage import check_name
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def work() -> int:
-        from tasks import tracking
         from tasks.pacs import archive, inbox
+        from tasks.records import tracking
 
         check_name(args.site)
         cli.configure_logging()  # TensorFlow's retracing notes off the printout

@@ -1,7 +1,7 @@
 """One pass of a site's reading room: the archive's new films in, a result object for each back into its study.
 
     query (QIDO-RS) -> skip films this model version decided -> retrieve (WADO-RS), `chunk` at a time ->
-    intended-use gate on the header -> score the rest (tasks.predict.score_payloads: the one scoring path) ->
+    intended-use gate on the header -> score the rest (tasks.scoring.predict.score_payloads: the one scoring path) ->
     out-of-distribution flag as the second gate -> an SR per film into the outbox -> store (STOW-RS)
 
 The model is the one the site is served (`@site-<name>`, else `@champion`), resolved to its version once per
@@ -18,8 +18,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tasks.config import Params
-from tasks.errors import StepError
+from tasks.core.config import Params
+from tasks.core.errors import StepError
 from tasks.pacs import archive, audit
 from tasks.pacs.archive import ArchiveError
 from tasks.pacs.ledger import Ledger, one_pass
@@ -42,7 +42,7 @@ def study_dates(days: int, today: dt.date | None = None) -> str | None:
 
 def served(p: Params, site: str, model_uri: str | None) -> tuple[str, str, str]:
     """(pinned URI, registered name, version) of what the site is served, resolved once per pass."""
-    from tasks import registry
+    from tasks.records import registry
 
     uri = model_uri or registry.served_uri(p, site)
     try:
@@ -86,8 +86,8 @@ def deliver(client, root: str, ledger: Ledger, folder: Path) -> tuple[int, Archi
 def decide(p: Params, model, name: str, version: str, datasets: dict) -> dict:
     """{film: Result} for the retrieved `datasets` ({film: Dataset}): refused by the header's intended use, by a
     payload the model cannot decode, or by the out-of-distribution flag; else scored."""
-    from tasks.pacs.intended_use import refusal
-    from tasks.predict import score_payloads
+    from tasks.imaging.intended_use import refusal
+    from tasks.scoring.predict import score_payloads
 
     results = {}
     for film, ds in datasets.items():
@@ -113,9 +113,10 @@ def run_pass(p: Params, site: str, root: str | None = None, model_uri: str | Non
     StepError for bad input, ArchiveError when the archive is down or refused a store (results kept)."""
     from tqdm import tqdm
 
-    from tasks import dicom, registry
-    from tasks.native import import_tensorflow
+    from tasks.core.native import import_tensorflow
+    from tasks.imaging import dicom
     from tasks.pacs.report import build
+    from tasks.records import registry
 
     started = time.monotonic()
     root = archive.url(p.pacs, root)

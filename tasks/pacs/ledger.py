@@ -5,7 +5,7 @@ A result is written to the outbox (`<paths.pacs>/<site>/outbox/<film>-v<version>
 ledger says "decided", and leaves the outbox only after the archive took it and the ledger says "stored". A
 pass first stores what the outbox holds (left by a killed pass or a refused store), so nothing scored is lost;
 a result stored twice is the same object (its UIDs derive from the source and version: tasks.pacs.report), so
-the archive keeps one. Films are keyed by the salted hash of their instance UID (tasks.dicom.keyed). The
+the archive keeps one. Films are keyed by the salted hash of their instance UID (tasks.imaging.dicom.keyed). The
 outbox holds the results until stored, patient module included (files readable by their owner only).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from tasks.files import exclusive
+from tasks.core.files import exclusive
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS results (film TEXT, version TEXT, state TEXT, at REAL, PRIMARY KEY(film, version))"
 

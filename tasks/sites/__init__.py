@@ -11,5 +11,5 @@ model), the worklist, the validated copy of the reviewer's labels, and a `dvc.ya
 `finetune` (the adaptation, its cross-fitting and the served operating point), `adapt` (the adapt stage),
 `package` (the site model's servable parts), `runs` (its MLflow run), `gate` (the site alias), `cli` (the
 commands), `report` (what `report` prints), `stage` (the site folder and its DVC stages); the metrics'
-intervals over patients come from tasks.intervals.
+intervals over patients come from tasks.measure.intervals.
 """

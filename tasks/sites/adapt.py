@@ -19,10 +19,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from tasks import intervals, registry, subgroups, tracking
-from tasks.config import Params
-from tasks.errors import StepError
-from tasks.files import atomic, file_md5, write_json
+from tasks.core.config import Params
+from tasks.core.errors import StepError
+from tasks.core.files import atomic, file_md5, write_json
+from tasks.measure import intervals, subgroups
+from tasks.records import registry, tracking
 from tasks.sites import films, finetune, runs, stage
 from tasks.sites.package import CHECKED, check_package, refit_ood, save, site_reference
 
@@ -42,7 +43,7 @@ def source(uri: str):
 
 def source_data(p: Params, uri: str) -> dict:
     """The source training split, checked to be the data the source model was trained on."""
-    from tasks.data import load_splits
+    from tasks.imaging.data import load_splits
 
     version = registry.registered(uri)  # None for a model given by its path: nothing to check against
     trained_on = version.tags.get("data_md5") if version else None
@@ -62,10 +63,10 @@ def clone(model):
 
 def adapt(p: Params, name: str) -> dict:
     """Cross-fit, adapt, measure and save one site's model; returns the report."""
-    from tasks import metrics as M
-    from tasks import plots
-    from tasks.images import png_bytes
-    from tasks.inference import raw_scores
+    from tasks.imaging.images import png_bytes
+    from tasks.measure import metrics as M
+    from tasks.measure import plots
+    from tasks.measure.inference import raw_scores
 
     s, cfg = stage.read(p, name), p.sites
     f = stage.files(p, name)
@@ -144,8 +145,8 @@ def served(s: dict, held: pd.DataFrame, base, model, serving: dict, worklist: tu
     adapted model scores the labelled films of the measurement sample and `finetune.served_point` chooses, with
     `point` (the evaluate section at the site's target, finetune.site_point);
     the source model is measured there at its own threshold (what the site has without adapting)."""
-    from tasks import metrics as M
-    from tasks.inference import raw_scores
+    from tasks.measure import metrics as M
+    from tasks.measure.inference import raw_scores
 
     y = held.label.to_numpy()
     if len(np.unique(y)) < 2:
@@ -197,7 +198,7 @@ def run(p: Params, name: str) -> dict:
 
 
 if __name__ == "__main__":
-    from tasks.native import import_tensorflow
+    from tasks.core.native import import_tensorflow
 
     import_tensorflow()  # its start-up notices kept out of `pneumonia-site adapt`'s output
     stage.main("site adapt", __doc__, run)

@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks import cli, config, registry, tracking
-from tasks.config import Params
-from tasks.errors import StepError
-from tasks.files import atomic
+from tasks import cli
+from tasks.core import config
+from tasks.core.config import Params
+from tasks.core.errors import StepError
+from tasks.core.files import atomic
+from tasks.records import registry, tracking
 from tasks.sites import films, stage
 
 
@@ -44,9 +46,9 @@ def source_uri(p: Params, given: str | None) -> str:
 
 
 def query(p: Params, args) -> int:
-    from tasks import ood, plots
-    from tasks.inference import scores_and_features
-    from tasks.metrics import apply_temperature
+    from tasks.measure import ood, plots
+    from tasks.measure.inference import scores_and_features
+    from tasks.measure.metrics import apply_temperature
     from tasks.sites import query as strategies
     from tasks.sites.adapt import source
 
@@ -120,7 +122,7 @@ def review(p: Params, args) -> int:
 
 
 def adapt(p: Params, args) -> int:
-    from tasks.repro import StageRejected, run_stage
+    from tasks.core.repro import StageRejected, run_stage
     from tasks.sites.adapt import worklist_and_sample
 
     name = stage.check_name(args.site)
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command(args) -> int:
-    from tasks.native import import_tensorflow
+    from tasks.core.native import import_tensorflow
 
     p = config.load()
     stage.check_name(args.site)  # a bad name or folder is refused in a second, before TensorFlow loads

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.errors import StepError
-from tasks.images import IMAGE_SUFFIXES, BadImage, load_gray
+from tasks.core.errors import StepError
+from tasks.imaging.images import IMAGE_SUFFIXES, BadImage, load_gray
 from tasks.sources import CLASSES
 from tasks.sources.folder import patient_id
 
@@ -119,7 +119,7 @@ def read_labels(file: str | Path, folder: str | Path, held_out: set[str] = froze
     refused with one line naming the first bad row (rows count from 1 after the header) and the fix. Nothing is
     written here.
     """
-    from tasks import suite
+    from tasks.core import suite
 
     file, folder = Path(file), Path(folder)
     if not file.is_file():

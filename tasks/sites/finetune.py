@@ -6,7 +6,7 @@ as much as the thousands of source films) and the rest source training films (cl
 keeps what it knew), with the training augmentation. Every weight moves except batch-norm's.
 
 `crossfit` gives every labelled film a score from a model adapted without its patient's films
-(`sites.folds` patient-grouped folds); tasks.metrics.operating_point fits calibration and threshold on those
+(`sites.folds` patient-grouped folds); tasks.measure.metrics.operating_point fits calibration and threshold on those
 out-of-fold scores, and `nested` decides each fold with the calibration and threshold of the other folds
 only, so no film ever sets its own threshold. The served model is adapted on every labelled film and
 served with the operating point `served_point` chooses: fitted on the measurement sample (random films it
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks import metrics as M
-from tasks.config import Train
+from tasks.core.config import Train
+from tasks.measure import metrics as M
 
 
 def balanced_draw(labels: np.ndarray, n: int, rng) -> np.ndarray:
@@ -44,8 +44,8 @@ def fine_tune(model, site: tuple, source: tuple, cfg, t: Train, normalize_mode: 
     import keras
     import tensorflow as tf
 
-    from tasks.augment import augmenter
-    from tasks.preprocess import normalize
+    from tasks.imaging.preprocess import normalize
+    from tasks.training.augment import augmenter
 
     rng = np.random.default_rng(seed)
     batch = t.batch_size
@@ -95,7 +95,7 @@ def class_patients(patients: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
 def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg, t: Train, serving: dict,
              seed: int, log=print) -> tuple[np.ndarray, np.ndarray]:
     """(out-of-fold raw scores, fold) of the labelled films: fold k scored by a model adapted without it."""
-    from tasks.inference import raw_scores
+    from tasks.measure.inference import raw_scores
 
     folds = patient_folds(patients, min(cfg.folds, len(set(map(str, patients)))), seed, site[1])
     oof = np.empty(len(folds))
@@ -109,7 +109,7 @@ def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg,
 
 
 def site_point(p):
-    """The evaluate section the site's operating point is fitted with (tasks.metrics.operating_point): the
+    """The evaluate section the site's operating point is fitted with (tasks.measure.metrics.operating_point): the
     pipeline's calibration and threshold method, at the site's `sites.target_sensitivity`."""
     return p.evaluate.model_copy(update={"target_sensitivity": p.sites.target_sensitivity})
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import logging
 
-from tasks import card, registry, tracking
-from tasks.config import Params
-from tasks.errors import StepError
-from tasks.files import file_md5, read_json, write_json
+from tasks.core.config import Params
+from tasks.core.errors import StepError
+from tasks.core.files import file_md5, read_json, write_json
+from tasks.records import card, registry, tracking
 from tasks.sites import stage
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def paired(evidence, margin: float, n: int, seed: int) -> tuple[bool, str]:
     patient_id, source, candidate): the ROC-AUC difference with its 95 % interval of the paired patient
     bootstrap. Refused when the candidate is worse beyond the interval, or worse by more than `margin`; kept
     otherwise (better, or not shown worse: it also brings the site's own calibration and threshold)."""
-    from tasks.intervals import paired_auc_difference
+    from tasks.measure.intervals import paired_auc_difference
 
     d = paired_auc_difference(evidence.label, evidence.candidate, evidence.source, evidence.patient_id, n, seed)
     said = (f"ROC-AUC {d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] against the source model on "

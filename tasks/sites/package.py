@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks import ood, reference
-from tasks.config import Params
-from tasks.errors import StepError
-from tasks.files import write_json
+from tasks.core.config import Params
+from tasks.core.errors import StepError
+from tasks.core.files import write_json
+from tasks.measure import ood, reference
 from tasks.sites import films, stage
 
 CHECKED = 16  # films re-scored through the saved package
@@ -21,7 +21,7 @@ CHECKED = 16  # films re-scored through the saved package
 
 def refit_ood(model, splits: dict, mode: str, pass_rate: float) -> dict:
     """The out-of-distribution detector on the adapted model's own features (train fit, validation threshold)."""
-    from tasks.inference import scores_and_features
+    from tasks.measure.inference import scores_and_features
 
     fitted = ood.fit(scores_and_features(model, splits["train"][0], mode)[1], splits["train"][1])
     fitted["threshold"] = ood.threshold(ood.distance(scores_and_features(model, splits["val"][0], mode)[1], fitted),
@@ -32,7 +32,7 @@ def refit_ood(model, splits: dict, mode: str, pass_rate: float) -> dict:
 def site_reference(p: Params, model, serving: dict, detector: dict, folder: str, labelled: set[str]) -> dict:
     """The adapted model's monitoring reference: a seeded sample of the site's films it was not trained on,
     scored by the served functions (the site, not the source, is what its batches should look like)."""
-    from tasks.serving import predict_frame
+    from tasks.scoring.serving import predict_frame
 
     unseen = [f for f in films.listing(folder) if f not in labelled]
     r = p.evaluate.reference
@@ -48,7 +48,7 @@ def save(p: Params, name: str, model, serving: dict, detector: dict, ref: dict, 
     """model/ and package/ of the site; returns the package folder."""
     import mlflow
 
-    from tasks.serving import pyfunc_spec
+    from tasks.scoring.serving import pyfunc_spec
 
     f = stage.files(p, name)
     shutil.rmtree(f["model"], ignore_errors=True)
@@ -66,7 +66,7 @@ def save(p: Params, name: str, model, serving: dict, detector: dict, ref: dict, 
 def check_package(folder: Path, images: np.ndarray, expected: np.ndarray) -> float:
     import mlflow
 
-    from tasks.images import png_bytes
+    from tasks.imaging.images import png_bytes
 
     frame = pd.DataFrame({"image": [base64.b64encode(png_bytes(img)).decode() for img in images]})
     served = mlflow.pyfunc.load_model(str(folder)).predict(frame).probability.to_numpy()

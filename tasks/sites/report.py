@@ -3,10 +3,11 @@ patients, on the measurement sample (the site's estimate) and then on the films 
 registry's decision. Read from the site's `report.json` and `registry.json`; nothing is computed here."""
 from __future__ import annotations
 
-from tasks import intervals, registry, subgroups
-from tasks.config import Params
-from tasks.errors import StepError
-from tasks.files import read_json
+from tasks.core.config import Params
+from tasks.core.errors import StepError
+from tasks.core.files import read_json
+from tasks.measure import intervals, subgroups
+from tasks.records import registry
 from tasks.sites import stage
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from tasks.errors import StepError
-from tasks.files import atomic, exclusive
+from tasks.core.errors import StepError
+from tasks.core.files import atomic, exclusive
 
 LABELS = ("NORMAL", "PNEUMONIA")
 PAGE = Path(__file__).with_name("review.html")
@@ -72,7 +72,7 @@ class Review:
         """The film at `position` as an 8-bit PNG at its own size (DICOM through its window), for the page."""
         from PIL import Image
 
-        from tasks.images import decode
+        from tasks.imaging.images import decode
 
         gray, _ = decode((self.images / self.films[position]).read_bytes())
         buf = io.BytesIO()

@@ -2,11 +2,11 @@
 md5 of the site's report, by which the gate finds it again."""
 from __future__ import annotations
 
-from tasks import tracking
-from tasks.config import Params
-from tasks.files import file_md5
-from tasks.intervals import SHOWN
-from tasks.sections import flat_params
+from tasks.core.config import Params
+from tasks.core.files import file_md5
+from tasks.core.sections import flat_params
+from tasks.measure.intervals import SHOWN
+from tasks.records import tracking
 
 SITE_METRICS = ("accuracy", "recall", "specificity", "roc_auc", "balanced_accuracy")
 
@@ -19,8 +19,8 @@ def record_site(p: Params, name: str, report: dict, files: dict) -> str:
     import mlflow
     import numpy as np
 
-    from tasks.images import png_bytes
-    from tasks.serving import pyfunc_spec
+    from tasks.imaging.images import png_bytes
+    from tasks.scoring.serving import pyfunc_spec
 
     experiment_id = tracking.configure(p)
     tags = {"site": name, "site_labels": str(report["labels"]), "site_labels_md5": report["labels_md5"],

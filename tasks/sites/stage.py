@@ -16,19 +16,22 @@ from pathlib import Path
 import yaml
 
 from tasks.cli import configure_logging, guard
-from tasks.config import Params
-from tasks.errors import EXIT_REJECTED, StepError
+from tasks.core.config import Params
+from tasks.core.errors import EXIT_REJECTED, StepError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 # the project files each site stage runs (tests/unit/test_stage_deps.py checks them against the imports)
 ADAPT_CODE = [f"tasks/{m}.py" for m in (
-    "augment", "cli", "config", "data", "dicom", "errors", "files", "images", "inference", "intervals", "metrics",
-    "native", "ood", "plots", "plugins", "preprocess", "pyfunc_model", "reference", "registry", "sections",
-    "server_log", "serving", "sites/__init__", "sites/adapt", "sites/films", "sites/finetune", "sites/package",
-    "sites/runs", "sites/stage", "sources/__init__", "sources/folder", "subgroups", "suite")]
-GATE_CODE = [f"tasks/{m}.py" for m in ("card", "cli", "config", "errors", "files", "intervals", "metrics",
-                                        "pacs/intended_use", "plugins", "registry", "sections", "sites/__init__",
-                                        "sites/gate", "sites/stage", "subgroups")]
+    "cli", "core/config", "core/errors", "core/files", "core/native", "core/plugins", "core/sections", "core/suite",
+    "imaging/data", "imaging/dicom", "imaging/images", "imaging/preprocess", "measure/inference",
+    "measure/intervals", "measure/metrics", "measure/ood", "measure/plots", "measure/reference",
+    "measure/subgroups", "records/registry", "scoring/pyfunc_model", "scoring/server_log", "scoring/serving",
+    "sites/adapt", "sites/films", "sites/finetune", "sites/package", "sites/runs", "sites/stage",
+    "sources/__init__", "sources/folder", "training/augment")]
+GATE_CODE = [f"tasks/{m}.py" for m in (
+    "cli", "core/config", "core/errors", "core/files", "core/plugins", "core/sections", "imaging/intended_use",
+    "measure/intervals", "measure/metrics", "measure/subgroups", "records/card", "records/registry",
+    "sites/gate", "sites/stage")]
 
 
 def check_name(name: str) -> str:
@@ -43,7 +46,7 @@ def folder(p: Params, name: str) -> Path:
 
 
 def alias(name: str) -> str:
-    from tasks.registry import site_alias
+    from tasks.records.registry import site_alias
 
     return site_alias(check_name(name))
 
@@ -79,7 +82,7 @@ def write(p: Params, name: str, images: str | Path, source_model: str) -> dict:
 def remember_labels(p: Params, name: str, labels: str | Path) -> None:
     """Record the md5 of the reviewer's file the site was last adapted on (the site flow adapts again only when
     it changes); not a stage param, so it reruns nothing by itself."""
-    from tasks.files import file_md5
+    from tasks.core.files import file_md5
 
     path = files(p, name)["config"]
     cfg = yaml.safe_load(path.read_text())
@@ -115,7 +118,7 @@ def stages(p: Params, name: str, cfg: dict) -> dict:
 def main(label: str, doc: str, work, argv: list[str] | None = None) -> None:
     """`python -m tasks.sites.<stage> NAME`: `work(params, NAME)` for one site, through the one runner
     (tasks.cli.guard: a StepError or a full disk is one line, exit 2)."""
-    from tasks import config
+    from tasks.core import config
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0].startswith("-"):

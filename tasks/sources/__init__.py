@@ -1,4 +1,4 @@
-"""Data sources for ingest (tasks.plugins.SOURCES): each gives a folder of image files, or an npz of arrays."""
+"""Data sources for ingest (tasks.core.plugins.SOURCES): each gives a folder of image files, or an npz of arrays."""
 from __future__ import annotations
 
 from dataclasses import dataclass

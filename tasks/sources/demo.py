@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from tasks.sections import Positive, Section, Share
+from tasks.core.sections import Positive, Section, Share
 from tasks.sources import CLASSES
 
 
@@ -79,5 +79,5 @@ def generate(cfg: Demo, dest: Path) -> Path:
 
 
 def source(cfg: Demo, ingest, workdir: Path) -> Path:
-    """The `demo` source (tasks.plugins.SOURCES): the generated folder under `workdir`."""
+    """The `demo` source (tasks.core.plugins.SOURCES): the generated folder under `workdir`."""
     return generate(cfg, workdir / "demo")

@@ -15,8 +15,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from tasks.errors import StepError
-from tasks.images import IMAGE_SUFFIXES
+from tasks.core.errors import StepError
+from tasks.imaging.images import IMAGE_SUFFIXES
 from tasks.sources import CLASSES, SPLITS, Candidate
 
 _PATIENT_PATTERNS = [
@@ -187,7 +187,7 @@ def _candidate(path: Path, root: Path, class_name: str, folder_name: str, split:
 
 
 def source(_, ingest, workdir: Path) -> Path:
-    """The `folder` source (tasks.plugins.SOURCES): `ingest.input` itself, or the Kaggle zip unpacked under
+    """The `folder` source (tasks.core.plugins.SOURCES): `ingest.input` itself, or the Kaggle zip unpacked under
     `workdir`."""
     root = Path(ingest.input)
     if not root.exists():

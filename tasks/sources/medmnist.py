@@ -15,7 +15,7 @@ import numpy as np
 import requests
 from tqdm import tqdm
 
-from tasks.sections import Section
+from tasks.core.sections import Section
 from tasks.sources import SPLITS
 from tasks.sources.folder import SourceError
 
@@ -97,5 +97,5 @@ def read(npz_path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 
 def source(cfg: MedMNIST, ingest, workdir: Path) -> Path:
-    """The `medmnist` source (tasks.plugins.SOURCES): the verified npz, downloaded to `ingest.input` once."""
+    """The `medmnist` source (tasks.core.plugins.SOURCES): the verified npz, downloaded to `ingest.input` once."""
     return download(url_for(cfg.url, cfg.size), Path(ingest.input), cfg.md5.get(cfg.size))

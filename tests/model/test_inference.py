@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from tasks import inference
-from tasks.metrics import apply_temperature
-from tasks.model import build_model
-from tasks.preprocess import normalize
-from tasks.serving import predict_frame
+from tasks.imaging.preprocess import normalize
+from tasks.measure import inference
+from tasks.measure.metrics import apply_temperature
+from tasks.scoring.serving import predict_frame
+from tasks.training.model import build_model
 from tests.helpers import defaults, write_params
 
 
@@ -77,7 +77,7 @@ def test_features_are_the_last_layers_input_of_the_image_itself(model, images):
 
 
 def test_serving_scores_as_evaluate_did(model, images):
-    from tasks import ood
+    from tasks.measure import ood
 
     served_config = {"normalize": "equalize", "tta": 2, "temperature": 0.7, "bias": 0.3, "threshold": 0.4}
     raw, features = inference.scores_and_features(model, images, "equalize", 2)
@@ -92,14 +92,14 @@ def test_serving_scores_as_evaluate_did(model, images):
 
 
 def test_bad_tta_is_rejected_before_any_work(workdir):
-    from tasks.errors import StepError
+    from tasks.core.errors import StepError
 
     with pytest.raises(StepError, match=r"`params.evaluate.tta`: input should be less than or equal to 5, got 6"):
         write_params(workdir, {"evaluate": {"tta": inference.MAX_TTA + 1}})  # params fail at load, before any work
 
 
 def test_train_batches_carry_the_class_weight_of_each_label():
-    from tasks.batches import class_weights, datasets
+    from tasks.training.batches import class_weights, datasets
 
     still = defaults("train").augment.model_copy(update=dict(rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0,
                                                              contrast=0.0))

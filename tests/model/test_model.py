@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import config, precision, train
-from tasks.model import build_model
+from tasks import train
+from tasks.core import config
+from tasks.training import precision
+from tasks.training.model import build_model
 from tests.helpers import REPO, TINY_TRAIN, deep_update, defaults
 
 
@@ -64,7 +66,7 @@ def test_unknown_params_key_is_named(workdir):
 
 @pytest.mark.slow
 def test_training_lowers_the_loss(tiny_workdir):
-    from tasks.data import load_splits
+    from tasks.imaging.data import load_splits
     from tests.helpers import write_params
 
     # a few dozen tiny films, 4 batches an epoch, augmented: one epoch's loss moves by several hundredths on
@@ -79,7 +81,7 @@ def test_fused_batch_norm_computes_what_keras_batch_norm_does():
     import keras
     import tensorflow as tf
 
-    from tasks.model import FusedBatchNorm
+    from tasks.training.model import FusedBatchNorm
 
     x = np.random.default_rng(0).normal(2.0, 3.0, (8, 6, 6, 5)).astype(np.float32)
     upstream = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
@@ -110,7 +112,7 @@ def test_fused_batch_norm_computes_what_keras_batch_norm_does():
 def test_the_saved_model_is_plain_keras_and_scores_as_the_trained_one():
     import keras
 
-    from tasks.model import FusedBatchNorm
+    from tasks.training.model import FusedBatchNorm
 
     model = build_model(defaults("model"), 64)
     assert any(isinstance(layer, FusedBatchNorm) for layer in model.layers)
@@ -139,7 +141,7 @@ def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it():
 def test_bfloat16_training_saves_a_float32_model_with_its_weights(tiny_workdir):
     import keras
 
-    from tasks.files import model_path
+    from tasks.core.files import model_path
     from tests.helpers import write_params
 
     p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 2, "precision": "bfloat16"}}))
@@ -190,7 +192,7 @@ def test_killed_training_resumes_at_the_next_epoch(tiny_workdir):
     assert not (tiny_workdir / "models/backup").exists()
     from mlflow import MlflowClient
 
-    from tasks import tracking
+    from tasks.records import tracking
 
     with contextlib.chdir(tiny_workdir):  # one MLflow run holds the whole training, killed part included
         p = config.load()
@@ -285,7 +287,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_workdir):
     from tests.helpers import write_params
 
     write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 1, "distribute": "mirrored"}}))
-    code = ("from tasks import config, train; from tasks.data import load_splits; p = config.load(); "
+    code = ("from tasks import config, train; from tasks.imaging.data import load_splits; p = config.load(); "
             "s = train.strategy('mirrored'); print('replicas', s.num_replicas_in_sync); "
             "train.fit(p, load_splits(p.paths))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tiny_workdir, env={**os.environ, "PYTHONPATH": str(REPO)},

@@ -11,8 +11,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_site_labels_that_differ_from_train_move_the_site_scores_their_way(tiny_workdir):
-    from tasks.data import load_splits
-    from tasks.inference import raw_scores
+    from tasks.imaging.data import load_splits
+    from tasks.measure.inference import raw_scores
 
     still = {"rotation": 0.0, "zoom": 0.0, "shift": 0.0, "brightness": 0.0, "contrast": 0.0}
     p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {
@@ -40,7 +40,7 @@ def test_site_labels_that_differ_from_train_move_the_site_scores_their_way(tiny_
 
 
 def test_crossfit_scores_every_film_with_a_model_adapted_without_it(tiny_workdir, monkeypatch):
-    from tasks.data import load_splits
+    from tasks.imaging.data import load_splits
 
     p = write_params(tiny_workdir, deep_update(TINY_TRAIN, {"train": {"epochs": 1}, "sites": {"steps": 2}}))
     splits = load_splits(p.paths)

@@ -6,8 +6,8 @@ import json
 import pydicom
 import pytest
 
+from tasks.imaging.intended_use import age_years, refusal
 from tasks.pacs import audit
-from tasks.pacs.intended_use import age_years, refusal
 from tasks.pacs.report import Result, build, read
 from tests.helpers import defaults
 from tests.orthanc import PHI, film

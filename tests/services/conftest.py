@@ -6,9 +6,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from tasks import tracking
 from tasks.cli import execute
-from tasks.registry import model_name
+from tasks.records import tracking
+from tasks.records.registry import model_name
 from tests.helpers import TINY_TRAIN, deep_update, write_params
 
 OPEN_GATE = deep_update(TINY_TRAIN, {"register": {"min_sensitivity": 0.0, "min_specificity": 0.0}})

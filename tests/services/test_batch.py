@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import predict, serving
+from tasks.scoring import predict, serving
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import card
-from tasks.files import read_json
+from tasks.core.files import read_json
+from tasks.records import card
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks import config, monitor
-from tasks.errors import StepError
+from tasks.core import config
+from tasks.core.errors import StepError
+from tasks.monitoring import monitor
 from tasks.sources import demo
 from tasks.sources.demo import Demo
 from tests.helpers import webhook

@@ -91,7 +91,7 @@ def test_flow_on_a_real_prefect_server(tmp_path):
         inbox = requests.get(f"{api}/deployments/name/pacs-inbox/pacs-inbox").json()
         assert [(s["schedule"]["cron"], s["active"]) for s in inbox["schedules"]] == [("*/5 * * * *", False)]
         assert {"site", "pacs", "model_uri"} <= set(inbox["parameter_openapi_schema"]["properties"])
-        # typed parameters: a form with the types and ranges of tasks.config; a bad value is refused at creation
+        # typed parameters: a form with the types and ranges of tasks.core.config; a bad value is refused at creation
         schema = deployment["parameter_openapi_schema"]
         epochs = schema["definitions"]["TrainingSettings"]["properties"]["epochs"]["anyOf"][0]
         assert epochs == {"type": "integer", "exclusiveMinimum": 0}, epochs

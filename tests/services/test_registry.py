@@ -16,9 +16,10 @@ import requests
 from mlflow import MlflowClient
 from PIL import Image
 
-from tasks import register, tracking
+from tasks import register
 from tasks.cli import execute
-from tasks.images import png_bytes
+from tasks.imaging.images import png_bytes
+from tasks.records import tracking
 from tests.helpers import deep_update, defaults, write_params
 from tests.mlflow_server import free_port, wait_http
 from tests.services.conftest import OPEN_GATE
@@ -42,8 +43,8 @@ def decide_ok(candidate, champion, cfg):
 
 
 def test_the_gate_compares_each_metric_in_its_direction_and_refuses_nan(workdir):
-    from tasks.config import ConfigError
-    from tasks.errors import StepError
+    from tasks.core.config import ConfigError
+    from tasks.core.errors import StepError
 
     cfg = defaults("register", metric="brier", min_improvement=0.01, min_sensitivity=0.0, min_specificity=0.0)
     good = {"brier": 0.05, "recall": 0.95, "specificity": 0.8}
@@ -71,7 +72,7 @@ def test_a_registry_that_fails_is_not_no_champion(workdir, monkeypatch):
 
     from mlflow.exceptions import MlflowException
 
-    from tasks import registry
+    from tasks.records import registry
 
     class Broken(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - the handler's API
@@ -126,7 +127,7 @@ def test_a_better_run_moves_the_champion(registry):
 
 
 def test_an_alias_moved_since_the_decision_is_left_alone(registry):
-    from tasks import registry as reg
+    from tasks.records import registry as reg
 
     p, client, name = registry
     before = champion_version(client, name)
@@ -171,7 +172,7 @@ def test_a_reevaluation_with_other_params_gets_its_own_child_run(registry):
 
 def test_a_package_that_does_not_reproduce_evaluate_is_refused(registry):
     from tasks import package
-    from tasks.errors import StepError
+    from tasks.core.errors import StepError
 
     p, _, _ = registry
     # evaluate's record of the validation probabilities moved 0.01 (toward 0.5, so it stays a probability):
@@ -188,7 +189,7 @@ def test_a_package_that_does_not_reproduce_evaluate_is_refused(registry):
 
 
 def test_register_names_the_stage_to_rerun_when_the_package_was_not_logged(registry):
-    from tasks.errors import StepError
+    from tasks.core.errors import StepError
 
     p, client, name = registry
     before = champion_version(client, name)
@@ -222,7 +223,7 @@ def test_the_flag_passes_xrays_and_flags_the_generated_non_xrays(registry):
 
 def test_predict_and_serve_the_champion(registry, capsys):
     p, client, name = registry
-    from tasks import predict
+    from tasks.scoring import predict
 
     image = sorted(Path("data/raw/demo/chest_xray/train/PNEUMONIA").glob("*.png"))[0]
     assert predict.main([str(image)]) == 0
@@ -285,7 +286,7 @@ def test_predict_and_serve_the_champion(registry, capsys):
         server.terminate()
         server.wait(30)
         log.close()
-    from tasks.server_log import DISCONNECT
+    from tasks.scoring.server_log import DISCONNECT
 
     served = Path("serve.log").read_text()
     assert DISCONNECT in served and "ClientDisconnect" not in served and "Exception in ASGI" not in served

@@ -13,8 +13,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from tasks import tracking
 from tasks.cli import execute
+from tasks.records import tracking
 from tests.helpers import CHROMIUM, REPO, TINY_TRAIN, chromium, deep_update, write_params
 from tests.mlflow_server import free_port, mlflow_server, wait_http
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import predict
+from tasks.scoring import predict
 from tests.services.test_batch import films
 from tests.unit.test_dicom import dicom_bytes
 

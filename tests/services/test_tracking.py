@@ -4,8 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from tasks import tracking
 from tasks.cli import execute
+from tasks.records import tracking
 from tests.helpers import TINY_TRAIN, write_params
 from tests.mlflow_server import mlflow_server
 

@@ -59,7 +59,7 @@ def test_commands_import_tensorflow_without_its_native_start_up_notices():
     env = {k: v for k, v in os.environ.items() if k != "PNEUMONIA_DEBUG"}
     plain = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True, env=env,
                            timeout=120)
-    quiet = subprocess.run([sys.executable, "-c", "import sys; from tasks.native import import_tensorflow; "
+    quiet = subprocess.run([sys.executable, "-c", "import sys; from tasks.core.native import import_tensorflow; "
                             "import_tensorflow(); import tensorflow; sys.stderr.write('still writes\\n')"],
                            capture_output=True, text=True, env=env, timeout=120)
     assert quiet.returncode == 0 and quiet.stderr.strip() == "still writes", quiet.stderr
@@ -113,7 +113,7 @@ def test_a_busy_workspace_is_one_line_before_the_flow_starts(module, prog, tmp_p
 
 
 def test_a_params_file_that_is_not_yaml_names_its_line(tmp_path):
-    from tasks import config
+    from tasks.core import config
 
     (tmp_path / "params.yaml").write_text("data:\n  image_size: 128\ntrain:\n\tepochs: 3\n")
     with pytest.raises(config.ConfigError, match=r"params.yaml line 4: found character '\\t'.*never tabs"):

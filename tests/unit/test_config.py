@@ -1,7 +1,7 @@
 """params.yaml loading: types are checked once, and a YAML 1.1 quirk does not reject a number."""
 import pytest
 
-from tasks import config
+from tasks.core import config
 from tests.helpers import REPO
 
 

@@ -10,9 +10,10 @@ import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import JPEGBaseline8Bit, RLELossless, SecondaryCaptureImageStorage, generate_uid
 
-from tasks import dicom, ingest
-from tasks.images import BadImage, decode, load_gray, png_bytes
-from tasks.serving import decode_images
+from tasks import ingest
+from tasks.imaging import dicom
+from tasks.imaging.images import BadImage, decode, load_gray, png_bytes
+from tasks.scoring.serving import decode_images
 from tasks.sources.demo import chest_image
 from tests.helpers import write_params
 

@@ -2,7 +2,8 @@
 their false-alarm rate."""
 import numpy as np
 
-from tasks import drift, reference
+from tasks.measure import reference
+from tasks.monitoring import drift
 
 
 def features(rng, n, shift=0.0, d=16):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tasks import evaluate
-from tasks import metrics as M
+from tasks.measure import metrics as M
 from tests.helpers import defaults
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks import images
+from tasks.imaging import images
 from tests.helpers import image_bytes
 
 

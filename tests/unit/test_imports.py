@@ -1,6 +1,6 @@
 """The import graph of `tasks/` and `flows/` (every import, at module level or inside a function): no circle,
 the seven steps side by side (no step imports another), no helper reaching up into a step, no Prefect in
-`tasks/`, and `tasks.errors` on the bottom floor."""
+`tasks/`, and `tasks.core.errors` on the bottom floor."""
 from __future__ import annotations
 
 import ast
@@ -68,7 +68,7 @@ def test_the_import_graph_has_no_circle_and_only_goes_down():
     assert STEPS <= set(g)
     assert circles(g) == []
     assert {m: sorted(g[m] & STEPS) for m in g if m.startswith("tasks.") and g[m] & STEPS} == {}
-    assert g["tasks.errors"] <= {"__future__"}
+    assert g["tasks.core.errors"] <= {"__future__"}
     assert [m for m in g if m.startswith("tasks") and "prefect" in g[m]] == []
 
 
@@ -89,3 +89,32 @@ def test_every_project_import_names_something_that_exists():
                             hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{alias.name}")):
                         missing.append(f"{path.relative_to(REPO)}: {node.module}.{alias.name}")
     assert not missing, missing
+
+
+# tasks/'s folders from the floor up: a module imports from its own folder and the folders below it, and may call
+# the runner (tasks.cli, which every command shares) from any floor
+FLOORS = ("core", "imaging", "sources", "training", "measure", "records", "scoring", "sites", "monitoring", "pacs")
+
+
+def floor(module: str) -> int | None:
+    parts = module.split(".")
+    return FLOORS.index(parts[1]) if len(parts) > 2 and parts[0] == "tasks" and parts[1] in FLOORS else None
+
+
+def upward(g: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {t}" for m in g if floor(m) is not None for t in g[m]
+                  if floor(t) is not None and floor(t) > floor(m))
+
+
+def test_upward_imports_between_floors_are_found():
+    assert upward({"tasks.core.a": {"tasks.measure.b"}, "tasks.measure.b": {"tasks.core.a"}}) == \
+        ["tasks.core.a -> tasks.measure.b"]
+
+
+def test_the_folders_import_only_their_own_floor_and_below():
+    g = graph()
+    assert {p.name for p in (REPO / "tasks").iterdir() if p.is_dir() and p.name != "__pycache__"} == set(FLOORS)
+    assert upward(g) == []
+    # only the seven stages, the runner, the stage recorder and the package's __init__ at the top
+    top = {p.stem for p in (REPO / "tasks").glob("*.py")}
+    assert top == {s.split(".")[1] for s in STEPS} | {"__init__", "cli", "recorders"}

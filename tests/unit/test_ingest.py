@@ -146,7 +146,7 @@ def test_a_disk_that_fills_during_ingest_keeps_the_last_outputs_and_says_so_in_o
     import sys
     from pathlib import Path
 
-    from tasks.files import file_md5
+    from tasks.core.files import file_md5
     from tests.helpers import REPO, TINY_DEMO, write_params
 
     p = write_params(workdir, TINY_DEMO)
@@ -179,7 +179,7 @@ def test_a_disk_that_fills_during_ingest_keeps_the_last_outputs_and_says_so_in_o
 def test_a_short_write_is_read_as_a_full_disk_whichever_library_reports_it(err, named):
     """What the other writers raised under the same file-size limit (train's backup, package's copy; checked by
     hand, docs/reliability.md), and what the full-disk line then names."""
-    from tasks.files import out_of_space, written
+    from tasks.core.files import out_of_space, written
 
     assert out_of_space(err) and written(err) == named
     assert not out_of_space(OSError(2, "No such file or directory", "x")) and not out_of_space(ValueError("bad"))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from tasks import metrics as M
+from tasks.measure import metrics as M
 
 
 @pytest.fixture

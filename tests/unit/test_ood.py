@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tasks import ood
+from tasks.measure import ood
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import config, plugins
-from tasks import metrics as M
+from tasks.core import config, plugins
+from tasks.measure import metrics as M
 from tests.helpers import TINY_DEMO, write_params
 
 PLUGIN = '''
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tasks.sections import Section
+from tasks.core.sections import Section
 
 
 class Shapes(Section):
@@ -44,7 +44,7 @@ class Tiny(Section):
 def tiny(cfg, size):
     """A model: global pooling, `units` dense units, the pipeline's float32 output."""
     import keras
-    from tasks.model import output
+    from tasks.training.model import output
 
     inputs = keras.Input((size, size, 1), name="image")
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3, name="last_conv")(inputs))
@@ -87,7 +87,7 @@ def installed(tmp_path, monkeypatch):
                                                                  "Version: 0.1\n")
     (site / "fake_plugin-0.1.dist-info" / "entry_points.txt").write_text(ENTRY_POINTS)
     (site / "fake_plugin.py").write_text(PLUGIN + textwrap.dedent('''
-        from tasks.plugins import Entry
+        from tasks.core.plugins import Entry
         SOURCE = Entry(shapes, Shapes)
         MODEL = Entry(tiny, Tiny)
         AUGMENTATION = Entry(invert, bool)
@@ -108,8 +108,8 @@ PARAMS = {**TINY_DEMO, "ingest": {"source": "shapes", "shapes": {"patients": 6}}
 
 def test_a_plugin_package_adds_a_source_model_augmentation_and_threshold(installed, workdir):
     from tasks import ingest
-    from tasks.augment import augmenter
-    from tasks.model import build_model
+    from tasks.training.augment import augmenter
+    from tasks.training.model import build_model
 
     p = write_params(workdir, PARAMS)
     for registry, name in zip(REGISTRIES, ("shapes", "tiny", "invert", "fixed")):

@@ -3,8 +3,9 @@ import base64
 import numpy as np
 import pytest
 
-from tasks import ingest, preprocess
-from tasks.serving import decode_images
+from tasks import ingest
+from tasks.imaging import preprocess
+from tasks.scoring.serving import decode_images
 from tests.helpers import image_bytes, kaggle_tree, write_params
 
 
@@ -33,7 +34,7 @@ def test_equalize_removes_exposure_differences():
 @pytest.mark.parametrize("value, reason", [(12345, "`image` is a int, not a string"), (None, "`image` is a NoneType"),
                                            ("", "`image` is empty"), ("not base64!", "`image` is not valid base64")])
 def test_a_bad_image_cell_is_refused_for_its_own_reason_naming_the_row(value, reason):
-    from tasks.serving import BadRow
+    from tasks.scoring.serving import BadRow
 
     good = base64.b64encode(image_bytes(1)).decode()
     with pytest.raises(BadRow, match=rf"row 1: {reason}"):

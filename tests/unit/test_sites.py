@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import intervals
-from tasks.metrics import apply_temperature, operating_point
+from tasks.measure import intervals
+from tasks.measure.metrics import apply_temperature, operating_point
 from tasks.sites import films, finetune, query
 from tasks.sites.gate import decide, floors, paired
 from tests.helpers import defaults, image_bytes

@@ -5,24 +5,24 @@ from pathlib import Path
 
 import yaml
 
-from tasks import plugins
+from tasks.core import plugins
 from tests.helpers import REPO
 
 PACKAGES = ("tasks", "flows")
-# tasks.recorders (and tasks.tracking under it) record a finished step in MLflow and write no stage output:
+# tasks.recorders (and tasks.records.tracking under it) record a finished step in MLflow and write no stage output:
 # a change there must not rerun (retrain) the stages, so the closure does not follow them
-EDGES = {"tasks.recorders", "tasks.tracking"}
+EDGES = {"tasks.recorders", "tasks.records.tracking"}
 
 def builtin_modules(registry) -> set[str]:
     return {e.target.partition(":")[0] for e in registry.entries.values() if isinstance(e.target, str)}
 
 
 # modules a module runs by name rather than by import: serving packages pyfunc_model.py as the model's code;
-# the module that looks up a registry of tasks.plugins runs its built-in entries, named "module:attribute"
-BY_PATH = {"tasks.serving": {"tasks.pyfunc_model"},
-           "tasks.ingest": builtin_modules(plugins.SOURCES), "tasks.model": builtin_modules(plugins.MODELS),
-           "tasks.augment": builtin_modules(plugins.AUGMENTATIONS),
-           "tasks.metrics": builtin_modules(plugins.THRESHOLDS)}
+# the module that looks up a registry of tasks.core.plugins runs its built-in entries, named "module:attribute"
+BY_PATH = {"tasks.scoring.serving": {"tasks.scoring.pyfunc_model"},
+           "tasks.ingest": builtin_modules(plugins.SOURCES), "tasks.training.model": builtin_modules(plugins.MODELS),
+           "tasks.training.augment": builtin_modules(plugins.AUGMENTATIONS),
+           "tasks.measure.metrics": builtin_modules(plugins.THRESHOLDS)}
 
 
 def module_file(name: str) -> Path | None:
@@ -57,15 +57,28 @@ def closure(module: str) -> set[str]:
             continue
         seen.add(path)
         todo.extend(imports(path) | BY_PATH.get(name, set()))
-    # the root package's __init__ only sets quiet logging defaults; a change there reruns nothing
-    return {str(p.relative_to(REPO)) for p in seen} - {f"{pkg}/__init__.py" for pkg in PACKAGES}
+    return {str(p.relative_to(REPO)) for p in seen if not reruns_nothing(p)}
+
+
+def docstring_only(path: Path) -> bool:
+    body = ast.parse(path.read_text()).body
+    return len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+
+
+def reruns_nothing(path: Path) -> bool:
+    """The root packages' __init__ (quiet logging defaults, the old module names: tasks/core/moved.py) and a
+    folder's __init__ that holds only its docstring: a change there changes no output of a stage."""
+    rel = str(path.relative_to(REPO))
+    return (rel in {f"{pkg}/__init__.py" for pkg in PACKAGES} | {"tasks/core/moved.py"}
+            or (path.name == "__init__.py" and docstring_only(path)))
 
 
 def test_closure_follows_lazy_imports_and_submodules():
     files = closure("tasks.evaluate")
-    assert {"tasks/evaluate.py", "tasks/metrics.py", "tasks/inference.py", "tasks/preprocess.py"} <= files
-    assert "tasks/gradcam.py" in files  # imported inside a function
-    assert "tasks/tracking.py" not in files  # the tracking edge writes no output of a stage
+    assert {"tasks/evaluate.py", "tasks/measure/metrics.py", "tasks/measure/inference.py",
+            "tasks/imaging/preprocess.py"} <= files
+    assert "tasks/measure/gradcam.py" in files  # imported inside a function
+    assert "tasks/records/tracking.py" not in files  # the tracking edge writes no output of a stage
 
 
 def resolve(text: str, params: dict) -> str:
@@ -97,7 +110,7 @@ def test_every_stage_declares_the_modules_it_runs():
 
 
 # paths a stage's code names without reading them as data: ingest's scratch folder for the images it
-# generates or extracts (its real input is `${ingest.input}`), the model folder, which tasks/files.py
+# generates or extracts (its real input is `${ingest.input}`), the model folder, which tasks/core/files.py
 # (imported by every stage) names (the model files themselves are declared one by one), and the secret
 # salt of DICOM patient keys, which ingest creates on first need (a dep must exist before the stage runs)
 NOT_DATA = {"raw", "model_dir", "patient_salt"}

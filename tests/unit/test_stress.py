@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tasks import stress
+from tasks.imaging import stress
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 over patient resamples, small groups and one-class metrics marked."""
 import numpy as np
 
-from tasks.subgroups import MIN_PATIENTS, kind, markdown, table
+from tasks.measure.subgroups import MIN_PATIENTS, kind, markdown, table
 
 
 def films(n_per_kind: int, seed: int = 0):
