@@ -33,7 +33,7 @@ def ceiling(inner, images: np.ndarray, repeats: int) -> tuple[float, float]:
 
     cfg = inner.config
     fn = forward(inner.model)
-    batches = [np.concatenate(views(normalize(images[i:i + CHUNK], cfg["normalize"]), cfg.get("tta", 0)))
+    batches = [np.concatenate(views(normalize(images[i:i + CHUNK], cfg.normalize), cfg.tta))
                for i in range(0, len(images), CHUNK)]
     for b in batches[:2]:  # warm-up
         fn(b[:64])
@@ -68,7 +68,7 @@ def main() -> None:
     print(f"CPU: {cpu()}, {os.cpu_count()} cores; model {uri}; {len(films)} distinct films from {args.images}")
     model = registry.load(uri)
     inner = model.unwrap_python_model()
-    pixels = np.stack([load_gray(f.read_bytes(), inner.config["image_size"]) for f in films])
+    pixels = np.stack([load_gray(f.read_bytes(), inner.config.image_size) for f in films])
     network, frame = ceiling(inner, pixels, repeats=max(1, 2000 // len(pixels)))
     process = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +97,7 @@ def main() -> None:
     rss = np.array([r for _, r in peaks]) / 2**20
     tenth = max(1, len(rss) // 10)
     first, last = rss[:tenth].max(), rss[-tenth:].max()
-    print(f"ceiling (network only, {inner.config.get('tta', 0)} TTA views + the image): {network:7.1f} img/s")
+    print(f"ceiling (network only, {inner.config.tta} TTA views + the image): {network:7.1f} img/s")
     print(f"pixels -> scores + ood (predict_frame):       {frame:7.1f} img/s  "
           f"({100 * frame / network:.0f} % of ceiling)")
     print(f"files -> table ({args.n:,} films, pneumonia-predict's path): {batch:7.1f} img/s  "

@@ -70,10 +70,10 @@ def main() -> None:
     feats, prob, ood = scored(inner, pixels)
     r = p.evaluate.reference
     keep = np.flatnonzero(in_a)[reference.sample(int(in_a.sum()), r.films, r.seed)]
-    ref = reference.build(feats[keep], prob[keep], ood[keep], inner.config["threshold"])
+    ref = reference.build(feats[keep], prob[keep], ood[keep], inner.config.threshold)
     pool_b = (feats[~in_a], prob[~in_a], ood[~in_a])
     site_files = listing(args.site)
-    site_pixels = np.stack([load_gray(open(f"{args.site}/{f}", "rb").read(), inner.config["image_size"])
+    site_pixels = np.stack([load_gray(open(f"{args.site}/{f}", "rb").read(), inner.config.image_size)
                             for f in site_files])
     pool_site = scored(inner, site_pixels)
     print(f"CPU: {cpu()}; model {args.model_uri}; reference {len(keep)} validation films (half A, "
@@ -105,7 +105,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         q = p.model_copy(update={"paths": p.paths.model_copy(update={"monitoring": tmp})})
         start = time.perf_counter()
-        scored(inner, np.stack([load_gray(open(f"{args.site}/{f}", "rb").read(), inner.config["image_size"])
+        scored(inner, np.stack([load_gray(open(f"{args.site}/{f}", "rb").read(), inner.config.image_size)
                                 for f in site_files]))
         scoring = time.perf_counter() - start
         start = time.perf_counter()

@@ -56,10 +56,10 @@ def main() -> None:
     paths = films.listing(args.site)
     y = np.array([1 if Path(x).parts[0].upper() == "PNEUMONIA" else 0 for x in paths])
     patients = films.patients(paths)
-    x = films.load(args.site, paths, serving["image_size"], progress=True)
-    mode, tta = serving["normalize"], serving.get("tta", 0)
+    x = films.load(args.site, paths, serving.image_size, progress=True)
+    mode, tta = serving.normalize, serving.tta
     raw, features = scores_and_features(base, x, mode, tta)
-    prob = apply_temperature(raw, serving["temperature"], serving["bias"])
+    prob = serving.calibrate(raw)
     ood_score = ood.scores(features, pyfunc.unwrap_python_model().detector)
     halves = finetune.patient_folds(patients, 2, 12345)  # fixed: the same A/B cut for every row
     print(f"cpu: {cpu()}; source {uri}; site {len(paths)} films, {len(set(patients))} patients; "
@@ -72,7 +72,7 @@ def main() -> None:
     for fold in (0, 1):  # budget 0: the source model with its own threshold
         if ("none", 0, 0, fold, 0, "") not in done:
             test = halves != fold
-            m = intervals.point(y[test], prob[test], serving["threshold"])
+            m = intervals.point(y[test], prob[test], serving.threshold)
             with out.open("a") as fh:
                 fh.write(json.dumps({"strategy": "none", "budget": 0, "seed": 0, "fold": fold, "seconds": 0,
                                      **{k: m[k] for k in intervals.SHOWN}}) + "\n")

@@ -24,6 +24,7 @@ from tasks.measure import intervals, ood, plots, reference, subgroups
 from tasks.measure import metrics as M
 from tasks.measure.evaluation_figures import figures, write_curves
 from tasks.measure.evaluation_report import report
+from tasks.scoring.contract import ServingConfig
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,8 @@ def write(p: Params, model, splits: dict, ev: Evaluation) -> None:
     figures(p, model, normalize(splits["test"][0], p.train.normalize), ev.y["test"], ev.prob["test"],
             ev.raw["test"], ev.metrics["test"], (ev.y["val"], ev.prob["val"]), ev.prob["test"] >= ev.op["threshold"])
     plots.ood_scores(ev.ood_scores, p.evaluate.ood.pass_rate, Path(p.paths.figures) / "ood_scores.png")
-    write_json(serving_config(p), {"image_size": p.data.image_size, "normalize": p.train.normalize,
-                                   "tta": p.evaluate.tta, **ev.op})
+    ServingConfig(image_size=p.data.image_size, normalize=p.train.normalize, tta=p.evaluate.tta,
+                  **ev.op).save(serving_config(p))
     ood.save(ood_path(p), ev.ood)
     reference.save(reference_path(p), ev.reference)
 

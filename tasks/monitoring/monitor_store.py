@@ -12,6 +12,7 @@ import pandas as pd
 
 from tasks.core.errors import StepError
 from tasks.core.files import out_path
+from tasks.scoring.contract import ServingConfig
 
 CHUNK = 64  # films decoded, scored and written at a time
 COLUMNS = ["sha256", "path", "probability", "label", "threshold", "ood_score", "in_distribution", "model_version",
@@ -78,7 +79,7 @@ def score(inner, images: Path, paths: list[str], digests: list[str], version: st
     from tasks.imaging.images import BadImage, load_gray
     from tasks.scoring.serving import predict_frame
 
-    size, done = inner.config["image_size"], 0
+    size, done = ServingConfig.of(inner.config).image_size, 0
     for start in tqdm(range(0, len(paths), CHUNK), desc="scoring", unit="chunk",
                       disable=None if progress is None else not progress):
         pixels, kept = [], []

@@ -127,11 +127,12 @@ def write_gradcam(model, files: list[Path], folder: Path) -> list[Path]:
     from tasks.imaging.preprocess import normalize
     from tasks.measure.gradcam import heatmaps
     from tasks.measure.plots import image_grid
+    from tasks.scoring.contract import ServingConfig
 
     inner = model.unwrap_python_model()
-    cfg = inner.config
-    pixels = [load_gray(f.read_bytes(), cfg["image_size"]) for f in files]
-    x = normalize(np.stack(pixels), cfg["normalize"])
+    cfg = ServingConfig.of(inner.config)
+    pixels = [load_gray(f.read_bytes(), cfg.image_size) for f in files]
+    x = normalize(np.stack(pixels), cfg.normalize)
     cams = heatmaps(inner.model, x)
     folder.mkdir(parents=True, exist_ok=True)
     return [Path(image_grid(x[i:i + 1, ..., 0], [f.name], folder / f"{f.stem}_gradcam.png", "Grad-CAM",

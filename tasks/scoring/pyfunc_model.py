@@ -5,8 +5,6 @@ scoring are tasks.scoring.serving's functions, shipped with the model through `c
 """
 from __future__ import annotations
 
-import json
-
 import mlflow
 import numpy as np
 import pandas as pd
@@ -26,6 +24,7 @@ class PneumoniaModel(mlflow.pyfunc.PythonModel):
         import keras
 
         from tasks.measure import ood, reference
+        from tasks.scoring.contract import ServingConfig
         from tasks.scoring.server_log import quiet_disconnects
         from tasks.scoring.serving import http_request, predict_frame
 
@@ -33,13 +32,12 @@ class PneumoniaModel(mlflow.pyfunc.PythonModel):
             quiet_disconnects()
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
-        with open(context.artifacts["config"]) as fh:
-            self.config = json.load(fh)
+        self.config = ServingConfig.load(context.artifacts["config"])
         self.detector = ood.load(context.artifacts["ood"])  # plain arrays, allow_pickle=False
         # what monitoring compares a site's films with (tasks.measure.reference); models packaged before it have none
         self.reference = reference.load(context.artifacts["reference"]) if "reference" in context.artifacts else None
         # warm-up: trace the compiled forward pass now (it accepts any batch size), not on the first request
-        size = self.config["image_size"]
+        size = self.config.image_size
         predict_frame(self.model, self.config, self.detector, np.zeros((1, size, size), np.uint8))
 
     # DataFrame in and out: the type hint MLflow takes as "no schema from hints" (the signature is declared in

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.scoring.contract import ServingConfig
+
 # limits of one HTTP request (`mlflow models serve`): each refusal is a 400 that names the row and the limit. The
 # model itself scores any number of rows, CHUNK at a time, so a batch job, `mlflow models predict` and
 # spark_udf are not capped.
@@ -80,7 +82,7 @@ def decode_images(column, size: int, first_row: int = 0) -> np.ndarray:
     return np.stack(out) if out else np.empty((0, size, size), np.uint8)
 
 
-def predict_frame(model, config: dict, detector: dict, images: np.ndarray, features: bool = False):
+def predict_frame(model, config: ServingConfig | dict, detector: dict, images: np.ndarray, features: bool = False):
     """uint8 images -> DataFrame(probability, label, threshold, ood_score, in_distribution) with the
     calibration in `config` and the out-of-distribution `detector` (tasks.measure.ood); with `features`, also the
     (N, D) penultimate features the scores came from (what monitoring compares with the reference)."""
@@ -88,31 +90,30 @@ def predict_frame(model, config: dict, detector: dict, images: np.ndarray, featu
 
     from tasks.measure import ood
     from tasks.measure.inference import scores_and_features
-    from tasks.measure.metrics import apply_temperature
 
-    raw, feats = scores_and_features(model, images, config["normalize"], config.get("tta", 0))
-    prob = apply_temperature(raw, config["temperature"], config.get("bias", 0.0))
-    threshold = config["threshold"]
+    config = ServingConfig.of(config)
+    raw, feats = scores_and_features(model, images, config.normalize, config.tta)
+    prob = config.calibrate(raw)
     ood_score = ood.scores(feats, detector)
     frame = pd.DataFrame({"probability": prob.astype(float),
-                          "label": np.where(prob >= threshold, "PNEUMONIA", "NORMAL"),
-                          "threshold": float(threshold), "ood_score": ood_score.astype(float),
+                          "label": np.where(config.decide(prob), "PNEUMONIA", "NORMAL"),
+                          "threshold": float(config.threshold), "ood_score": ood_score.astype(float),
                           "in_distribution": ood_score <= 1.0})
     return (frame, feats) if features else frame
 
 
-def predict_column(model, config: dict, detector: dict, column, features: bool = False):
+def predict_column(model, config: ServingConfig | dict, detector: dict, column, features: bool = False):
     """Any number of base64 images, CHUNK at a time (bounded memory), with the scores of predict_frame
     (the same function on the same pixels, so a row scores alike alone or in a batch of any size)."""
     import pandas as pd
 
-    column = list(column)
+    column, config = list(column), ServingConfig.of(config)
     if not column:
         raise ValueError("no rows to score: send at least one image")
     from concurrent.futures import ThreadPoolExecutor
 
     def decoded(start: int):
-        return decode_images(column[start:start + CHUNK], config["image_size"], first_row=start)
+        return decode_images(column[start:start + CHUNK], config.image_size, first_row=start)
 
     frames, feats = [], []
     # the next chunk is decoded in a thread while this one is scored (PIL and TensorFlow release the GIL):

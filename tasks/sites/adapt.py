@@ -24,6 +24,7 @@ from tasks.core.errors import StepError
 from tasks.core.files import atomic, file_md5, write_json
 from tasks.measure import intervals, subgroups
 from tasks.records import registry, tracking
+from tasks.scoring.contract import ServingConfig
 from tasks.sites import films, finetune, runs, stage
 from tasks.sites.package import CHECKED, check_package, refit_ood, save, site_reference
 
@@ -38,7 +39,7 @@ def source(uri: str):
         raise StepError(f"source model {uri} cannot be loaded ({str(err).splitlines()[0]}); run "
                         "`pneumonia-site query` again to pin the current champion") from None
     inner = pyfunc.unwrap_python_model()
-    return inner.model, dict(inner.config), pyfunc
+    return inner.model, ServingConfig.of(inner.config), pyfunc
 
 
 def source_data(p: Params, uri: str) -> dict:
@@ -64,7 +65,6 @@ def clone(model):
 def adapt(p: Params, name: str) -> dict:
     """Cross-fit, adapt, measure and save one site's model; returns the report."""
     from tasks.imaging.images import png_bytes
-    from tasks.measure import metrics as M
     from tasks.measure import plots
     from tasks.measure.inference import raw_scores
 
@@ -76,11 +76,10 @@ def adapt(p: Params, name: str) -> dict:
     start = time.perf_counter()
     base, serving, _ = source(s["source_model"])
     splits = source_data(p, s["source_model"])
-    x = films.load(s["images"], labels.path.tolist(), serving["image_size"], progress=sys.stderr.isatty())
-    mode, tta = serving["normalize"], serving.get("tta", 0)
-    before_raw = raw_scores(base, x, mode, tta)
-    before_prob = M.apply_temperature(before_raw, serving["temperature"], serving["bias"])
-    before = intervals.with_intervals(y, before_prob, serving["threshold"], labels.patient_id, cfg.bootstrap, cfg.seed)
+    x = films.load(s["images"], labels.path.tolist(), serving.image_size, progress=sys.stderr.isatty())
+    mode, tta = serving.normalize, serving.tta
+    before_prob = serving.calibrate(raw_scores(base, x, mode, tta))
+    before = intervals.with_intervals(y, before_prob, serving.threshold, labels.patient_id, cfg.bootstrap, cfg.seed)
     oof, folds = finetune.crossfit(lambda: clone(base), (x, y), labels.patient_id.to_numpy(), splits["train"], cfg,
                                    p.train, serving, cfg.seed, log.info)
     point = finetune.site_point(p)  # the pipeline's calibration and threshold method, at the site's target
@@ -92,9 +91,10 @@ def adapt(p: Params, name: str) -> dict:
     evidence = pd.concat([pd.DataFrame({"part": "worklist", "patient_id": labels.patient_id.astype(str), "label": y,
                                         "source": before_prob, "candidate": prob}), sample], ignore_index=True)
     detector = refit_ood(model, splits, mode, p.evaluate.ood.pass_rate)
-    ref = site_reference(p, model, {**serving, **op}, detector, s["images"], set(everything.path))
-    package = save(p, name, model, {**serving, **op}, detector, ref, png_bytes(x[0]))
-    expected = M.apply_temperature(raw_scores(model, x[:CHECKED], mode, tta), op["temperature"], op["bias"])
+    adapted = serving.with_point(op)
+    ref = site_reference(p, model, adapted, detector, s["images"], set(everything.path))
+    package = save(p, name, model, adapted, detector, ref, png_bytes(x[0]))
+    expected = adapted.calibrate(raw_scores(model, x[:CHECKED], mode, tta))
     gap = check_package(package, x[:CHECKED], expected)
     if not gap <= 1e-5:
         raise StepError(f"the site package scores {gap:.2e} away from the adapted model: not kept")
@@ -139,7 +139,7 @@ def worklist_and_sample(everything: pd.DataFrame, sample: set[str], folds: int, 
     return labels, held
 
 
-def served(s: dict, held: pd.DataFrame, base, model, serving: dict, worklist: tuple, point, cfg):
+def served(s: dict, held: pd.DataFrame, base, model, serving: ServingConfig, worklist: tuple, point, cfg):
     """(served calibration and threshold, what it was fitted on, the measurement-sample numbers or None, the
     sample's evidence for the gate: part, patient_id, label, source and candidate probability per film): the
     adapted model scores the labelled films of the measurement sample and `finetune.served_point` chooses, with
@@ -154,9 +154,9 @@ def served(s: dict, held: pd.DataFrame, base, model, serving: dict, worklist: tu
             log.warning(f"site: the {len(held)} labelled films of the measurement sample hold one class only: "
                         "the operating point comes from the worklist's cross-fitted scores")
         return M.operating_point(*worklist, point), "worklist", None, pd.DataFrame()
-    x = films.load(s["images"], held.path.tolist(), serving["image_size"])
-    mode, tta = serving["normalize"], serving.get("tta", 0)
-    source = M.apply_temperature(raw_scores(base, x, mode, tta), serving["temperature"], serving["bias"])
+    x = films.load(s["images"], held.path.tolist(), serving.image_size)
+    mode, tta = serving.normalize, serving.tta
+    source = serving.calibrate(raw_scores(base, x, mode, tta))
     patients = held.patient_id.to_numpy()
     op, fitted_on, prob, threshold = finetune.served_point(worklist, (y, raw_scores(model, x, mode, tta)), patients,
                                                            cfg.folds, point, cfg.seed)
@@ -168,9 +168,9 @@ def served(s: dict, held: pd.DataFrame, base, model, serving: dict, worklist: tu
     paths = held.path.to_numpy()
     return op, fitted_on, {
         "films": int(len(y)), "normal": int((y == 0).sum()), "pneumonia": int(y.sum()),
-        "before": intervals.with_intervals(y, source, serving["threshold"], patients, cfg.bootstrap, cfg.seed),
+        "before": intervals.with_intervals(y, source, serving.threshold, patients, cfg.bootstrap, cfg.seed),
         "after": intervals.with_intervals(y, prob, threshold, patients, cfg.bootstrap, cfg.seed),
-        "subgroups": {"before": subgroups.table(paths, y, source, serving["threshold"], patients, cfg.bootstrap,
+        "subgroups": {"before": subgroups.table(paths, y, source, serving.threshold, patients, cfg.bootstrap,
                                                 cfg.seed),
                       "after": subgroups.table(paths, y, prob, threshold, patients, cfg.bootstrap, cfg.seed)}}, sample
 

@@ -48,7 +48,6 @@ def source_uri(p: Params, given: str | None) -> str:
 def query(p: Params, args) -> int:
     from tasks.measure import ood, plots
     from tasks.measure.inference import scores_and_features
-    from tasks.measure.metrics import apply_temperature
     from tasks.sites import query as strategies
     from tasks.sites.adapt import source
 
@@ -72,9 +71,9 @@ def query(p: Params, args) -> int:
         raise StepError(f"{args.images}: every film is excluded; nothing to query")
     uri = source_uri(p, args.model_uri)
     model, serving, pyfunc = source(uri)
-    x = films.load(args.images, pool, serving["image_size"], progress=True)
-    raw, features = scores_and_features(model, x, serving["normalize"], serving.get("tta", 0))
-    prob = apply_temperature(raw, serving["temperature"], serving["bias"])
+    x = films.load(args.images, pool, serving.image_size, progress=True)
+    raw, features = scores_and_features(model, x, serving.normalize, serving.tta)
+    prob = serving.calibrate(raw)
     ood_score = ood.scores(features, pyfunc.unwrap_python_model().detector)
     done = np.array([i for i, path in enumerate(pool) if path in labelled], int)
     strategy = args.strategy or p.sites.query

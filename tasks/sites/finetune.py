@@ -92,7 +92,7 @@ def class_patients(patients: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
     return len(set(map(str, patients)) - sick), len(sick)
 
 
-def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg, t: Train, serving: dict,
+def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg, t: Train, serving,
              seed: int, log=print) -> tuple[np.ndarray, np.ndarray]:
     """(out-of-fold raw scores, fold) of the labelled films: fold k scored by a model adapted without it."""
     from tasks.measure.inference import raw_scores
@@ -102,9 +102,9 @@ def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg,
     for k in np.unique(folds):
         log(f"site: cross-fit model {k + 1}/{folds.max() + 1} (adapted without {int((folds == k).sum())} films)")
         keep = folds != k
-        model = fine_tune(load_source(), (site[0][keep], site[1][keep]), source, cfg, t, serving["normalize"],
+        model = fine_tune(load_source(), (site[0][keep], site[1][keep]), source, cfg, t, serving.normalize,
                           seed + 1 + int(k))
-        oof[folds == k] = raw_scores(model, site[0][folds == k], serving["normalize"], serving.get("tta", 0))
+        oof[folds == k] = raw_scores(model, site[0][folds == k], serving.normalize, serving.tta)
     return oof, folds
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 
 from tasks.core.config import Params
 from tasks.core.errors import StepError
-from tasks.core.files import write_json
 from tasks.measure import ood, reference
+from tasks.scoring.contract import ServingConfig
 from tasks.sites import films, stage
 
 CHECKED = 16  # films re-scored through the saved package
@@ -29,7 +29,7 @@ def refit_ood(model, splits: dict, mode: str, pass_rate: float) -> dict:
     return fitted
 
 
-def site_reference(p: Params, model, serving: dict, detector: dict, folder: str, labelled: set[str]) -> dict:
+def site_reference(p: Params, model, serving: ServingConfig, detector: dict, folder: str, labelled: set[str]) -> dict:
     """The adapted model's monitoring reference: a seeded sample of the site's films it was not trained on,
     scored by the served functions (the site, not the source, is what its batches should look like)."""
     from tasks.scoring.serving import predict_frame
@@ -39,12 +39,12 @@ def site_reference(p: Params, model, serving: dict, detector: dict, folder: str,
     chosen = [unseen[i] for i in reference.sample(len(unseen), r.films, r.seed)]
     if not chosen:
         raise StepError(f"{folder}: every film is labelled, none is left for the monitoring reference")
-    frame, features = predict_frame(model, serving, detector, films.load(folder, chosen, serving["image_size"]),
+    frame, features = predict_frame(model, serving, detector, films.load(folder, chosen, serving.image_size),
                                     features=True)
-    return reference.build(features, frame.probability.to_numpy(), frame.ood_score.to_numpy(), serving["threshold"])
+    return reference.build(features, frame.probability.to_numpy(), frame.ood_score.to_numpy(), serving.threshold)
 
 
-def save(p: Params, name: str, model, serving: dict, detector: dict, ref: dict, example: bytes) -> Path:
+def save(p: Params, name: str, model, serving: ServingConfig, detector: dict, ref: dict, example: bytes) -> Path:
     """model/ and package/ of the site; returns the package folder."""
     import mlflow
 
@@ -54,7 +54,7 @@ def save(p: Params, name: str, model, serving: dict, detector: dict, ref: dict, 
     shutil.rmtree(f["model"], ignore_errors=True)
     f["model"].mkdir(parents=True)
     model.save(f["model"] / "model.keras")
-    write_json(f["model"] / "serving.json", serving)
+    serving.save(f["model"] / "serving.json")
     ood.save(f["model"] / "ood.npz", detector)
     reference.save(f["model"] / "reference.npz", ref)
     shutil.rmtree(f["package"], ignore_errors=True)

@@ -6,6 +6,7 @@ import pytest
 from tasks.imaging.preprocess import normalize
 from tasks.measure import inference
 from tasks.measure.metrics import apply_temperature
+from tasks.scoring.contract import ServingConfig
 from tasks.scoring.serving import predict_frame
 from tasks.training.model import build_model
 from tests.helpers import defaults, write_params
@@ -79,7 +80,8 @@ def test_features_are_the_last_layers_input_of_the_image_itself(model, images):
 def test_serving_scores_as_evaluate_did(model, images):
     from tasks.measure import ood
 
-    served_config = {"normalize": "equalize", "tta": 2, "temperature": 0.7, "bias": 0.3, "threshold": 0.4}
+    served_config = ServingConfig(image_size=images.shape[1], normalize="equalize", tta=2, temperature=0.7, bias=0.3,
+                                  threshold=0.4)
     raw, features = inference.scores_and_features(model, images, "equalize", 2)
     detector = ood.fit(np.concatenate([features] * 4), np.arange(4 * len(images)) % 2)
     detector["threshold"] = float(np.median(ood.distance(features, detector)))
