@@ -33,7 +33,7 @@ def bfloat16_kernels() -> bool:
 
 def interleaved(calls: dict, rounds: int) -> dict[str, list[float]]:
     """The seconds of each call, per round: every call runs once untimed (it traces its graphs), then each round
-    times every call once, one after the other. A shared machine's capacity moves (docs/measured.md): figures
+    times every call once, one after the other. A shared machine's capacity moves (docs/lab/measured.md): figures
     compared within a round were taken seconds apart, not minutes."""
     for call in calls.values():
         call()

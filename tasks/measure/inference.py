@@ -53,7 +53,7 @@ def forward(model):
     scores and the (N, D) input of the last layer), cached per model.
 
     `keras.Model.predict` builds a data adapter and a step loop at every call; through `mlflow models serve`
-    a one-image request took p50 124.9 ms with it and 18.3 ms with this (docs/measured.md)."""
+    a one-image request took p50 124.9 ms with it and 18.3 ms with this (docs/lab/measured.md)."""
     fn = _FORWARD.get(model)
     if fn is None:
         import keras

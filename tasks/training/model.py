@@ -54,7 +54,7 @@ def seed_cnn(_, size: int) -> keras.Model:
 @keras.saving.register_keras_serializable(package="pneumonia")
 class FusedBatchNorm(layers.BatchNormalization):
     """BatchNormalization of a channels-last 4-D input through TensorFlow's fused kernel: one op forward and one
-    backward, where Keras 3 runs the batch moments and the normalisation as separate ops (docs/measured.md has
+    backward, where Keras 3 runs the batch moments and the normalisation as separate ops (docs/lab/measured.md has
     what it saves). Same weights, config and inference as the Keras layer; the moving variance is fed the
     batch variance with Bessel's correction (as Keras 2 did: n/(n-1) with n in the thousands). A trained model
     is saved with plain BatchNormalization (`tasks.training.precision.servable`), so no saved model needs this class."""
