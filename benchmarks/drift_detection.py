@@ -52,11 +52,11 @@ def main() -> None:
     args = ap.parse_args()
     from tasks.core import config
     from tasks.imaging.data import load_splits
+    from tasks.imaging.films import listing
     from tasks.imaging.images import load_gray
     from tasks.measure import reference
     from tasks.monitoring import drift, monitor
     from tasks.records import registry
-    from tasks.sites.films import listing
 
     p = config.load()
     m = p.monitor

@@ -40,6 +40,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from tasks.core import config
+    from tasks.imaging import films as film_folder
     from tasks.measure import intervals, ood
     from tasks.measure.inference import raw_scores, scores_and_features
     from tasks.measure.metrics import apply_temperature, operating_point
@@ -53,10 +54,10 @@ def main() -> None:
     uri = source_uri(p, args.model_uri)
     base, serving, pyfunc = source(uri)
     splits = source_data(p, uri)
-    paths = films.listing(args.site)
+    paths = film_folder.listing(args.site)
     y = np.array([1 if Path(x).parts[0].upper() == "PNEUMONIA" else 0 for x in paths])
     patients = films.patients(paths)
-    x = films.load(args.site, paths, serving.image_size, progress=True)
+    x = film_folder.load(args.site, paths, serving.image_size, progress=True)
     mode, tta = serving.normalize, serving.tta
     raw, features = scores_and_features(base, x, mode, tta)
     prob = serving.calibrate(raw)

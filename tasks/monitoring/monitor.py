@@ -37,7 +37,7 @@ def folder(p: Params, site: str) -> Path:
 def check_arguments(p: Params, site: str, images: str | Path) -> None:
     """StepError for a site name that is not one, or an images folder that is missing or holds no film: what a
     command checks before its flow starts."""
-    from tasks.sites.films import listing
+    from tasks.imaging.films import listing
 
     folder(p, site)
     listing(images)

@@ -3,7 +3,6 @@
 keeps what it scored. tasks.monitoring.monitor tests the films not yet tested for drift."""
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -54,12 +53,12 @@ class Store:
 def new_films(images: Path, store: Store, version: str) -> tuple[list[str], list[str], dict]:
     """(paths, sha256s) of the films under `images` this version has not scored, and {path: why} for the
     ones that could not be read. A film whose bytes repeat another's is scored once."""
-    from tasks.sites.films import listing
+    from tasks.imaging import films
 
     seen, paths, digests, errors = store.seen(version), [], [], {}
-    for rel in listing(images):
+    for rel in films.listing(images):
         try:
-            digest = hashlib.sha256((images / rel).read_bytes()).hexdigest()
+            digest = films.digest(images / rel)
         except OSError as err:
             errors[rel] = f"cannot be read ({err.strerror or err})"
             continue
@@ -76,24 +75,19 @@ def score(inner, images: Path, paths: list[str], digests: list[str], version: st
     returns the number scored. A film that cannot be read or decoded goes to `errors`."""
     from tqdm import tqdm
 
-    from tasks.imaging.images import BadImage, load_gray
+    from tasks.imaging import films
     from tasks.scoring.serving import predict_frame
 
     size, done = ServingConfig.of(inner.config).image_size, 0
     for start in tqdm(range(0, len(paths), CHUNK), desc="scoring", unit="chunk",
                       disable=None if progress is None else not progress):
-        pixels, kept = [], []
-        for rel, digest in zip(paths[start:start + CHUNK], digests[start:start + CHUNK]):
-            try:
-                pixels.append(load_gray((images / rel).read_bytes(), size))
-                kept.append((rel, digest))
-            except (BadImage, OSError) as err:
-                errors[rel] = str(err)
+        pixels, kept, bad = films.read(images, paths[start:start + CHUNK], size)
+        errors.update(bad)
         if not kept:
             continue
-        frame, features = predict_frame(inner.model, inner.config, inner.detector, np.stack(pixels), features=True)
-        frame.insert(0, "path", [rel for rel, _ in kept])
-        frame.insert(0, "sha256", [digest for _, digest in kept])
+        frame, features = predict_frame(inner.model, inner.config, inner.detector, pixels, features=True)
+        frame.insert(0, "path", [paths[start + i] for i in kept])
+        frame.insert(0, "sha256", [digests[start + i] for i in kept])
         frame = frame.assign(model_version=version, scored_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                              batch="")
         store.add(frame, features.astype(np.float32))

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.core.errors import StepError
+from tasks.imaging.films import under
 from tasks.imaging.images import IMAGE_SUFFIXES
 
 CHUNK = 256  # files read and sent to the model at a time
@@ -35,7 +36,7 @@ def image_files(inputs: list[str]) -> list[Path]:
     files = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files.extend(sorted(f for f in item.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(item / rel for rel in under(item))
         elif item.is_file():
             files.append(item)
         else:

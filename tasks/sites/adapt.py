@@ -22,6 +22,7 @@ import pandas as pd
 from tasks.core.config import Params
 from tasks.core.errors import StepError
 from tasks.core.files import atomic, file_md5, write_json
+from tasks.imaging import films as film_folder
 from tasks.measure import intervals, subgroups
 from tasks.records import registry, tracking
 from tasks.scoring.contract import ServingConfig
@@ -76,7 +77,7 @@ def adapt(p: Params, name: str) -> dict:
     start = time.perf_counter()
     base, serving, _ = source(s["source_model"])
     splits = source_data(p, s["source_model"])
-    x = films.load(s["images"], labels.path.tolist(), serving.image_size, progress=sys.stderr.isatty())
+    x = film_folder.load(s["images"], labels.path.tolist(), serving.image_size, progress=sys.stderr.isatty())
     mode, tta = serving.normalize, serving.tta
     before_prob = serving.calibrate(raw_scores(base, x, mode, tta))
     before = intervals.with_intervals(y, before_prob, serving.threshold, labels.patient_id, cfg.bootstrap, cfg.seed)
@@ -154,7 +155,7 @@ def served(s: dict, held: pd.DataFrame, base, model, serving: ServingConfig, wor
             log.warning(f"site: the {len(held)} labelled films of the measurement sample hold one class only: "
                         "the operating point comes from the worklist's cross-fitted scores")
         return M.operating_point(*worklist, point), "worklist", None, pd.DataFrame()
-    x = films.load(s["images"], held.path.tolist(), serving.image_size)
+    x = film_folder.load(s["images"], held.path.tolist(), serving.image_size)
     mode, tta = serving.normalize, serving.tta
     source = serving.calibrate(raw_scores(base, x, mode, tta))
     patients = held.patient_id.to_numpy()

@@ -28,6 +28,7 @@ from tasks.core import config
 from tasks.core.config import Params
 from tasks.core.errors import StepError
 from tasks.core.files import atomic
+from tasks.imaging import films as film_folder
 from tasks.records import registry, tracking
 from tasks.sites import films, stage
 
@@ -53,13 +54,13 @@ def query(p: Params, args) -> int:
 
     name = stage.check_name(args.site)
     f = stage.files(p, name)
-    paths = films.listing(args.images)
+    paths = film_folder.listing(args.images)
     exclude = set(films.relative(str(x), Path(args.images)) for x in pd.read_csv(args.exclude).path) \
         if args.exclude else held_out(f)
     labelled = {str(x) for key in ("labels", "reviewed") if f[key].exists() for x in pd.read_csv(f[key]).path}
     excluded_patients = set(films.patients(sorted(exclude)))
     taken = exclude | labelled | films.read_measure(f["measure"])
-    pool = [x for x in films.distinct(args.images, paths, taken)  # a film's twin is never offered
+    pool = [x for x in film_folder.distinct(args.images, paths, taken)  # a film's twin is never offered
             if x not in exclude and films.patients([x])[0] not in excluded_patients]
     # the measurement sample: drawn at random once, before any strategy looks at the films, then kept
     # (at most a third of the films, so a small inbox still leaves films for the worklist)
@@ -71,7 +72,7 @@ def query(p: Params, args) -> int:
         raise StepError(f"{args.images}: every film is excluded; nothing to query")
     uri = source_uri(p, args.model_uri)
     model, serving, pyfunc = source(uri)
-    x = films.load(args.images, pool, serving.image_size, progress=True)
+    x = film_folder.load(args.images, pool, serving.image_size, progress=True)
     raw, features = scores_and_features(model, x, serving.normalize, serving.tta)
     prob = serving.calibrate(raw)
     ood_score = ood.scores(features, pyfunc.unwrap_python_model().detector)
@@ -114,7 +115,7 @@ def review(p: Params, args) -> int:
     if not f["worklist"].exists():
         raise StepError(f"site {name} has no worklist ({f['worklist']}): run `pneumonia-site query` first")
     worklist = pd.read_csv(f["worklist"]).path.astype(str).tolist()
-    films.listing(cfg["images"])  # the site's films are still where query found them
+    film_folder.listing(cfg["images"])  # the site's films are still where query found them
     ordered = page.order(worklist, sorted(films.read_measure(f["measure"])), p.sites.seed)
     page.serve(page.Review(ordered, Path(cfg["images"]), f["reviewed"]), name, f["config"].parent, args.port)
     return 0
@@ -136,7 +137,7 @@ def adapt(p: Params, args) -> int:
         raise StepError("run pneumonia-site inside the project's checkout (a DVC repository): the site's "
                         "stages are DVC stages")
     images = args.images or cfg["images"]
-    films.listing(images)  # a folder that holds films
+    film_folder.listing(images)  # a folder that holds films
     # every check the labels must pass, the stage's included, before anything of the site is written
     labels = films.read_labels(args.labels, images, held_out(f))
     worklist_and_sample(labels, films.read_measure(f["measure"]), p.sites.folds, args.labels)
@@ -198,7 +199,7 @@ def command(args) -> int:
     p = config.load()
     stage.check_name(args.site)  # a bad name or folder is refused in a second, before TensorFlow loads
     if getattr(args, "images", None):
-        films.listing(args.images)
+        film_folder.listing(args.images)
     if args.command != "query":
         stage.read(p, args.site)  # adapt, review and report need a site that query set up
     if args.command == "review":  # a web page: neither TensorFlow nor the tracking store

@@ -1,5 +1,5 @@
-"""A site's films: the image files under its folder, their patients, pixels and content hashes, and the
-reviewer's labels file checked against them.
+"""A site's films: their patients, the measurement sample, and the reviewer's labels file checked against them
+(listing, content hashes and pixels are tasks.imaging.films', as for every folder of films).
 
 A film is named by its path relative to the site's images folder (what the worklist gives and labels.csv
 repeats). Its patient is the `patient_id` column of labels.csv when the reviewer gives one, else the id in a
@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from tasks.core.errors import StepError
-from tasks.imaging.images import IMAGE_SUFFIXES, BadImage, load_gray
+from tasks.imaging.films import listing
+from tasks.imaging.images import BadImage, load_gray
 from tasks.sources import CLASSES
 from tasks.sources.folder import patient_id
 
@@ -26,18 +27,6 @@ class LabelsError(StepError):
     """The labels file cannot be used; the message names the row and the fix."""
 
 
-def listing(folder: str | Path) -> list[str]:
-    """Every image file under `folder`, as sorted paths relative to it."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise StepError(f"{folder} is not a folder: give --images the folder of the site's films")
-    files = sorted(str(f.relative_to(folder)) for f in folder.rglob("*")
-                   if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and "__MACOSX" not in f.parts)
-    if not files:
-        raise StepError(f"{folder} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return files
-
-
 def patients(paths: list[str], given: pd.Series | None = None) -> np.ndarray:
     """The patient of each film: `given` where it is set, else the id in its file name."""
     out = np.array([patient_id(Path(p).name) for p in paths], dtype=object)
@@ -45,24 +34,6 @@ def patients(paths: list[str], given: pd.Series | None = None) -> np.ndarray:
         given = given.astype("string").to_numpy()
         out = np.where(pd.isna(given), out, given)
     return out
-
-
-def distinct(folder: str | Path, paths: list[str], taken: set[str] = frozenset()) -> list[str]:
-    """`paths` with each content once, in their order: of films with the same bytes (a film exported twice under
-    two names), the one in `taken` (labelled, measured or kept apart) when there is one, else the first. What
-    is offered to a reviewer is drawn from these, so a labels file of what was asked never holds one image twice."""
-    folder = Path(folder)
-    digest = {}
-    for rel in paths:
-        try:
-            digest[rel] = hashlib.sha256((folder / rel).read_bytes()).hexdigest()
-        except OSError:
-            digest[rel] = rel  # unreadable: kept, and named when it is loaded
-    first = {}
-    for rel in sorted(paths, key=lambda rel: rel not in taken):  # a taken film wins over its twins (stable sort)
-        first.setdefault(digest[rel], rel)
-    kept = set(first.values())
-    return [rel for rel in paths if rel in kept]
 
 
 def measurement_sample(paths: list[str], n: int, seed: int) -> list[str]:
@@ -84,19 +55,6 @@ def measurement_sample(paths: list[str], n: int, seed: int) -> list[str]:
 def read_measure(file: Path) -> set[str]:
     """The site's measurement films (`measure.csv`), or none."""
     return set(pd.read_csv(file).path.astype(str)) if file.exists() else set()
-
-
-def load(folder: str | Path, paths: list[str], size: int, progress: bool = False) -> np.ndarray:
-    """uint8 (N, size, size) pixels of the films, with the decoder training used; StepError names a bad file."""
-    from tqdm import tqdm
-
-    out = np.empty((len(paths), size, size), np.uint8)
-    for i, rel in enumerate(tqdm(paths, desc="site films", unit="film", disable=not progress, leave=False)):
-        try:
-            out[i] = load_gray((Path(folder) / rel).read_bytes(), size)
-        except (BadImage, OSError) as err:
-            raise StepError(f"{Path(folder) / rel}: {err}; remove it from the site's folder or replace it") from None
-    return out
 
 
 def relative(path: str, folder: Path) -> str:

@@ -12,9 +12,10 @@ import pandas as pd
 
 from tasks.core.config import Params
 from tasks.core.errors import StepError
+from tasks.imaging import films as film_folder
 from tasks.measure import ood, reference
 from tasks.scoring.contract import ServingConfig
-from tasks.sites import films, stage
+from tasks.sites import stage
 
 CHECKED = 16  # films re-scored through the saved package
 
@@ -34,12 +35,12 @@ def site_reference(p: Params, model, serving: ServingConfig, detector: dict, fol
     scored by the served functions (the site, not the source, is what its batches should look like)."""
     from tasks.scoring.serving import predict_frame
 
-    unseen = [f for f in films.listing(folder) if f not in labelled]
+    unseen = [f for f in film_folder.listing(folder) if f not in labelled]
     r = p.evaluate.reference
     chosen = [unseen[i] for i in reference.sample(len(unseen), r.films, r.seed)]
     if not chosen:
         raise StepError(f"{folder}: every film is labelled, none is left for the monitoring reference")
-    frame, features = predict_frame(model, serving, detector, films.load(folder, chosen, serving.image_size),
+    frame, features = predict_frame(model, serving, detector, film_folder.load(folder, chosen, serving.image_size),
                                     features=True)
     return reference.build(features, frame.probability.to_numpy(), frame.ood_score.to_numpy(), serving.threshold)
 

@@ -23,7 +23,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 # the project files each site stage runs (tests/unit/test_stage_deps.py checks them against the imports)
 ADAPT_CODE = [f"tasks/{m}.py" for m in (
     "cli", "core/config", "core/errors", "core/files", "core/native", "core/plugins", "core/sections", "core/suite",
-    "imaging/data", "imaging/dicom", "imaging/images", "imaging/preprocess", "measure/inference",
+    "imaging/data", "imaging/dicom", "imaging/films", "imaging/images", "imaging/preprocess", "measure/inference",
     "measure/intervals", "measure/metrics", "measure/ood", "measure/plots", "measure/reference",
     "measure/subgroups", "records/registry", "scoring/contract", "scoring/pyfunc_model", "scoring/server_log",
     "scoring/serving", "sites/adapt", "sites/films", "sites/finetune", "sites/package", "sites/runs", "sites/stage",

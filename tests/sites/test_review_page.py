@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import requests
 
+from tasks.imaging import films as film_folder
 from tasks.sites import films, review, stage
 from tests.helpers import CHROMIUM, write_params
 from tests.unit.test_dicom import dicom_bytes
@@ -41,7 +42,7 @@ def site(folder: Path):
             (images / "films" / f"DEMO-{7000 + i}-01.dcm").write_bytes(dicom_bytes(pixels))
         else:
             Image.fromarray(pixels).save(images / "films" / f"DEMO-{7000 + i}-01.png")
-    paths = films.listing(images)
+    paths = film_folder.listing(images)
     stage.write(p, "st1", images, "models:/pneumonia-classifier/1")
     f = stage.files(p, "st1")
     pd.DataFrame({"rank": range(1, 7), "path": paths[:6]}).to_csv(f["worklist"], index=False)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from tasks.imaging import films as film_folder
 from tasks.sites import films, review
 from tests.helpers import image_bytes
 
@@ -16,7 +17,7 @@ def page(tmp_path):
     (images / "a").mkdir(parents=True)
     for i in range(6):
         (images / "a" / f"IM-{i:04d}-0001.jpeg").write_bytes(image_bytes(i))
-    paths = films.listing(images)
+    paths = film_folder.listing(images)
     out = tmp_path / "reviewed.csv"
     pd.DataFrame({"path": ["elsewhere/IM-9999-0001.jpeg"], "label": ["NORMAL"]}).to_csv(out, index=False)
     r = review.Review(review.order(paths[:4], paths[4:], seed=0), images, out)

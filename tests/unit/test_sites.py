@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tasks.imaging import films as film_folder
 from tasks.measure import intervals
 from tasks.measure.metrics import apply_temperature, operating_point
 from tasks.sites import films, finetune, query
@@ -61,11 +62,11 @@ def test_same_image_under_two_names_is_refused(site, tmp_path):
 def test_a_film_exported_twice_is_offered_once_and_a_twin_of_a_taken_film_never(site):
     (site / "b" / "copy.jpeg").write_bytes((site / "b" / "film-x.jpeg").read_bytes())
     (site / "b" / "IM-0003-0002.jpeg").write_bytes((site / "b" / "IM-0003-0001.jpeg").read_bytes())
-    paths = films.listing(site)
-    offered = films.distinct(site, paths)
+    paths = film_folder.listing(site)
+    offered = film_folder.distinct(site, paths)
     assert len(offered) == len(paths) - 2 and len({(site / p).read_bytes() for p in offered}) == len(offered)
     assert "b/copy.jpeg" in offered and "b/IM-0003-0001.jpeg" in offered  # the first of each pair, in path order
-    kept = films.distinct(site, paths, taken={"b/film-x.jpeg"})  # the labelled (or kept-apart) one of twins stays
+    kept = film_folder.distinct(site, paths, taken={"b/film-x.jpeg"})  # the labelled (kept-apart) twin stays
     assert "b/film-x.jpeg" in kept and "b/copy.jpeg" not in kept
 
 
