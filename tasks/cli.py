@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 def execute(step: str, p, run: Callable | None = None):
     """Run `tasks.<step>.run(p)` (or `run`), then record its result through tasks.recorders; returns it."""
-    from tasks import recorders
+    from tasks.recorders import stages as recorders
 
     run = run or importlib.import_module(f"tasks.{step}").run
     result = run(p)

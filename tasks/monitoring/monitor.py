@@ -80,7 +80,7 @@ def alert(site: str, uri: str, images: Path, result: dict) -> str:
 def run(p: Params, site: str, images: str | Path, model_uri: str | None = None,
         progress: bool | None = None) -> dict:
     """Score the new films, test the batch; returns {site, model_uri, scored, waiting, errors, result, alert}."""
-    from tasks.monitoring import record
+    from tasks.recorders import monitoring as record
     from tasks.records import registry, tracking
 
     tracking.configure(p)

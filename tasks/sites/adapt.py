@@ -24,9 +24,10 @@ from tasks.core.errors import StepError
 from tasks.core.files import atomic, file_md5, write_json
 from tasks.imaging import films as film_folder
 from tasks.measure import intervals, subgroups
+from tasks.recorders import site as runs
 from tasks.records import registry, tracking
 from tasks.scoring.contract import ServingConfig
-from tasks.sites import films, finetune, runs, stage
+from tasks.sites import films, finetune, stage
 from tasks.sites.package import CHECKED, check_package, refit_ood, save, site_reference
 
 log = logging.getLogger(__name__)

@@ -90,7 +90,7 @@ def incumbent(p: Params, name: str, report: dict):
 def run(p: Params, name: str) -> dict:
     f = stage.files(p, name)
     report = read_json(f["report"])
-    run_ = tracking.find_run(p, "site_report_md5", file_md5(f["report"]))  # tasks.sites.runs tagged it
+    run_ = tracking.find_run(p, "site_report_md5", file_md5(f["report"]))  # tasks.recorders.site tagged it
     if run_ is None or "servable_model_uri" not in run_.data.tags:
         raise StepError(f"no MLflow run recorded {f['report']}: rerun the site's adapt (`dvc repro -f "
                         f"{f['config'].parent}/dvc.yaml:adapt`)")

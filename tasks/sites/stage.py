@@ -26,7 +26,7 @@ ADAPT_CODE = [f"tasks/{m}.py" for m in (
     "imaging/data", "imaging/dicom", "imaging/films", "imaging/images", "imaging/preprocess", "measure/inference",
     "measure/intervals", "measure/metrics", "measure/ood", "measure/plots", "measure/reference",
     "measure/subgroups", "records/registry", "scoring/contract", "scoring/pyfunc_model", "scoring/server_log",
-    "scoring/serving", "sites/adapt", "sites/films", "sites/finetune", "sites/package", "sites/runs", "sites/stage",
+    "scoring/serving", "sites/adapt", "sites/films", "sites/finetune", "sites/package", "sites/stage",
     "sources/__init__", "sources/folder", "training/augment")]
 GATE_CODE = [f"tasks/{m}.py" for m in (
     "cli", "core/config", "core/errors", "core/files", "core/plugins", "core/sections", "imaging/intended_use",
