@@ -1,5 +1,5 @@
 """The pipeline's code. At the top: the seven stages (each a pure core plus `run(params)`), the runner every
-command shares (cli) and what each stage records in MLflow (recorders); below them, folders from the floor up:
+command shares (cli) and what each command records in MLflow (recorders/); below them, folders from the floor up:
 core, imaging, sources, training, measure, records, scoring, sites, monitoring, pacs (tests/unit/test_imports.py
 holds the order: a folder imports only its own floor and those below).
 
