@@ -143,13 +143,15 @@ def callbacks(p: Params, extra: list):
     import keras
 
     t = p.train
+    # the epoch's row is written before its backup: a kill between the two leaves the epoch logged and redone
+    # (run() keeps its last row), never backed up without its row (the rerun would skip it and lose the row)
     return [
+        keras.callbacks.LearningRateScheduler(cosine(t)),  # these two put the learning rate and the machine's use
+        system.callback(),  # in the epoch's logs, before the CSV logger writes them
+        keras.callbacks.CSVLogger(str(out_path(live_history(p))), append=True),
         restore(p),
         keras.callbacks.ModelCheckpoint(str(model_path(p)), monitor="val_auc", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=t.patience, restore_best_weights=True),
-        keras.callbacks.LearningRateScheduler(cosine(t)),
-        system.callback(),  # before the CSV logger, which writes what the epoch's logs hold
-        keras.callbacks.CSVLogger(str(out_path(live_history(p))), append=True),
         *extra,
     ]
 
