@@ -13,7 +13,6 @@ model that cannot be loaded): checked before the flow starts where it can be, on
 from __future__ import annotations
 
 import base64
-import os
 import sys
 from pathlib import Path
 
@@ -54,12 +53,7 @@ def pneumonia_monitor(site: str, images: str, model_uri: str | None = None) -> d
         log.error(f"{Path(images) / path}: {why}; the other films were scored")
     if out["alert"]:
         log.warning(f"ALERT: {out['alert']}")
-        r = out["result"]
-        notify.send(config.load().orchestration.notify_block, f"pneumonia-monitor ALERT, site {site}", out["alert"])
-        notify.post(os.environ.get("PNEUMONIA_ALERT_WEBHOOK"),
-                    {"text": f"pneumonia-monitor ALERT: {out['alert']}", "site": site, "model_uri": out["model_uri"],
-                     "batch": r["batch"], "drifted": r["drifted"],
-                     "p_values": {t: r[t]["p_value"] for t in ("features", "scores", "ood")}})
+        notify.drift_alert("pneumonia-monitor", site, out)
     return out
 
 

@@ -47,3 +47,18 @@ def configured_block() -> str:
         return config.load().orchestration.notify_block
     except Exception:  # noqa: BLE001 - a bad params.yaml is reported by the flow itself
         return ""
+
+
+def drift_alert(command: str, site: str, out: dict) -> None:
+    """A monitoring alert (`out` of tasks.monitoring.monitor.test_and_record: alert text, model, batch) to the
+    Prefect notification block and $PNEUMONIA_ALERT_WEBHOOK, from whichever flow tested the batch."""
+    import os
+
+    from tasks.core import config
+
+    r = out["result"]
+    send(config.load().orchestration.notify_block, f"{command} ALERT, site {site}", out["alert"])
+    post(os.environ.get("PNEUMONIA_ALERT_WEBHOOK"),
+         {"text": f"{command} ALERT: {out['alert']}", "site": site, "model_uri": out["model_uri"],
+          "batch": r["batch"], "drifted": r["drifted"],
+          "p_values": {t: r[t]["p_value"] for t in ("features", "scores", "ood")}})

@@ -36,6 +36,10 @@ def pacs_inbox(site: str, pacs: str | None = None, model_uri: str | None = None)
     print(text)
     create_markdown_artifact(f"# pacs-inbox: site {site}\n\n```\n{text}\n```\n", key=f"pacs-{site}",
                              description=f"pneumonia-pacs, site {site}")
+    if out["alert"]:  # the pass's scored films drifted from the model's reference (tasks/pacs/watch.py)
+        from flows import notify
+
+        notify.drift_alert("pneumonia-pacs", site, {**out, "model_uri": out["model"], "result": out["drift"]})
     return out
 
 

@@ -2,8 +2,9 @@
 (pneumonia-predict's folders, pneumonia-monitor's inbox, a site's films, the benchmarks).
 
 A film is named by its path relative to the folder. Listing is recursive, by suffix (any case), and skips macOS
-archive debris (`__MACOSX`); decoding is tasks.imaging.images.load_gray, the decoder training used. Bad files
-are collected with the reason (`read`) or refused naming the file (`load`), never skipped silently.
+archive debris (`__MACOSX`) and hidden files (`._x.jpeg`, a write's temporary `.x.partial-N.dcm`). Decoding is
+tasks.imaging.images.load_gray, the decoder training used. Bad files are collected with the reason (`read`) or
+refused naming the file (`load`), never skipped silently.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def under(folder: str | Path) -> list[str]:
     """Every image file under `folder`, as sorted paths relative to it (none when it holds none)."""
     folder = Path(folder)
     return sorted(str(f.relative_to(folder)) for f in folder.rglob("*")
-                  if f.suffix.lower() in IMAGE_SUFFIXES and "__MACOSX" not in f.parts and f.is_file())
+                  if f.suffix.lower() in IMAGE_SUFFIXES and "__MACOSX" not in f.parts and not f.name.startswith(".")
+                  and f.is_file())
 
 
 def listing(folder: str | Path) -> list[str]:

@@ -67,20 +67,20 @@ def test_batch(p: Params, reference: dict, store: Store, version: str, root: Pat
     return result
 
 
-def alert(site: str, uri: str, images: Path, result: dict) -> str:
-    """The alert's text: the site, each statistic that crossed, its p-value, and what to do next."""
+def alert(site: str, uri: str, source: str, result: dict) -> str:
+    """The alert's text: the site, each statistic that crossed, its p-value, and what to do next (`source`: the
+    query's flag for where the films are, `--images FOLDER` or `--pacs`)."""
     crossed = "; ".join(f"{t} drift (p = {result[t]['p_value']:.4f} < {result['alpha'] / len(drift.TESTS):.4f})"
                         for t in result["drifted"])
     return (f"site {site}: {result['films']} new films do not look like {uri}'s reference: {crossed}; "
             f"pneumonia rate {100 * result['pneumonia_rate']:.0f} % vs {100 * result['pneumonia_rate_reference']:.0f}"
-            f" % on the reference. Next: `pneumonia-site query --site {site} --images {images}` picks the films to "
+            f" % on the reference. Next: `pneumonia-site query --site {site} {source}` picks the films to "
             "label, then `pneumonia-site adapt` fits a site model")
 
 
 def run(p: Params, site: str, images: str | Path, model_uri: str | None = None,
         progress: bool | None = None) -> dict:
     """Score the new films, test the batch; returns {site, model_uri, scored, waiting, errors, result, alert}."""
-    from tasks.recorders import monitoring as record
     from tasks.records import registry, tracking
 
     tracking.configure(p)
@@ -91,19 +91,35 @@ def run(p: Params, site: str, images: str | Path, model_uri: str | None = None,
     except LookupError as err:
         raise StepError(str(err)) from None
     inner = model.unwrap_python_model()
+    reference = reference_of(inner, uri)
+    version = registry.version_of(uri) or uri
+    store = Store(folder(p, site))
+    paths, digests, errors = new_films(images, store, version)
+    scored = score(inner, images, paths, digests, version, store, errors, progress)
+    return {"scored": scored, "errors": errors,
+            **test_and_record(p, site, uri, version, reference, store, f"--images {images}")}
+
+
+def reference_of(inner, uri: str) -> dict:
+    """The served model's monitoring reference; StepError for a package made before it existed."""
     if getattr(inner, "reference", None) is None:
         raise StepError(f"{uri} was packaged without a monitoring reference: rerun evaluate and package "
                         "(`dvc repro`) and register it, or monitor with --model-uri of a newer version")
-    version = registry.version_of(uri) or uri
-    root = folder(p, site)
-    store = Store(root)
-    paths, digests, errors = new_films(images, store, version)
-    scored = score(inner, images, paths, digests, version, store, errors, progress)
-    result = test_batch(p, inner.reference, store, version, root)
+    return inner.reference
+
+
+def test_and_record(p: Params, site: str, uri: str, version: str, reference: dict, store: Store,
+                    source: str) -> dict:
+    """Test the films of `version` waiting in the site's store as one batch once `monitor.min_films` wait,
+    record the batch in MLflow and word the alert; {site, model_uri, model_version, waiting, result, alert}.
+    pneumonia-monitor (a folder) and the reading room's passes (the archive: `source` "--pacs") share it."""
+    from tasks.recorders import monitoring as record
+    from tasks.records import registry
+
+    result = test_batch(p, reference, store, version, folder(p, site))
     waiting = int(((store.table.model_version == version) & (store.table.batch == "")).sum())
-    out = {"site": site, "model_uri": uri, "model_version": version, "scored": scored, "waiting": waiting,
-           "errors": errors, "result": result,
-           "alert": alert(site, uri, images, result) if result and result["drift"] else None}
+    out = {"site": site, "model_uri": uri, "model_version": version, "waiting": waiting, "result": result,
+           "alert": alert(site, uri, source, result) if result and result["drift"] else None}
     if result is not None:
         record.record_monitoring(p, f"{registry.model_name(p)}-monitoring", site, out)
     return out

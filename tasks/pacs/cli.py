@@ -1,6 +1,7 @@
 """pneumonia-pacs: the reading room of a site. One pass takes the archive's new chest films over DICOMweb,
 refuses those the model is not meant for, scores the rest with the model the site is served and stores a
-DICOM Structured Report for each back into its study.
+DICOM Structured Report for each back into its study. The scored films join the site's monitoring: once
+`monitor.min_films` wait they are tested for drift as pneumonia-monitor tests a folder (tasks/pacs/watch.py).
 
     pneumonia-pacs --site st1 [--pacs http://127.0.0.1:8042/dicom-web] [--model-uri URI]   # one pass
     pneumonia-pacs audit --site st1 [--last N]                                              # the audit trail
@@ -27,6 +28,12 @@ def report(out: dict) -> str:
                  + (f", {out['gone']} gone from the archive before retrieval" if out["gone"] else ""))
     lines += [f"  refused {n}: {why}" for why, n in sorted(out["reasons"].items(), key=lambda kv: -kv[1])]
     lines.append(f"  {out['stored']} result(s) stored in the archive, {out['waiting']} waiting in the outbox")
+    drift = out.get("drift")
+    if drift:
+        lines.append(f"  monitoring: batch {drift['batch']} of {drift['films']} scored films tested against the "
+                     f"reference: {'DRIFT in ' + ', '.join(drift['drifted']) if drift['drift'] else 'no drift'}")
+    if out.get("alert"):
+        lines.append(f"  ALERT: {out['alert']}")
     return "\n".join(lines)
 
 

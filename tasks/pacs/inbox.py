@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tasks.core.config import Params
 from tasks.core.errors import StepError
-from tasks.pacs import archive, audit
+from tasks.pacs import archive, audit, watch
 from tasks.pacs.archive import ArchiveError
 from tasks.pacs.ledger import Ledger, one_pass
 from tasks.pacs.report import Result
@@ -83,9 +83,10 @@ def deliver(client, root: str, ledger: Ledger, folder: Path) -> tuple[int, Archi
     return stored, None
 
 
-def decide(p: Params, model, name: str, version: str, datasets: dict) -> dict:
-    """{film: Result} for the retrieved `datasets` ({film: Dataset}): refused by the header's intended use, by a
-    payload the model cannot decode, or by the out-of-distribution flag; else scored."""
+def decide(p: Params, model, name: str, version: str, datasets: dict) -> tuple[dict, tuple | None]:
+    """({film: Result}, (scored table, features) or None) for the retrieved `datasets` ({film: Dataset}): refused
+    by the header's intended use, by a payload the model cannot decode, or by the out-of-distribution flag; else
+    scored. The table and the penultimate features of what was scored feed the site's monitoring (tasks.pacs.watch)."""
     from tasks.imaging.intended_use import refusal
     from tasks.scoring.predict import score_payloads
 
@@ -96,7 +97,8 @@ def decide(p: Params, model, name: str, version: str, datasets: dict) -> dict:
             results[film] = Result(name, version, reason=reason)
     todo = [f for f in datasets if f not in results]
     errors: dict = {}
-    table = score_payloads(model, todo, [part10(datasets[f]) for f in todo], errors) if todo else None
+    table, features = score_payloads(model, todo, [part10(datasets[f]) for f in todo], errors,
+                                     features=True) if todo else (None, None)
     for film, why in errors.items():
         results[film] = Result(name, version, reason=f"cannot be read: {why}")
     for row in ([] if table is None else table.itertuples()):
@@ -104,7 +106,7 @@ def decide(p: Params, model, name: str, version: str, datasets: dict) -> dict:
         results[row.file] = Result(name, version, reason=None if inside else OUTSIDE,
                                    probability=float(row.probability), threshold=float(row.threshold),
                                    in_distribution=inside)
-    return results
+    return results, None if table is None else (table, features)
 
 
 def run_pass(p: Params, site: str, root: str | None = None, model_uri: str | None = None,
@@ -133,7 +135,7 @@ def run_pass(p: Params, site: str, root: str | None = None, model_uri: str | Non
         decided = ledger.done(version)
         todo = [f for f in films if dicom.keyed(f.instance, key) not in decided]
         counts, reasons, gone, stored = Counter(), Counter(), 0, 0
-        model = None
+        model, stream = None, watch.open_store(p, site)
         with tqdm(total=len(todo), unit="film", desc="pacs", file=sys.stderr,
                   disable=not progress if progress is not None else None) as bar:
             for start in range(0, len(todo), p.pacs.chunk):
@@ -152,7 +154,9 @@ def run_pass(p: Params, site: str, root: str | None = None, model_uri: str | Non
                 if model is None and datasets:
                     import_tensorflow()
                     model = registry.load(uri)
-                results = decide(p, model, name, version, datasets)
+                results, scored = decide(p, model, name, version, datasets)
+                if scored is not None:
+                    watch.add(stream, version, *scored)
                 for film_key, result in results.items():
                     ledger.keep(film_key, version, build(datasets[film_key], result))
                     counts["refused" if result.reason else result.label] += 1
@@ -168,10 +172,13 @@ def run_pass(p: Params, site: str, root: str | None = None, model_uri: str | Non
                 bar.update(len(chunk))
                 if failure:
                     break
+    checked = watch.test(p, site, uri, version, model, stream) if not failure else None
     summary = {"site": site, "model": uri, "version": version, "films": len(todo), "scored": counts["NORMAL"]
                + counts["PNEUMONIA"], "pneumonia": counts["PNEUMONIA"], "refused": counts["refused"],
                "reasons": dict(reasons), "gone": gone, "stored": stored + earlier,
-               "waiting": len(ledger.waiting()), "seconds": time.monotonic() - started}
+               "waiting": len(ledger.waiting()), "seconds": time.monotonic() - started,
+               "drift": None if checked is None else checked["result"],
+               "alert": None if checked is None else checked["alert"]}
     if failure:
         raise failure
     return summary

@@ -69,26 +69,34 @@ def _score_chunk(model, files: list[Path], errors: dict) -> pd.DataFrame | None:
     return score_payloads(model, kept, payloads, errors)
 
 
-def score_payloads(model, names: list, payloads: list[bytes], errors: dict) -> pd.DataFrame | None:
+def score_payloads(model, names: list, payloads: list[bytes], errors: dict, features: bool = False):
     """The one scoring path of every command (a folder, the archive's instances): image files' bytes through the
     pyfunc, one row per name (`file`, then the model's columns). A payload the model cannot decode goes to
     `errors` under its name, with the model's reason, and the rest is scored again without it; None when none
-    is left."""
+    is left. With `features`, (table, the (N, D) penultimate features monitoring tests): the pyfunc's own
+    predict_column, which its predict runs, asked for the features too."""
     from mlflow.exceptions import MlflowException
 
+    from tasks.scoring.serving import predict_column
+
     names, encoded = list(names), [base64.b64encode(b).decode() for b in payloads]
+    inner = model.unwrap_python_model() if features else None
     while names:
         try:
-            out = model.predict(pd.DataFrame({"image": encoded}))
-        except MlflowException as err:
+            if features:
+                out, feats = predict_column(inner.model, inner.config, inner.detector, encoded, features=True)
+            else:
+                out = model.predict(pd.DataFrame({"image": encoded}))
+        except (MlflowException, ValueError) as err:
             row = _bad_row(err)
             if row is None:
                 raise
             errors[names[row]] = str(err).split(": ", 1)[-1]
             del names[row], encoded[row]
             continue
-        return pd.concat([pd.DataFrame({"file": [str(f) for f in names]}), out.reset_index(drop=True)], axis=1)
-    return None
+        table = pd.concat([pd.DataFrame({"file": [str(f) for f in names]}), out.reset_index(drop=True)], axis=1)
+        return (table, feats) if features else table
+    return (None, None) if features else None
 
 
 def predict_files(model, files: list[Path], progress: bool | None = None) -> tuple[pd.DataFrame, dict]:

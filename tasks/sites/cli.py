@@ -1,13 +1,16 @@
 """pneumonia-site: onboard a hospital: pick the films worth labelling, adapt on the labels, report.
 
-    pneumonia-site query  --site NAME --images DIR [--budget N] [--strategy S] [--exclude CSV] [--model-uri URI]
+    pneumonia-site query  --site NAME (--images DIR | --pacs [URL]) [--budget N] [--strategy S] [--exclude CSV]
+                          [--model-uri URI]
     pneumonia-site review --site NAME [--port N]          # the reviewer's page on 127.0.0.1 (tasks/sites/review.py)
     pneumonia-site adapt  --site NAME [--labels labels.csv] [--images DIR]
     pneumonia-site report --site NAME
 
 `query` scores the site's films with the source model (default: the current `@champion`, pinned by version in
 the site's `site.yaml`) and writes `worklist.csv` and `contact_sheet.png` under `<paths.sites>/NAME/`: the films
-to label, none already labelled and none of `--exclude` (films kept to measure the site on). A reviewer labels
+to label, none already labelled and none of `--exclude` (films kept to measure the site on). With `--pacs`
+the films come from the hospital's archive (tasks/pacs/pull.py: the chest films the model is meant for, copied
+once under salted names into `<paths.pacs>/NAME/films/`). A reviewer labels
 them on `review`'s page (saved as `reviewed.csv`, adapt's default) or writes labels.csv (`path,label` with NORMAL
 or PNEUMONIA; a `patient_id` column is optional). `adapt` checks it
 against the site's films, copies it into the site folder and runs the site's DVC stages (`adapt`, `register`):
@@ -164,12 +167,25 @@ def report(p: Params, args) -> int:
     return 0
 
 
+def from_archive(p: Params, site: str, url: str | None) -> Path:
+    """The site's films pulled from the archive (only those not yet pulled); a line of counts on stderr."""
+    from tasks.pacs.pull import pull
+
+    folder, counts = pull(p, site, url)
+    print(f"pneumonia-site: {counts['new']} film(s) pulled from the archive, {counts['held']} already here, "
+          f"{counts['refused']} outside the intended use; the site's films: {folder}", file=sys.stderr)
+    return folder
+
+
 def parser() -> argparse.ArgumentParser:
     ap = cli.parser("pneumonia-site", __doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     q = sub.add_parser("query", help="pick the site's films worth labelling")
     q.add_argument("--site", required=True)
-    q.add_argument("--images", required=True, help="folder of the site's films")
+    source = q.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="folder of the site's films")
+    source.add_argument("--pacs", nargs="?", const="", metavar="URL",
+                        help="the films from the archive's DICOMweb root (default $PNEUMONIA_PACS_URL, else pacs.url)")
     q.add_argument("--budget", type=cli.count, help="films to label (default: params.yaml sites.budget; 0: only the "
                    "measurement sample)")
     q.add_argument("--strategy", choices=("random", "typiclust", "badge", "ood"),
@@ -198,6 +214,8 @@ def command(args) -> int:
 
     p = config.load()
     stage.check_name(args.site)  # a bad name or folder is refused in a second, before TensorFlow loads
+    if getattr(args, "pacs", None) is not None:
+        args.images = str(from_archive(p, args.site, args.pacs or None))
     if getattr(args, "images", None):
         film_folder.listing(args.images)
     if args.command != "query":

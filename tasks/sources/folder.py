@@ -23,6 +23,7 @@ _PATIENT_PATTERNS = [
     re.compile(r"^(person\d+)_", re.IGNORECASE),             # person123_bacteria_456
     re.compile(r"^((?:NORMAL2-)?IM-\d+)", re.IGNORECASE),    # IM-0115-0001, IM-0429-0001-0002, NORMAL2-IM-1427-0001
     re.compile(r"^(DEMO-\d+)-", re.IGNORECASE),              # the generated demo set
+    re.compile(r"^(dicom-[0-9a-f]{16})-[0-9a-f]{16}$"),      # films pulled from an archive (tasks/pacs/pull.py)
 ]
 _JUNK = re.compile(r"(^|/)(__MACOSX|\.DS_Store|Thumbs\.db|\._)")
 SPLIT_ALIASES = {"validation": "val", "valid": "val"}  # other spellings of a split folder

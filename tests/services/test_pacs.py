@@ -2,6 +2,7 @@
 studies with fake patient values in, an SR per film back, read with the same DICOMweb client; the archive's
 faults and a killed pass; no patient value or UID in clear in any output."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -172,3 +173,66 @@ def test_the_pacs_inbox_flow_runs_a_pass_and_leaves_its_artifact(registry, tmp_p
         assert set(results(root)) == {ds.SOPInstanceUID for ds in films}
     no_patient_value([flow.stdout, flow.stderr], [uid for ds in films for uid in (ds.StudyInstanceUID,
                                                                                   ds.SOPInstanceUID)])
+
+
+def test_the_scored_films_join_the_sites_monitoring_with_pneumonia_monitors_numbers(registry, tmp_path):
+    """tasks/pacs/watch.py: a pass adds what it scored to the site's monitoring store under salted keys and tests
+    a batch once `monitor.min_films` wait, as pneumonia-monitor would on the same films as files."""
+    import mlflow
+
+    from tasks.monitoring import monitor
+
+    p = write_params(Path.cwd(), {**OPEN_GATE, "monitor": {"min_films": 5}})
+    _, _, name = registry
+    films = [film(i, pixels=px) for i, px in enumerate(demo_pixels(6))]
+    films.append(film(30, ViewPosition="LL"))  # refused by the intended-use gate: not scored, not monitored
+    inbox = Path("films")
+    inbox.mkdir()
+    for i, ds in enumerate(films[:6]):
+        ds.save_as(inbox / f"{i}.dcm", enforce_file_format=True)
+    with orthanc(tmp_path) as root:
+        upload(root, films)
+        first = pacs(root)
+        assert first.returncode == 0, first.stderr
+        assert "monitoring: batch 0001-" in first.stdout and "of 6 scored films tested" in first.stdout, first.stdout
+        again = pacs(root)
+        assert again.returncode == 0 and "monitoring" not in again.stdout
+    stream = pd.read_csv(Path(p.paths.monitoring, "st1", "scored.csv"), dtype=str)
+    assert len(stream) == 6 and stream.path.str.match(r"^pacs:[0-9a-f]{16}$").all()
+    assert (stream.batch.str.len() > 0).all()  # all six tested in the first pass's batch
+    runs = mlflow.search_runs(experiment_names=[f"{name}-monitoring"], output_format="list")
+    assert [r.data.tags["site"] for r in runs] == ["st1"]
+    folder = monitor.run(p, "st2", inbox)  # the same films as files: pneumonia-monitor's own scoring
+    assert folder["scored"] == 6
+    files = pd.read_csv(Path(p.paths.monitoring, "st2", "scored.csv"))
+    assert np.allclose(np.sort(files.probability), np.sort(stream.probability.astype(float)), atol=1e-6)
+    assert np.allclose(np.sort(np.load(Path(p.paths.monitoring, "st2", "features.npy")).sum(axis=1)),
+                       np.sort(np.load(Path(p.paths.monitoring, "st1", "features.npy")).sum(axis=1)), atol=1e-4)
+    uids = [uid for ds in films for uid in (ds.StudyInstanceUID, ds.SOPInstanceUID)]
+    no_patient_value([first.stdout, first.stderr, *outputs(Path(p.paths.monitoring, "st1"))], uids)
+
+
+def test_site_onboarding_draws_its_films_from_the_archive(registry, tmp_path):
+    """`pneumonia-site query --pacs` (tasks/pacs/pull.py): the archive's intended-use films, pulled once under
+    salted names that keep a patient's films together, then the query as on any folder; no UID or patient value in
+    a name, the worklist or the printout."""
+    p = write_params(Path.cwd(), OPEN_GATE)
+    films = [film(i, pixels=px, PatientID=f"PHI-{i // 2}") for i, px in enumerate(demo_pixels(8))]
+    lateral = film(40, ViewPosition="LL")
+    site = [str(BIN / "pneumonia-site"), "query", "--site", "st1", "--budget", "2", "--pacs"]
+    with orthanc(tmp_path) as root:
+        upload(root, [*films, lateral])
+        first = subprocess.run([*site, root], capture_output=True, text=True, timeout=600)
+        assert first.returncode == 0, first.stderr[-2000:]
+        assert "8 film(s) pulled from the archive, 0 already here, 1 outside the intended use" in first.stderr
+        again = subprocess.run([*site, root], capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0 and "0 film(s) pulled from the archive, 8 already here" in again.stderr
+    pulled = sorted(Path(p.paths.pacs, "st1", "films").glob("*.dcm"))
+    assert len(pulled) == 8 and all(re.fullmatch(r"dicom-[0-9a-f]{16}-[0-9a-f]{16}\.dcm", f.name) for f in pulled)
+    assert len({f.name.split("-")[1] for f in pulled}) == 4  # two films a patient, one patient key each
+    assert {pydicom.dcmread(f).SOPInstanceUID for f in pulled} == {ds.SOPInstanceUID for ds in films}
+    worklist = pd.read_csv(Path(p.paths.sites, "st1", "worklist.csv"))
+    assert len(worklist) >= 2 and set(worklist.path) <= {f.name for f in pulled}
+    uids = [uid for ds in [*films, lateral] for uid in (ds.StudyInstanceUID, ds.SOPInstanceUID, ds.PatientID)]
+    no_patient_value([first.stdout, first.stderr, again.stderr, Path(p.paths.sites, "st1", "worklist.csv").read_text(),
+                      *(f.name for f in pulled)], uids)

@@ -20,6 +20,7 @@ def folder(tmp_path) -> Path:
     (tmp_path / "NORMAL/b.png").write_bytes(image_bytes(2, fmt="PNG"))
     (tmp_path / "NORMAL/broken.jpeg").write_bytes(b"not an image")
     (tmp_path / "__MACOSX/NORMAL/._a.jpeg").write_bytes(b"resource fork")
+    (tmp_path / "NORMAL/.a.partial-42.jpeg").write_bytes(b"half a file")  # a write a kill interrupted
     (tmp_path / "notes.txt").write_text("not a film")
     return tmp_path
 
