@@ -25,7 +25,7 @@ def whiten(pooled: np.ndarray, components: int) -> np.ndarray:
     permutation p-value stays exact (fitted on the reference alone, its own films come out more regular than
     any batch's, a false alarm of its own). Whitened, a direction the films barely vary along weighs as much
     as the class direction that dominates raw penultimate features; on standardised raw features the test saw
-    next to none of the site's drift (docs/monitoring.md)."""
+    next to none of the site's drift (docs/lab/monitoring.md)."""
     centred = pooled - pooled.mean(axis=0)
     _, singular, axes = np.linalg.svd(centred, full_matrices=False)
     k = max(1, min(components, len(pooled) - 1, pooled.shape[1]))

@@ -32,7 +32,7 @@ def floors(after: dict, min_sensitivity: float, min_specificity: float, basis: s
     """Why the candidate's operating point is not servable (`register.min_*` floors), or None.
 
     A few dozen labels can raise the ranking while the threshold they give misses (measured: 25 labels, AUC
-    0.992 but sensitivity 76 %, docs/sites.md), so a win on the metric alone does not promote."""
+    0.992 but sensitivity 76 %, docs/lab/sites.md), so a win on the metric alone does not promote."""
     if after["recall"] < min_sensitivity:
         return f"{basis} site sensitivity {after['recall']:.3f} is below register.min_sensitivity {min_sensitivity}"
     if after["specificity"] < min_specificity:
