@@ -37,6 +37,9 @@ def main() -> None:
                     help="also draw a measurement sample of this many random films first, as query does")
     ap.add_argument("--tag", default="", help="a name for this run's recipe (params.yaml `sites:` as it is)")
     ap.add_argument("--model-uri")
+    ap.add_argument("--pseudo", type=float, default=0.0,
+                    help="also self-train on fold A's unlabelled films: pseudo-labels where the adapted model's "
+                         "calibrated probability is this confident (e.g. 0.95), balanced to the sample's prevalence")
     args = ap.parse_args()
 
     from tasks.core import config
@@ -95,12 +98,51 @@ def main() -> None:
                     chosen = rest[pick]
                     site = (x[chosen], y[chosen])
                     cfg = p.sites
+                    fold_models = []
                     oof, folds = finetune.crossfit(lambda: clone(base), site, patients[chosen], splits["train"], cfg,
-                                                   p.train, serving, seed, log=lambda *_: None)
+                                                   p.train, serving, seed, log=lambda *_: None, models=fold_models)
                     model = finetune.fine_tune(clone(base), site, splits["train"], cfg, p.train, mode, seed)
                     raw_test = raw_scores(model, x[test], mode, tta)
                     raw_sample = raw_scores(model, x[sample], mode, tta) if len(sample) else np.empty(0)
                     seconds = round(time.perf_counter() - start, 1)
+                    if len(np.unique(y[sample])) == 2:  # the gate as adapt and register run it, judged on fold B
+                        gate_row = gate_against_other_half(p, y, prob, patients, chosen, oof, folds, sample, test,
+                                                           raw_sample, raw_test)
+                        for name, members in (("crossfit-mean", fold_models), ("all-mean", [*fold_models, model])):
+                            ens_test = np.mean([raw_scores(m, x[test], mode, tta) for m in members], axis=0)
+                            ens_sample = np.mean([raw_scores(m, x[sample], mode, tta) for m in members], axis=0)
+                            op = operating_point(y[sample], ens_sample, finetune.site_point(p))
+                            m = intervals.point(y[test], apply_temperature(ens_test, op["temperature"], op["bias"]),
+                                                op["threshold"])
+                            row = {"tag": args.tag, "model": name, "strategy": strategy, "budget": budget,
+                                   "measure_asked": args.measure, "measure": len(sample), "rule": "measure",
+                                   "seed": seed, "fold": fold, "seconds": seconds,
+                                   **{k: m[k] for k in intervals.SHOWN}}
+                            with out.open("a") as fh:
+                                fh.write(json.dumps(row) + "\n")
+                        if args.pseudo:  # self-training on fold A's unlabelled films (never the sample's patients)
+                            unlabelled = np.setdiff1d(rest, chosen)
+                            teacher = apply_temperature(raw_scores(model, x[unlabelled], mode, tta),
+                                                        *served_calibration(p, y[sample], raw_sample))
+                            picked, guessed = pseudo_labels(teacher, y[sample].mean(), args.pseudo)
+                            student = finetune.fine_tune(
+                                clone(base), (np.concatenate([site[0], x[unlabelled[picked]]]),
+                                              np.concatenate([site[1], guessed])),
+                                splits["train"], cfg, p.train, mode, seed)
+                            st_sample, st_test = (raw_scores(student, x[i], mode, tta) for i in (sample, test))
+                            op = operating_point(y[sample], st_sample, finetune.site_point(p))
+                            m = intervals.point(y[test], apply_temperature(st_test, op["temperature"], op["bias"]),
+                                                op["threshold"])
+                            row = {"tag": args.tag, "model": f"pseudo-label {args.pseudo}", "strategy": strategy,
+                                   "budget": budget, "measure_asked": args.measure, "measure": len(sample),
+                                   "rule": "measure", "seed": seed, "fold": fold, "seconds": seconds,
+                                   "unlabelled": len(unlabelled), "pseudo": len(picked),
+                                   "pseudo_wrong": int((guessed != y[unlabelled[picked]]).sum()),
+                                   **{k: m[k] for k in intervals.SHOWN}}
+                            with out.open("a") as fh:
+                                fh.write(json.dumps(row) + "\n")
+                    else:
+                        gate_row = {}
                     # what a recipe may be chosen on: the labelled half's own sample, never the reported half
                     sample_auc = intervals.point(y[sample], raw_sample, 0.5)["roc_auc"] if len(sample) else None
                     rules = {"worklist": (site[1], oof)}  # the operating point fitted on which scores
@@ -114,38 +156,126 @@ def main() -> None:
                         row = {"tag": args.tag, "strategy": strategy, "budget": budget, "measure_asked": args.measure,
                                "measure": len(sample), "rule": rule, "seed": seed, "fold": fold,
                                "normal_labelled": int((site[1] == 0).sum()), "sample_roc_auc": sample_auc,
-                               "seconds": seconds, **{k: m[k] for k in intervals.SHOWN}}
+                               "seconds": seconds, **{k: m[k] for k in intervals.SHOWN},
+                               **(gate_row if rule == "measure" else {})}
                         with out.open("a") as fh:
                             fh.write(json.dumps(row) + "\n")
                         print(json.dumps(row), flush=True)
     summarize(out)
 
 
+def served_calibration(p, y_sample, raw_sample) -> tuple[float, float]:
+    """(temperature, bias) of the operating point fitted on the measurement sample, as served."""
+    from tasks.measure.metrics import operating_point
+    from tasks.sites import finetune
+
+    op = operating_point(y_sample, raw_sample, finetune.site_point(p))
+    return op["temperature"], op["bias"]
+
+
+def pseudo_labels(prob: np.ndarray, prevalence: float, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, 0/1 labels) of the confident films: probability >= confidence is PNEUMONIA, <= 1 - confidence
+    NORMAL; then the larger side is cut, least confident first, so the kept films' pneumonia share is
+    `prevalence` (distribution alignment: a teacher's bias toward one class is not taught back to it)."""
+    pos = np.flatnonzero(prob >= confidence)
+    neg = np.flatnonzero(prob <= 1 - confidence)
+    pos, neg = pos[np.argsort(-prob[pos])], neg[np.argsort(prob[neg])]  # most confident first
+    if len(pos) and len(neg):
+        want_pos = int(round(prevalence / (1 - prevalence) * len(neg)))
+        if want_pos < len(pos):
+            pos = pos[:max(want_pos, 1)]
+        else:
+            neg = neg[:max(int(round((1 - prevalence) / prevalence * len(pos))), 1)]
+    picked = np.concatenate([pos, neg]).astype(int)
+    return picked, (prob[picked] >= 0.5).astype(int)
+
+
+def gate_against_other_half(p, y, prob, patients, chosen, oof, folds, sample, test, raw_sample, raw_test) -> dict:
+    """The site gate's decision (tasks.sites.gate.paired and floors on adapt's evidence: the worklist cross-fitted
+    at nested thresholds plus the measurement sample at the served point), and what fold B says of the same
+    candidate against the source model (the paired patient-bootstrap ROC-AUC difference): a refused winner is a
+    refusal where the candidate is better beyond fold B's interval, a promoted loser a promotion where it is worse
+    beyond it. `prob` is the source model's calibrated probability of every site film."""
+    import pandas as pd
+
+    from tasks.measure import intervals
+    from tasks.measure.metrics import apply_temperature
+    from tasks.sites import finetune, gate
+
+    point = finetune.site_point(p)
+    cand_worklist, _ = finetune.nested(y[chosen], oof, folds, point)
+    op, _, cand_sample, threshold = finetune.served_point((y[chosen], oof), (y[sample], raw_sample),
+                                                          patients[sample], p.sites.folds, point, p.sites.seed)
+    evidence = pd.DataFrame({"label": np.concatenate([y[chosen], y[sample]]),
+                             "patient_id": np.concatenate([patients[chosen], patients[sample]]).astype(str),
+                             "source": np.concatenate([prob[chosen], prob[sample]]),
+                             "candidate": np.concatenate([cand_worklist, cand_sample])})
+    promote, reason = gate.paired(evidence, p.sites.margin, p.sites.bootstrap, p.sites.seed)
+    refused = gate.floors(intervals.point(y[sample], cand_sample, threshold), p.register.min_sensitivity,
+                          p.register.min_specificity, "measurement-sample")
+    promote = promote and not refused
+    cand_test = apply_temperature(raw_test, op["temperature"], op["bias"])
+    d = intervals.paired_auc_difference(y[test], cand_test, prob[test], patients[test], p.sites.bootstrap, 7)
+    truth = "better" if d["low"] > 0 else "worse" if d["high"] < 0 else "tie"
+    return {"gate": "promoted" if promote else "refused", "gate_reason": refused or reason.rsplit(": ", 1)[-1],
+            "other_half_auc_difference": d["difference"], "other_half_low": d["low"], "other_half_high": d["high"],
+            "other_half": truth,
+            "disagreement": ("refused winner" if not promote and truth == "better"
+                             else "promoted loser" if promote and truth == "worse" else "")}
+
+
 def summarize(path: Path) -> None:
-    """Mean over the two folds per seed, then mean +- std over seeds, per strategy, budget, measurement sample and
-    the scores the operating point was fitted on."""
+    """Mean over the two folds per seed, then mean +- std over seeds, per recipe, model (the served fine-tune, or
+    the mean of the cross-fitting models), strategy, budget, measurement sample and the scores the operating point
+    was fitted on; then the gate's decisions against the other half, and the model served after it."""
     import pandas as pd
 
     rows = pd.DataFrame(map(json.loads, path.read_text().splitlines()))
     rows = rows.assign(measure_asked=rows.get("measure_asked", 0), measure=rows.get("measure", 0),
-                       tag=rows.get("tag", ""),
+                       tag=rows.get("tag", ""), model=rows.get("model", "final"),
                        rule=rows.get("rule", "worklist")).fillna(
-        {"measure_asked": 0, "measure": 0, "rule": "worklist", "tag": ""})
+        {"measure_asked": 0, "measure": 0, "rule": "worklist", "tag": "", "model": "final"})
     rows.loc[rows.strategy == "none", "rule"] = "its own"
-    key = ["tag", "strategy", "budget", "measure_asked", "rule"]
+    key = ["tag", "model", "strategy", "budget", "measure_asked", "rule"]
     per_seed = rows.groupby(key + ["seed"]).mean(numeric_only=True).reset_index()
     keys = ["accuracy", "recall", "specificity", "roc_auc"]
     lines = ["| recipe | strategy | worklist | + measured | threshold from | seeds | accuracy | sensitivity | "
              "specificity | ROC-AUC | sample AUC (labelled half: what a recipe is chosen on) | s / adaptation |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (tag, strategy, budget, _, rule), g in per_seed.groupby(key):
+    for (tag, model, strategy, budget, _, rule), g in per_seed.groupby(key):
         cells = [f"{100 * g[k].mean():.1f} ± {100 * g[k].std(ddof=0):.1f}" if k != "roc_auc"
                  else f"{g[k].mean():.3f} ± {g[k].std(ddof=0):.3f}" for k in keys]
-        lines.append(f"| {tag or 'default'} | {strategy} | {budget} | {g.measure.mean():.0f} | {rule} | {len(g)} | "
+        recipe = (tag or "default") + ("" if model == "final" else f", {model}")
+        lines.append(f"| {recipe} | {strategy} | {budget} | {g.measure.mean():.0f} | {rule} | {len(g)} | "
                      + " | ".join(cells) + f" | {g.get('sample_roc_auc', pd.Series(dtype=float)).mean():.3f}"
                      + f" | {g.seconds.mean():.0f} |")
     print("\n".join(lines))
+    if "gate" in rows:
+        print(gate_table(rows, keys))
 
+
+def gate_table(rows, keys) -> str:
+    """Per recipe, strategy and budget: the gate's decisions, its disagreements with the other half, and what is
+    served after it (the candidate where promoted, the source model at its own threshold where refused)."""
+    gated = rows[rows.gate.notna() & (rows.model == "final")]
+    source = rows[rows.strategy == "none"].set_index("fold")
+    served = gated.apply(lambda r: r if r.gate == "promoted" else source.loc[r.fold], axis=1)[keys]
+    gated = gated.assign(**{f"served_{k}": served[k].to_numpy() for k in keys})
+    lines = ["| recipe | strategy | worklist | rows | promoted | refused winners | promoted losers | served accuracy | "
+             "served ROC-AUC | served specificity |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for (tag, strategy, budget), g in gated.groupby(["tag", "strategy", "budget"]):
+        per_seed = g.groupby("seed")[[f"served_{k}" for k in keys]].mean()
+        lines.append(f"| {tag or 'default'} | {strategy} | {budget} | {len(g)} | {(g.gate == 'promoted').sum()} | "
+                     f"{(g.disagreement == 'refused winner').sum()} | {(g.disagreement == 'promoted loser').sum()} | "
+                     f"{spread(per_seed.served_accuracy)} | {spread(per_seed.served_roc_auc, pct=False)} | "
+                     f"{spread(per_seed.served_specificity)} |")
+    return "\n".join(lines)
+
+
+def spread(values, pct: bool = True) -> str:
+    """mean ± std over seeds, in points or as a fraction."""
+    scale, digits = (100, 1) if pct else (1, 3)
+    return f"{scale * values.mean():.{digits}f} ± {scale * values.std(ddof=0):.{digits}f}"
 
 if __name__ == "__main__":
     main()

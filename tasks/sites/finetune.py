@@ -93,8 +93,9 @@ def class_patients(patients: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
 
 
 def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg, t: Train, serving,
-             seed: int, log=print) -> tuple[np.ndarray, np.ndarray]:
-    """(out-of-fold raw scores, fold) of the labelled films: fold k scored by a model adapted without it."""
+             seed: int, log=print, models: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(out-of-fold raw scores, fold) of the labelled films: fold k scored by a model adapted without it. The
+    fold models are appended to `models` when one is given (benchmarks/site_curve.py measures their mean)."""
     from tasks.measure.inference import raw_scores
 
     folds = patient_folds(patients, min(cfg.folds, len(set(map(str, patients)))), seed, site[1])
@@ -105,6 +106,8 @@ def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg,
         model = fine_tune(load_source(), (site[0][keep], site[1][keep]), source, cfg, t, serving.normalize,
                           seed + 1 + int(k))
         oof[folds == k] = raw_scores(model, site[0][folds == k], serving.normalize, serving.tta)
+        if models is not None:
+            models.append(model)
     return oof, folds
 
 
@@ -134,7 +137,7 @@ def served_point(worklist: tuple, sample: tuple, patients: np.ndarray, folds: in
     model's raw scores) of the measurement sample, random films it never trained on. When the sample holds
     `folds` patients of each class, the operating point is fitted on it: a query picks films near the
     threshold, and an operating point fitted on them misses on the site's ordinary films (measured:
-    specificity 58.6 % against 94.2 % on the other half, docs/sites.md); the sample's numbers are then
+    specificity 58.6 % against 94.2 % on the other half, docs/lab/sites.md); the sample's numbers are then
     nested, each patient fold decided by the other folds. Otherwise the worklist's operating point is used
     and the sample measures it as it is."""
     y, raw = sample
