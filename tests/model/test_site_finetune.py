@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tasks import train
+from tasks.scoring.contract import ServingConfig
 from tasks.sites import finetune
 from tests.helpers import TINY_TRAIN, deep_update, write_params
 
@@ -57,7 +58,8 @@ def test_crossfit_scores_every_film_with_a_model_adapted_without_it(tiny_workdir
 
     monkeypatch.setattr(finetune, "fine_tune", spy)
     oof, folds = finetune.crossfit(lambda: model, (images, y), patients, splits["train"], p.sites, p.train,
-                                   {"normalize": p.train.normalize}, seed=0, log=lambda *_: None)
+                                   ServingConfig(image_size=p.data.image_size, normalize=p.train.normalize,
+                                                 threshold=0.5), seed=0, log=lambda *_: None)
     assert len(trained_on) == p.sites.folds and np.isfinite(oof).all()
     for k, seen in enumerate(trained_on):
         assert not seen & {img.tobytes() for img in images[folds == k]}  # fold k never in its own model's data
