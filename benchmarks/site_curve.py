@@ -40,6 +40,9 @@ def main() -> None:
     ap.add_argument("--pseudo", type=float, default=0.0,
                     help="also self-train on fold A's unlabelled films: pseudo-labels where the adapted model's "
                          "calibrated probability is this confident (e.g. 0.95), balanced to the sample's prevalence")
+    ap.add_argument("--surgical", nargs="*", default=[], choices=("first-block", "head"),
+                    help="also adapt only the first convolution block (an acquisition shift is an input-level "
+                         "shift) or only the classification head (a linear probe)")
     args = ap.parse_args()
 
     from tasks.core import config
@@ -120,6 +123,18 @@ def main() -> None:
                                    **{k: m[k] for k in intervals.SHOWN}}
                             with out.open("a") as fh:
                                 fh.write(json.dumps(row) + "\n")
+                        for part in args.surgical:  # only one part of the network adapts (the rest as the source)
+                            partial = only_trainable(clone(base), part)
+                            partial = finetune.fine_tune(partial, site, splits["train"], cfg, p.train, mode, seed)
+                            pa_sample, pa_test = (raw_scores(partial, x[i], mode, tta) for i in (sample, test))
+                            op = operating_point(y[sample], pa_sample, finetune.site_point(p))
+                            m = intervals.point(y[test], apply_temperature(pa_test, op["temperature"], op["bias"]),
+                                                op["threshold"])
+                            row = {"tag": args.tag, "model": f"{part} only", "strategy": strategy, "budget": budget,
+                                   "measure_asked": args.measure, "measure": len(sample), "rule": "measure",
+                                   "seed": seed, "fold": fold, "seconds": seconds, **{k: m[k] for k in intervals.SHOWN}}
+                            with out.open("a") as fh:
+                                fh.write(json.dumps(row) + "\n")
                         if args.pseudo:  # self-training on fold A's unlabelled films (never the sample's patients)
                             unlabelled = np.setdiff1d(rest, chosen)
                             teacher = apply_temperature(raw_scores(model, x[unlabelled], mode, tta),
@@ -162,6 +177,17 @@ def main() -> None:
                             fh.write(json.dumps(row) + "\n")
                         print(json.dumps(row), flush=True)
     summarize(out)
+
+
+def only_trainable(model, part: str):
+    """`model` with only `part` left trainable: `first-block` (the layers before the first pooling) or `head` (the
+    last Dense layer); fine_tune compiles what is trainable and makes every layer trainable again after."""
+    import keras
+
+    first_pool = next(i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.MaxPooling2D))
+    for i, layer in enumerate(model.layers):
+        layer.trainable = i < first_pool if part == "first-block" else layer is model.layers[-1]
+    return model
 
 
 def served_calibration(p, y_sample, raw_sample) -> tuple[float, float]:
