@@ -41,6 +41,15 @@ def held_out(f: dict) -> set[str]:
     return set(pd.read_csv(path).path.astype(str)) if path.exists() else set()
 
 
+def excluded(file: str) -> list[str]:
+    """The `path` column of --exclude; StepError naming the file and the fix."""
+    try:
+        return pd.read_csv(file).path.astype(str).tolist()
+    except (OSError, AttributeError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        raise StepError(f"{file}: not a CSV with a `path` column; give --exclude the films kept apart "
+                        "to measure the site on (path,...)") from None
+
+
 def source_uri(p: Params, given: str | None) -> str:
     """A registry URI pinned to a version: `given` (resolved if it is an alias), else the current champion."""
     try:
@@ -58,7 +67,7 @@ def query(p: Params, args) -> int:
     name = stage.check_name(args.site)
     f = stage.files(p, name)
     paths = film_folder.listing(args.images)
-    exclude = set(films.relative(str(x), Path(args.images)) for x in pd.read_csv(args.exclude).path) \
+    exclude = set(films.relative(x, Path(args.images)) for x in excluded(args.exclude)) \
         if args.exclude else held_out(f)
     labelled = {str(x) for key in ("labels", "reviewed") if f[key].exists() for x in pd.read_csv(f[key]).path}
     excluded_patients = set(films.patients(sorted(exclude)))
@@ -214,7 +223,14 @@ def command(args) -> int:
 
     p = config.load()
     stage.check_name(args.site)  # a bad name or folder is refused in a second, before TensorFlow loads
-    if getattr(args, "pacs", None) is not None:
+    if getattr(args, "exclude", None):
+        excluded(args.exclude)
+    if getattr(args, "pacs", None) is not None:  # the address and the source model checked before the archive is read
+        from tasks.pacs.archive import url
+
+        url(p.pacs, args.pacs or None)
+        tracking.configure(p)
+        args.model_uri = source_uri(p, args.model_uri)
         args.images = str(from_archive(p, args.site, args.pacs or None))
     if getattr(args, "images", None):
         film_folder.listing(args.images)
