@@ -101,9 +101,8 @@ def main() -> None:
                     chosen = rest[pick]
                     site = (x[chosen], y[chosen])
                     cfg = p.sites
-                    fold_models = []
                     oof, folds = finetune.crossfit(lambda: clone(base), site, patients[chosen], splits["train"], cfg,
-                                                   p.train, serving, seed, log=lambda *_: None, models=fold_models)
+                                                   p.train, serving, seed, log=lambda *_: None)
                     model = finetune.fine_tune(clone(base), site, splits["train"], cfg, p.train, mode, seed)
                     raw_test = raw_scores(model, x[test], mode, tta)
                     raw_sample = raw_scores(model, x[sample], mode, tta) if len(sample) else np.empty(0)
@@ -111,18 +110,6 @@ def main() -> None:
                     if len(np.unique(y[sample])) == 2:  # the gate as adapt and register run it, judged on fold B
                         gate_row = gate_against_other_half(p, y, prob, patients, chosen, oof, folds, sample, test,
                                                            raw_sample, raw_test)
-                        for name, members in (("crossfit-mean", fold_models), ("all-mean", [*fold_models, model])):
-                            ens_test = np.mean([raw_scores(m, x[test], mode, tta) for m in members], axis=0)
-                            ens_sample = np.mean([raw_scores(m, x[sample], mode, tta) for m in members], axis=0)
-                            op = operating_point(y[sample], ens_sample, finetune.site_point(p))
-                            m = intervals.point(y[test], apply_temperature(ens_test, op["temperature"], op["bias"]),
-                                                op["threshold"])
-                            row = {"tag": args.tag, "model": name, "strategy": strategy, "budget": budget,
-                                   "measure_asked": args.measure, "measure": len(sample), "rule": "measure",
-                                   "seed": seed, "fold": fold, "seconds": seconds,
-                                   **{k: m[k] for k in intervals.SHOWN}}
-                            with out.open("a") as fh:
-                                fh.write(json.dumps(row) + "\n")
                         for part in args.surgical:  # only one part of the network adapts (the rest as the source)
                             partial = only_trainable(clone(base), part)
                             partial = finetune.fine_tune(partial, site, splits["train"], cfg, p.train, mode, seed)
@@ -137,8 +124,9 @@ def main() -> None:
                                 fh.write(json.dumps(row) + "\n")
                         if args.pseudo:  # self-training on fold A's unlabelled films (never the sample's patients)
                             unlabelled = np.setdiff1d(rest, chosen)
+                            served = operating_point(y[sample], raw_sample, finetune.site_point(p))
                             teacher = apply_temperature(raw_scores(model, x[unlabelled], mode, tta),
-                                                        *served_calibration(p, y[sample], raw_sample))
+                                                        served["temperature"], served["bias"])
                             picked, guessed = pseudo_labels(teacher, y[sample].mean(), args.pseudo)
                             student = finetune.fine_tune(
                                 clone(base), (np.concatenate([site[0], x[unlabelled[picked]]]),
@@ -188,15 +176,6 @@ def only_trainable(model, part: str):
     for i, layer in enumerate(model.layers):
         layer.trainable = i < first_pool if part == "first-block" else layer is model.layers[-1]
     return model
-
-
-def served_calibration(p, y_sample, raw_sample) -> tuple[float, float]:
-    """(temperature, bias) of the operating point fitted on the measurement sample, as served."""
-    from tasks.measure.metrics import operating_point
-    from tasks.sites import finetune
-
-    op = operating_point(y_sample, raw_sample, finetune.site_point(p))
-    return op["temperature"], op["bias"]
 
 
 def pseudo_labels(prob: np.ndarray, prevalence: float, confidence: float) -> tuple[np.ndarray, np.ndarray]:

@@ -93,9 +93,8 @@ def class_patients(patients: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
 
 
 def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg, t: Train, serving,
-             seed: int, log=print, models: list | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(out-of-fold raw scores, fold) of the labelled films: fold k scored by a model adapted without it. The
-    fold models are appended to `models` when one is given (benchmarks/site_curve.py measures their mean)."""
+             seed: int, log=print) -> tuple[np.ndarray, np.ndarray]:
+    """(out-of-fold raw scores, fold) of the labelled films: fold k scored by a model adapted without it."""
     from tasks.measure.inference import raw_scores
 
     folds = patient_folds(patients, min(cfg.folds, len(set(map(str, patients)))), seed, site[1])
@@ -106,8 +105,6 @@ def crossfit(load_source, site: tuple, patients: np.ndarray, source: tuple, cfg,
         model = fine_tune(load_source(), (site[0][keep], site[1][keep]), source, cfg, t, serving.normalize,
                           seed + 1 + int(k))
         oof[folds == k] = raw_scores(model, site[0][folds == k], serving.normalize, serving.tta)
-        if models is not None:
-            models.append(model)
     return oof, folds
 
 
