@@ -1,8 +1,10 @@
 """The `pneumonia-monitor` flow: score a site's new films with the model it is served and test them for drift.
 
     pneumonia-monitor --site NAME --images DIR [--model-uri URI]     # or python -m flows.monitor
+    pneumonia-monitor --site NAME --scores OUT.parquet               # a scored archive (pneumonia-predict's table)
 
-One Prefect task runs tasks.monitoring.monitor (the logic, with no Prefect in it); the flow leaves a markdown artifact
+One Prefect task runs tasks.monitoring.monitor, or tasks.monitoring.backfill for a table of scores (the logic,
+with no Prefect in it); the flow leaves a markdown artifact
 `monitor-<site>` with the tests' table and the batch's picture, and when a drift test crosses its threshold
 (`monitor.alpha` in params.yaml) it logs the alert and POSTs it to `PNEUMONIA_ALERT_WEBHOOK` when that is set.
 Exit status: 0, also on drift (the alert is the news); 1 when a film could not be read (the others are scored
@@ -23,10 +25,12 @@ from flows import notify
 
 
 @task
-def score_and_test(site: str, images: str, model_uri: str | None) -> dict:
+def score_and_test(site: str, images: str | None, model_uri: str | None, scores: str | None) -> dict:
     from tasks.core import config
-    from tasks.monitoring import monitor
+    from tasks.monitoring import backfill, monitor
 
+    if scores:
+        return backfill.run(config.load(), site, scores)
     return monitor.run(config.load(), site, images, model_uri, progress=False)
 
 
@@ -41,12 +45,14 @@ def markdown(out: dict, min_films: int) -> str:
 
 
 @flow(name="pneumonia-monitor", log_prints=True)
-def pneumonia_monitor(site: str, images: str, model_uri: str | None = None) -> dict:
-    """Score the new films, test the batch, report; alert on drift."""
+def pneumonia_monitor(site: str, images: str | None = None, model_uri: str | None = None,
+                      scores: str | None = None) -> dict:
+    """Score the new films under `images` (or take the table `scores` of a scored archive), test the batch,
+    report; alert on drift."""
     from tasks.core import config
 
     log = get_run_logger()
-    out = score_and_test(site, images, model_uri)
+    out = score_and_test(site, images, model_uri, scores)
     create_markdown_artifact(markdown(out, config.load().monitor.min_films), key=f"monitor-{site}",
                              description=f"pneumonia-monitor, site {site}")
     for path, why in out["errors"].items():
@@ -62,21 +68,30 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = cli.parser("pneumonia-monitor", __doc__.split("\n\n")[0])
     ap.add_argument("--site", required=True, help="the site's name (its model is models:/<model>@site-<name>)")
-    ap.add_argument("--images", required=True, help="the folder of the site's films (read, never changed)")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="the folder of the site's films (read, never changed)")
+    source.add_argument("--scores", help="the table pneumonia-predict --output wrote for an archive (either engine)")
     ap.add_argument("--model-uri", help="monitor this model instead of the one the site is served")
     args = ap.parse_args(argv)
+    if args.scores and args.model_uri:
+        ap.error("--scores names the model its films were scored with: drop --model-uri")
     return cli.guard("pneumonia-monitor", lambda: monitor(args))
 
 
 def monitor(args) -> int:
     from tasks.core import config
     from tasks.core.native import import_tensorflow
-    from tasks.monitoring.monitor import check_arguments, summary
+    from tasks.monitoring import backfill
+    from tasks.monitoring.monitor import check_arguments, folder, summary
 
     p = config.load()
-    check_arguments(p, args.site, args.images)  # before Prefect starts: one line and exit 2
+    if args.scores:  # before Prefect starts: one line and exit 2
+        folder(p, args.site)
+        backfill.read(p, args.scores)
+    else:
+        check_arguments(p, args.site, args.images)
     import_tensorflow()  # its start-up notices kept off the terminal
-    out = pneumonia_monitor(args.site, args.images, args.model_uri)
+    out = pneumonia_monitor(args.site, args.images, args.model_uri, args.scores)
     print(summary(out, p.monitor.min_films))  # the flow's log already named each unreadable film
     return 1 if out["errors"] else 0
 

@@ -54,23 +54,29 @@ def mmd(ref: np.ndarray, batch: np.ndarray, components: int = 20, permutations: 
     return float(stats[0]), float((1 + np.sum(stats[1:] >= stats[0])) / (1 + permutations))
 
 
+def sample(n: int, max_films: int, seed: int) -> np.ndarray:
+    """The films of a batch of `n` the feature test takes: all, or `max_films` of them drawn (seeded)."""
+    return np.random.default_rng(seed).choice(n, max_films, replace=False) if n > max_films else np.arange(n)
+
+
 def compare(reference: dict, features: np.ndarray, probability: np.ndarray, ood_score: np.ndarray,
             alpha: float, components: int, permutations: int, max_films: int, seed: int) -> dict:
-    """The three tests of a batch against `reference` (tasks.measure.reference.fit); a batch over `max_films` is
-    subsampled (seeded) for the feature test, whose cost grows with the square of the films."""
+    """The three tests of a batch against `reference` (tasks.measure.reference.fit). The scores and
+    out-of-distribution tests take every film; `features` are every film's (then `sample` draws `max_films` for
+    the feature test, whose cost grows with the square of the films) or those of a sample already drawn (fewer
+    rows than films: a scores table, whose films' features are computed for the sample only)."""
     from scipy import stats
 
-    rng = np.random.default_rng(seed)
     n = len(probability)
-    keep = rng.choice(n, max_films, replace=False) if n > max_films else np.arange(n)
-    statistic, p_features = mmd(reference["features"], features[keep], components, permutations, seed)
+    tested = features[sample(n, max_films, seed)] if len(features) == n else features
+    statistic, p_features = mmd(reference["features"], tested, components, permutations, seed)
     ks = stats.ks_2samp(probability, reference["probability"])
     flagged = int(np.sum(ood_score > 1))
     expected = float(np.clip(np.mean(reference["ood_score"] > 1), 1 / len(reference["ood_score"]), 1))
     p_ood = float(stats.binomtest(flagged, n, expected, alternative="greater").pvalue)
     threshold = reference["threshold"]
     out = {"films": n, "alpha": alpha,
-           "features": {"statistic": statistic, "p_value": p_features, "films_tested": int(len(keep))},
+           "features": {"statistic": statistic, "p_value": p_features, "films_tested": int(len(tested))},
            "scores": {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)},
            "ood": {"statistic": flagged / n, "p_value": p_ood, "reference": expected},
            "pneumonia_rate": float(np.mean(probability >= threshold)),

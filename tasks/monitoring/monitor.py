@@ -51,19 +51,31 @@ def test_batch(p: Params, reference: dict, store: Store, version: str, root: Pat
     if len(pending) < m.min_films:
         return None
     rows = store.table.iloc[pending]
-    result = drift.compare(reference, store.features[pending], rows.probability.to_numpy(float),
-                           rows.ood_score.to_numpy(float), m.alpha, m.components, m.permutations, m.max_films,
-                           m.seed)
     tested = len(set(store.table.batch) - {""})
     batch = f"{tested + 1:04d}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    result = compare(p, reference, store.features[pending], rows.probability.to_numpy(float),
+                     rows.ood_score.to_numpy(float), batch, version)
     store.table.loc[store.table.index[pending], "batch"] = batch
     store.save()
+    return report(reference, store.features[pending], rows.probability.to_numpy(float),
+                  rows.ood_score.to_numpy(float), result, root)
+
+
+def compare(p: Params, reference: dict, features, probability, ood_score, batch: str, version: str) -> dict:
+    """tasks.monitoring.drift.compare with the `monitor` params, named `batch` of model `version`."""
+    m = p.monitor
+    result = drift.compare(reference, features, probability, ood_score, m.alpha, m.components, m.permutations,
+                           m.max_films, m.seed)
+    return {**result, "batch": batch, "model_version": version}
+
+
+def report(reference: dict, features, probability, ood_score, result: dict, root: Path) -> dict:
+    """The batch's figure and report under `root/batches/` (statistics only), their paths added to `result`."""
     from tasks.measure import plots
 
-    result.update(batch=batch, model_version=version)
-    result["figure"] = str(plots.drift(reference, store.features[pending], rows.probability.to_numpy(float),
-                                       rows.ood_score.to_numpy(float), result, root / "batches" / f"{batch}.png"))
-    result["report"] = str(write_json(root / "batches" / f"{batch}.json", result))
+    result["figure"] = str(plots.drift(reference, features, probability, ood_score, result,
+                                       root / "batches" / f"{result['batch']}.png"))
+    result["report"] = str(write_json(root / "batches" / f"{result['batch']}.json", result))
     return result
 
 
@@ -113,11 +125,17 @@ def test_and_record(p: Params, site: str, uri: str, version: str, reference: dic
     """Test the films of `version` waiting in the site's store as one batch once `monitor.min_films` wait,
     record the batch in MLflow and word the alert; {site, model_uri, model_version, waiting, result, alert}.
     pneumonia-monitor (a folder) and the reading room's passes (the archive: `source` "--pacs") share it."""
+    result = test_batch(p, reference, store, version, folder(p, site))
+    waiting = int(((store.table.model_version == version) & (store.table.batch == "")).sum())
+    return conclude(p, site, uri, version, result, source, waiting=waiting)
+
+
+def conclude(p: Params, site: str, uri: str, version: str, result: dict | None, source: str,
+             waiting: int = 0) -> dict:
+    """The run's outcome: the alert worded on drift, and a tested batch recorded in MLflow (`<model>-monitoring`)."""
     from tasks.recorders import monitoring as record
     from tasks.records import registry
 
-    result = test_batch(p, reference, store, version, folder(p, site))
-    waiting = int(((store.table.model_version == version) & (store.table.batch == "")).sum())
     out = {"site": site, "model_uri": uri, "model_version": version, "waiting": waiting, "result": result,
            "alert": alert(site, uri, source, result) if result and result["drift"] else None}
     if result is not None:
@@ -128,7 +146,9 @@ def test_and_record(p: Params, site: str, uri: str, version: str, reference: dic
 def summary(out: dict, min_films: int) -> str:
     """The run in a few lines of markdown: a table of the three tests when a batch was tested."""
     version = f" (version {out['model_version']})" if out["model_version"] != out["model_uri"] else ""
-    head = f"site `{out['site']}`, model `{out['model_uri']}`{version}: {out['scored']} new film(s) scored"
+    head = f"site `{out['site']}`, model `{out['model_uri']}`{version}: " + (
+        f"a table of {out['films']} scored film(s), {out['sampled']} of them scored again for the feature test"
+        if "sampled" in out else f"{out['scored']} new film(s) scored")
     r = out["result"]
     if r is None:
         return f"{head}; {out['waiting']} waiting for a batch of {min_films} before the drift test\n"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -121,3 +122,65 @@ def test_a_batch_smaller_than_min_films_waits(monitored, tmp_path):
     out = monitor.run(p, "st5", inbox)
     assert out["scored"] == len(keep) and out["result"] is None and out["waiting"] == len(keep)
     assert np.load(Path(p.paths.monitoring) / "st5" / "features.npy").shape[0] == len(keep)
+
+
+def scored_table(name: str, inbox: Path, out: Path) -> pd.DataFrame:
+    """`pneumonia-predict inbox --output out`'s table, written as the command writes it."""
+    from tasks.records import registry
+    from tasks.scoring import predict
+
+    uri = f"models:/{name}@champion"
+    table, errors = predict.predict_files(registry.load(uri), sorted(inbox.iterdir()), progress=False)
+    assert not errors
+    table = table.assign(model_uri=uri, model_version=registry.version_of(uri))
+    predict.write_table(table, out)
+    return table
+
+
+def test_a_scored_archive_is_one_drift_check_through_the_cli(monitored, tmp_path):
+    p, _, name = monitored
+    inbox = fresh_films(tmp_path, shifted=True)
+    table = scored_table(name, inbox, tmp_path / "scores.parquet")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PREFECT_HOME": str(tmp_path / ".prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+    done = subprocess.run([str(Path(sys.executable).parent / "pneumonia-monitor"), "--site", "back",
+                           "--scores", str(tmp_path / "scores.parquet")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"a table of {len(table)} scored film(s), {len(table)} of them scored again" in done.stdout, done.stdout
+    assert "**ALERT**" in done.stdout, done.stdout
+    stored = Path(p.paths.monitoring) / "back"
+    [report] = (stored / "batches").glob("archive-*.json")
+    result = json.loads(report.read_text())
+    assert result["films"] == len(table) and result["features"]["films_tested"] == len(table) and result["drift"]
+    assert "film-" not in report.read_text() and str(inbox) not in report.read_text()
+    assert not (stored / "scored.csv").exists()  # the site's store of scored films is not touched
+    runs = mlflow.search_runs(experiment_names=[f"{name}-monitoring"], output_format="list")
+    assert [r.data.tags["batch"] for r in runs] == [result["batch"]]
+    assert runs[0].data.tags["model_uri"] == f"models:/{name}/{table.model_version[0]}"  # the version it scored
+
+
+def test_an_archive_whose_films_changed_since_the_job_is_refused(monitored, tmp_path):
+    from tasks.monitoring import backfill, drift
+
+    p, _, name = monitored
+    cfg = config.read_yaml(Path("params.yaml"))
+    cfg["monitor"]["max_films"] = 20  # the feature test takes a sample of the table's films
+    Path("params.yaml").write_text(__import__("yaml").safe_dump(cfg, sort_keys=False))
+    p = config.load()
+    inbox = fresh_films(tmp_path)
+    table = scored_table(name, inbox, tmp_path / "scores.csv")
+    out = backfill.run(p, "like", tmp_path / "scores.csv")
+    assert out["films"] == len(table) and out["sampled"] == 20 and not out["result"]["drift"], out["result"]
+    sampled = sorted(table.file.iloc[drift.sample(len(table), 20, p.monitor.seed)])
+    probability = table.set_index("file").probability
+    other = next(f for f in table.file if f not in sampled and abs(probability[f] - probability[sampled[0]]) > .01)
+    Path(sampled[0]).write_bytes(Path(other).read_bytes())  # a film replaced since the job scored it
+    batches = sorted((Path(p.paths.monitoring) / "like" / "batches").iterdir())
+    with pytest.raises(StepError, match="from the table's probability: the films or the model are not the ones"):
+        backfill.run(p, "like", tmp_path / "scores.csv")
+    Path(sampled[1]).unlink()
+    with pytest.raises(StepError, match="its film cannot be read here"):
+        backfill.run(p, "like", tmp_path / "scores.csv")
+    assert sorted((Path(p.paths.monitoring) / "like" / "batches").iterdir()) == batches  # nothing new written

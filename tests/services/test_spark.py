@@ -72,6 +72,12 @@ def test_spark_scores_equal_the_local_path_and_unreadable_files_are_rows(archive
     as_png = both.set_index("file").loc[[str(Path(f"inbox/film-{i:04d}.png").resolve()) for i in range(3)]]
     assert np.abs(studies.probability_spark.to_numpy() - as_png.probability_spark.to_numpy()).max() <= 1e-6
 
+    from tasks.monitoring import backfill  # the job's output is also a drift check (pneumonia-monitor --scores)
+
+    checked = backfill.run(p, "archive", "out.parquet")
+    assert checked["films"] == 203 and checked["sampled"] == min(203, p.monitor.max_films)
+    assert checked["model_version"] == str(champion) and checked["result"]["films"] == 203
+
 
 def test_a_job_killed_while_it_writes_is_rerun_into_one_complete_output(archive):
     proc = subprocess.Popen([str(Path(sys.executable).parent / "pneumonia-predict"), "--engine", "spark", "inbox",

@@ -11,6 +11,7 @@ from tests.helpers import REPO, image_bytes
 BIN = Path(sys.executable).parent
 IMAGES = "films"  # a folder of two films, made in each test's folder
 EMPTY = "empty"  # a folder without a film
+SCORES = "scores.csv"  # a table that is not pneumonia-predict's
 
 
 def script(name: str) -> list[str]:
@@ -35,6 +36,16 @@ CASES = [
     (script("pneumonia-monitor"), ["--site", "st1", "--images", EMPTY], "pneumonia-monitor", "empty holds no image"),
     (script("pneumonia-monitor"), ["--site", "../../escape", "--images", IMAGES], "pneumonia-monitor",
      "site name '../../escape'"),
+    (script("pneumonia-monitor"), ["--site", "st1", "--scores", "missing.parquet"], "pneumonia-monitor",
+     "missing.parquet does not exist: give the table `pneumonia-predict --output` wrote"),
+    (script("pneumonia-monitor"), ["--site", "st1", "--scores", "params.yaml"], "pneumonia-monitor",
+     "params.yaml is not a .parquet, .csv or .json table"),
+    (script("pneumonia-monitor"), ["--site", "st1", "--scores", SCORES], "pneumonia-monitor",
+     f"{SCORES} has no `ood_score` column"),
+    (script("pneumonia-monitor"), ["--site", "st1", "--scores", SCORES, "--images", IMAGES], "pneumonia-monitor",
+     "argument --images: not allowed with argument --scores"),
+    (script("pneumonia-monitor"), ["--site", "st1", "--scores", SCORES, "--model-uri", "models:/m/1"],
+     "pneumonia-monitor", "--scores names the model its films were scored with: drop --model-uri"),
     (script("pneumonia-site"), ["query", "--site", "a/b", "--images", IMAGES], "pneumonia-site query",
      "site name 'a/b'"),
     (script("pneumonia-site"), ["query", "--site", "st1", "--images", "missing"], "pneumonia-site query",
@@ -83,6 +94,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(command, args, prog, wo
     (tmp_path / "sweep.yaml").write_text((REPO / "sweep.yaml").read_text())
     (tmp_path / EMPTY).mkdir()
     (tmp_path / EMPTY / "notes.txt").write_text("no films here")
+    (tmp_path / SCORES).write_text("file,probability\nfilm.png,0.3\n")
     for i in range(2):
         (tmp_path / IMAGES / "NORMAL").mkdir(parents=True, exist_ok=True)
         (tmp_path / IMAGES / "NORMAL" / f"IM-000{i}-0001.jpeg").write_bytes(image_bytes(i))
