@@ -15,7 +15,9 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 class PneumoniaModel(mlflow.pyfunc.PythonModel):
     """Input: DataFrame with an `image` column of base64 image files, any number of rows (scored
     tasks.scoring.serving.CHUNK at a time; an HTTP request is capped at tasks.scoring.serving.MAX_ROWS).
-    Output: probability, label, threshold, ood_score, in_distribution (tasks.scoring.serving)."""
+    Output: probability, label, threshold, ood_score, in_distribution (tasks.scoring.serving); with the param
+    `errors="rows"`, a row that cannot be decoded is not refused with the batch: it has no scores and its reason
+    in an added `error` column."""
 
     def load_context(self, context):
         from tasks.core.native import import_tensorflow
@@ -52,7 +54,8 @@ class PneumoniaModel(mlflow.pyfunc.PythonModel):
         try:
             if http_request():  # the request limits guard the HTTP server, not the model
                 check_request(column)
-            return predict_column(self.model, self.config, self.detector, column)
+            return predict_column(self.model, self.config, self.detector, column,
+                                  errors=(params or {}).get("errors", "raise"))
         except ValueError as err:  # a BadRow keeps its row as the cause, for batch callers
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
 

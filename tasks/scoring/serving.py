@@ -58,9 +58,17 @@ def check_request(column: list) -> None:
                              "request")
 
 
-def decode_images(column, size: int, first_row: int = 0) -> np.ndarray:
+def decode_images(column, size: int, first_row: int = 0, bad: dict | None = None) -> np.ndarray:
     """base64 strings -> uint8 (N, size, size); a bad entry raises BadRow naming its row (counted from
-    `first_row`) and the limit."""
+    `first_row`) and the limit, or, given a dict `bad`, is left out and recorded there as {row: reason}."""
+    if bad is not None:
+        out = []
+        for i, value in enumerate(column, start=first_row):
+            try:
+                out.append(decode_images([value], size, first_row=i)[0])
+            except BadRow as err:
+                bad[err.row] = err.reason
+        return np.stack(out) if out else np.empty((0, size, size), np.uint8)
     from tasks.imaging.images import BadImage, load_gray
 
     out = []
@@ -102,18 +110,28 @@ def predict_frame(model, config: ServingConfig | dict, detector: dict, images: n
     return (frame, feats) if features else frame
 
 
-def predict_column(model, config: ServingConfig | dict, detector: dict, column, features: bool = False):
+def predict_column(model, config: ServingConfig | dict, detector: dict, column, features: bool = False,
+                   errors: str = "raise"):
     """Any number of base64 images, CHUNK at a time (bounded memory), with the scores of predict_frame
-    (the same function on the same pixels, so a row scores alike alone or in a batch of any size)."""
+    (the same function on the same pixels, so a row scores alike alone or in a batch of any size). `errors`
+    "raise": a row that cannot be decoded raises BadRow; "rows": it gets no scores and its reason in an added
+    `error` column ("" on the rows scored: a string column whatever the batch holds, as Spark's result types
+    need), so one pass scores a batch that holds bad files (Spark's job)."""
     import pandas as pd
 
     column, config = list(column), ServingConfig.of(config)
     if not column:
         raise ValueError("no rows to score: send at least one image")
+    if errors not in ERRORS:
+        raise ValueError(f"errors={errors!r}: use one of {', '.join(ERRORS)}")
+    rows = errors == "rows"
+    if rows and features:
+        raise ValueError("features are given for batches without errors only (errors='raise')")
     from concurrent.futures import ThreadPoolExecutor
 
     def decoded(start: int):
-        return decode_images(column[start:start + CHUNK], config.image_size, first_row=start)
+        bad = {} if rows else None
+        return decode_images(column[start:start + CHUNK], config.image_size, first_row=start, bad=bad), bad
 
     frames, feats = [], []
     # the next chunk is decoded in a thread while this one is scored (PIL and TensorFlow release the GIL):
@@ -121,14 +139,39 @@ def predict_column(model, config: ServingConfig | dict, detector: dict, column, 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(decoded, 0)
         for start in range(0, len(column), CHUNK):
-            images = pending.result()
+            images, bad = pending.result()
             if start + CHUNK < len(column):
                 pending = pool.submit(decoded, start + CHUNK)
+            if rows:
+                frames.append(with_errors(model, config, detector, images, bad, start,
+                                          min(CHUNK, len(column) - start)))
+                continue
             frame, f = predict_frame(model, config, detector, images, features=True)
             frames.append(frame)
             feats.append(f)
     frame = pd.concat(frames, ignore_index=True)
     return (frame, np.concatenate(feats)) if features else frame
+
+
+ERRORS = ("raise", "rows")  # the pyfunc's `errors` param (its signature's params schema; default "raise")
+
+
+def with_errors(model, config: ServingConfig, detector: dict, images: np.ndarray, bad: dict, first_row: int,
+                count: int):
+    """A chunk of `count` rows from `first_row`: the decoded `images` scored, the rows in `bad` ({row: reason})
+    without scores and with their reason in `error`."""
+    import pandas as pd
+
+    good = [i for i in range(first_row, first_row + count) if i not in bad]
+    frame = predict_frame(model, config, detector, images) if good else None
+    out = pd.DataFrame(index=range(first_row, first_row + count),
+                       columns=["probability", "label", "threshold", "ood_score", "in_distribution", "error"])
+    out = out.astype({"probability": float, "threshold": float, "ood_score": float, "in_distribution": object})
+    if frame is not None:
+        out.loc[good, frame.columns] = frame.to_numpy()
+    out["error"] = ""
+    out.loc[list(bad), "error"] = list(bad.values())
+    return out.astype({"probability": float, "threshold": float, "ood_score": float}).reset_index(drop=True)
 
 
 # what the served code imports: pinned to this environment's versions. The project itself travels as
@@ -166,6 +209,6 @@ def pyfunc_spec(folder: str | Path, example_image: bytes) -> dict:
                            "in_distribution": [True]})
     return {"python_model": str(here / "pyfunc_model.py"),  # a model from code, not a pickle
             "artifacts": {key: str(Path(folder) / name) for key, name in ARTIFACTS.items()},
-            "signature": infer_signature(example, output), "input_example": example,
+            "signature": infer_signature(example, output, params={"errors": ERRORS[0]}), "input_example": example,
             "pip_requirements": pip_requirements(),
             "code_paths": [str(here.parent)]}  # the whole of tasks/: the model carries the decoder it was trained with

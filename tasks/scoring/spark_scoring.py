@@ -30,6 +30,7 @@ from tasks.core.errors import StepError
 from tasks.imaging.images import IMAGE_SUFFIXES
 
 SCORES = "probability double, label string, threshold double, ood_score double, in_distribution boolean"
+SCORE_NAMES = [column.split()[0] for column in SCORES.split(", ")]
 COLUMNS = ["file", "probability", "label", "threshold", "ood_score", "in_distribution", "model_uri", "model_version",
            "error"]
 
@@ -68,6 +69,17 @@ def session(master: str = "local[2]"):
     return spark
 
 
+def stock() -> str:
+    """A small grey PNG, base64: what the model is sent in place of a file it cannot read."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (32, 32), 128).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
 def unreadable(content: pd.Series) -> pd.Series:
     """Per file: why the model cannot read it (tasks.scoring.serving's own checks and decoder), or None."""
     from tasks.scoring.serving import BadRow, decode_images
@@ -99,28 +111,8 @@ def job(sources: list[str], output: Path, uri: str, version: str, master: str = 
 def score(spark, sources: list[str], uri: str, version: str, output: Path) -> dict:
     """Score every image file under `sources` with the model at `uri` (already pinned to `version`) into the
     Parquet folder `output`; returns {rows, scored, errors, pneumonia, seconds, unreadable: {file: why}}."""
-    import mlflow.pyfunc
-    from pyspark.sql import functions as F
-
     start = time.perf_counter()
-    suffixes = "|".join(s.lstrip(".") for s in sorted(IMAGE_SUFFIXES))
-    try:
-        files = (spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(sources)
-                 .filter(F.lower(F.col("path")).rlike(rf"\.({suffixes})$")))
-    except Exception as err:  # noqa: BLE001 - Spark's AnalysisException: a path that does not exist
-        raise StepError(f"Spark cannot read {', '.join(sources)} ({str(err).splitlines()[0][:200]})") from None
-    why = F.pandas_udf(unreadable, "string")
-    local = F.regexp_replace("path", "^file:", "")  # local files named as the local path names them
-    checked = files.select(local.alias("file"), F.col("content"), why("content").alias("error"))
-    predict = mlflow.pyfunc.spark_udf(spark, uri, result_type=SCORES, env_manager="local")
-    scored = (checked.filter(F.col("error").isNull())
-              .withColumn("image", F.base64("content")).withColumn("out", predict("image"))
-              .select("file", "out.*", "error"))
-    bad = checked.filter(F.col("error").isNotNull()).select(
-        "file", *[F.lit(None).cast(kind).alias(name) for name, kind in (c.split() for c in SCORES.split(", "))],
-        "error")
-    table = (scored.unionByName(bad).withColumn("model_uri", F.lit(uri)).withColumn("model_version", F.lit(version))
-             .select(*COLUMNS))
+    table = plan(spark, sources, uri, version)
     partial = output.with_name(output.name + ".partial")
     table.write.mode("overwrite").parquet(str(partial))  # a killed job leaves only this, overwritten on rerun
     swap(partial, output)
@@ -129,6 +121,57 @@ def score(spark, sources: list[str], uri: str, version: str, output: Path) -> di
     return {"rows": len(summary), "scored": len(summary) - len(bad), "errors": len(bad),
             "pneumonia": int((summary.label == "PNEUMONIA").sum()), "seconds": time.perf_counter() - start,
             "unreadable": dict(zip(bad.file.head(10), bad.error.head(10)))}  # the first ten, named
+
+
+def plan(spark, sources: list[str], uri: str, version: str):
+    """The job's DataFrame, one row per image file under `sources`: COLUMNS."""
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    suffixes = "|".join(s.lstrip(".") for s in sorted(IMAGE_SUFFIXES))
+    try:
+        files = (spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(sources)
+                 .filter(F.lower(F.col("path")).rlike(rf"\.({suffixes})$")))
+    except Exception as err:  # noqa: BLE001 - Spark's AnalysisException: a path that does not exist
+        raise StepError(f"Spark cannot read {', '.join(sources)} ({str(err).splitlines()[0][:200]})") from None
+    local = F.regexp_replace("path", "^file:", "").alias("file")  # local files named as the local path names them
+    if row_errors(uri):  # the model itself returns a row's reason instead of refusing the batch: one decode
+        predict = mlflow.pyfunc.spark_udf(spark, uri, result_type=f"{SCORES}, error string", env_manager="local",
+                                          params={"errors": "rows"})
+        scored = files.select(local, predict(F.base64("content")).alias("out"))
+        # nulls where a file was not scored: the UDF's result conversion makes a missing label "None" and a missing
+        # in_distribution True
+        readable = F.coalesce(F.col("out.error"), F.lit("")) == ""
+        table = scored.select("file", *[F.when(readable, F.col(f"out.{name}")).alias(name) for name in SCORE_NAMES],
+                              F.when(~readable, F.col("out.error")).alias("error"))
+    else:
+        table = checked_first(files, local, mlflow.pyfunc.spark_udf(spark, uri, result_type=SCORES,
+                                                                    env_manager="local"))
+    return (table.withColumn("model_uri", F.lit(uri)).withColumn("model_version", F.lit(version))
+            .select(*COLUMNS))
+
+
+def row_errors(uri: str) -> bool:
+    """Whether the model at `uri` takes the `errors` param (tasks.scoring.serving.predict_column), as models
+    packaged by this version do; older ones are scored by `checked_first`)."""
+    from mlflow.models import get_model_info
+
+    params = get_model_info(uri).signature.params
+    return params is not None and any(spec.name == "errors" for spec in params.params)
+
+
+def checked_first(files, local, predict):
+    """Scoring for a model packaged before its `errors` param, whose predict refuses a whole batch for one file
+    it cannot read: a pandas UDF checks each file first with the model's own decoder (one decode more per
+    file), and a file that fails is sent as a stock image whose scores are dropped. One pass over the files (a
+    split into good and bad branches read and checked every file twice)."""
+    from pyspark.sql import functions as F
+
+    checked = files.select(local, F.col("content"), F.pandas_udf(unreadable, "string")("content").alias("error"))
+    readable = F.col("error").isNull()
+    scored = checked.withColumn("out", predict(F.when(readable, F.base64("content")).otherwise(F.lit(stock()))))
+    return scored.select("file", *[F.when(readable, F.col(f"out.{name}")).alias(name) for name in SCORE_NAMES],
+                         "error")
 
 
 def swap(partial: Path, output: Path) -> None:

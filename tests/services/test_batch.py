@@ -56,6 +56,24 @@ def test_a_bad_row_in_a_batch_is_named_by_its_row(registry):
         model.predict(frame)
 
 
+def test_with_errors_rows_a_bad_row_is_a_row_with_its_reason(registry):
+    _, _, name = registry
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    frame = encoded(films(serving.CHUNK + 5))
+    bad = [3, serving.CHUNK + 2]  # one in each chunk
+    whole = model.predict(frame)
+    for i in bad:
+        frame.loc[i, "image"] = base64.b64encode(b"not an image").decode()
+    out = model.predict(frame, params={"errors": "rows"})
+    assert len(out) == len(frame) and list(out.columns[-1:]) == ["error"]
+    assert out.error[bad].str.startswith("not an image").all() and out.probability[bad].isna().all()
+    good = out.index.difference(bad)
+    assert (out.error[good] == "").all() and (out.label[good] == whole.label[good]).all()
+    assert np.abs(out.probability[good] - whole.probability[good]).max() <= 1e-6
+    with pytest.raises(mlflow.exceptions.MlflowException, match="errors"):
+        model.predict(frame, params={"errors": "skip"})
+
+
 def test_predict_cli_writes_every_row_and_names_the_files_it_could_not_read(registry, capsys):
     _, client, name = registry
     files = films(70)

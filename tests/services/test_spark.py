@@ -54,6 +54,9 @@ def test_spark_scores_equal_the_local_path_and_unreadable_files_are_rows(archive
     assert set(table.model_version) == {str(champion)}
     assert set(table.model_uri) == {f"models:/{name}/{champion}"}  # the alias resolved once, for the whole job
     bad = table[table.error.notna()].set_index("file")
+    import pyarrow.dataset
+
+    assert pyarrow.dataset.dataset("out.parquet").to_table().column("probability").null_count == 2  # null, not NaN
     assert {Path(f).name for f in bad.index} == {"notes.png", "cut.png"} and bad.probability.isna().all()
     assert "2 could not be read" in done.stdout and "notes.png" in done.stderr and "Traceback" not in done.stderr
 
@@ -94,3 +97,28 @@ def test_a_job_killed_while_it_writes_is_rerun_into_one_complete_output(archive)
     table = pd.read_parquet("out.parquet")
     assert len(table) == 205 and table.file.is_unique  # nothing twice, nothing missing
     assert not Path("out.parquet.partial").exists()
+
+
+def test_a_model_packaged_before_its_errors_param_is_scored_alike(archive, tmp_path):
+    """Such a model's predict refuses a whole batch for one bad file: each file is checked first instead."""
+    import yaml
+
+    from tasks.scoring import spark_scoring
+
+    package = tmp_path / "before"
+    shutil.copytree("models/package", package)
+    mlmodel = yaml.safe_load((package / "MLmodel").read_text())
+    del mlmodel["signature"]["params"]
+    (package / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    assert spark_scoring.row_errors("models/package") and not spark_scoring.row_errors(str(package))
+    spark = spark_scoring.session("local[2]")
+    try:
+        tables = [spark_scoring.score(spark, [str(Path("inbox").resolve())], uri, "", tmp_path / f"{i}.parquet")
+                  for i, uri in enumerate(("models/package", str(package)))]
+    finally:
+        spark.stop()
+    assert [t["errors"] for t in tables] == [2, 2] and tables[0]["unreadable"] == tables[1]["unreadable"]
+    now, before = (pd.read_parquet(tmp_path / f"{i}.parquet").set_index("file").sort_index() for i in range(2))
+    assert (now.index == before.index).all() and (now.label.fillna("") == before.label.fillna("")).all()
+    assert np.nanmax(np.abs(now.probability - before.probability)) <= 1e-6
+    assert (now.probability.isna() == before.probability.isna()).all()
