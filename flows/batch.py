@@ -1,10 +1,13 @@
 """The `batch-score` flow: a whole archive scored on Spark with the registered model, for deployments.
 
     python -m flows.batch SOURCE... --output OUT.parquet [--model-uri URI] [--master spark://HOST:7077]
+                          [--monitor SITE]
 
 One Prefect task runs tasks.scoring.spark_scoring.job (Spark reads, mlflow.pyfunc.spark_udf scores; the same model and
 scores as `pneumonia-predict`), retried once (a cluster may lose an executor; the output is swapped in whole, so
 a retry neither duplicates nor drops rows); the flow leaves a markdown artifact `batch-score` with the counts.
+With `--monitor SITE` the output is then a drift check of that site: the `pneumonia-monitor` flow on the table
+(tasks.monitoring.backfill), with its report, MLflow run and alert.
 `prefect.yaml` deploys it (`batch-score`, run on demand).
 """
 from __future__ import annotations
@@ -23,8 +26,10 @@ def score(sources: list[str], output: str, model_uri: str, version: str, master:
 
 
 @flow(name="batch-score", log_prints=True)
-def batch_score(sources: list[str], output: str, model_uri: str | None = None, master: str = "local[2]") -> dict:
-    """Score every image file under `sources` into the Parquet folder `output`; returns the counts."""
+def batch_score(sources: list[str], output: str, model_uri: str | None = None, master: str = "local[2]",
+                monitor: str | None = None) -> dict:
+    """Score every image file under `sources` into the Parquet folder `output`, then, given a site name in
+    `monitor`, test the output for drift; returns the counts (and `monitor`: the monitor flow's outcome)."""
     from tasks.core import config
     from tasks.records import registry
 
@@ -34,6 +39,10 @@ def batch_score(sources: list[str], output: str, model_uri: str | None = None, m
                              f"{out['scored']} scored ({out['pneumonia']} called PNEUMONIA), {out['errors']} could "
                              f"not be read, {out['seconds']:.0f} s on `{master}`\n", key="batch-score",
                              description="archive scoring on Spark")
+    if monitor:
+        from flows.monitor import pneumonia_monitor
+
+        out["monitor"] = pneumonia_monitor(monitor, scores=output)
     return out
 
 
@@ -45,10 +54,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--output", required=True)
     ap.add_argument("--model-uri")
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--monitor", metavar="SITE", help="then test the output for drift as this site's films")
     args = ap.parse_args(argv)
     if not args.output.endswith(".parquet"):
         ap.error(f"--output {args.output}: give a .parquet folder")
-    cli.guard("batch-score", lambda: batch_score(args.sources, args.output, args.model_uri, args.master))
+
+    def work() -> dict:
+        if args.monitor:  # a bad site name refused before the job
+            from tasks.core import config
+            from tasks.monitoring.monitor import folder
+
+            folder(config.load(), args.monitor)
+        return batch_score(args.sources, args.output, args.model_uri, args.master, args.monitor)
+
+    cli.guard("batch-score", work)
 
 
 if __name__ == "__main__":

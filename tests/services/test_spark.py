@@ -1,5 +1,6 @@
 """`pneumonia-predict --engine spark`: Spark local[2] reads the films and mlflow.pyfunc.spark_udf scores them with the
 registered champion; the scores equal the local path's, unreadable files are rows, a killed job is rerun whole."""
+import json
 import os
 import shutil
 import signal
@@ -122,3 +123,15 @@ def test_a_model_packaged_before_its_errors_param_is_scored_alike(archive, tmp_p
     assert (now.index == before.index).all() and (now.label.fillna("") == before.label.fillna("")).all()
     assert np.nanmax(np.abs(now.probability - before.probability)) <= 1e-6
     assert (now.probability.isna() == before.probability.isna()).all()
+
+
+def test_the_batch_flow_scores_and_then_tests_the_output_for_drift(archive, tmp_path):
+    p, _, name = archive
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / ".prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+    done = subprocess.run([sys.executable, "-m", "flows.batch", "inbox", "--output", "out.parquet", "--monitor",
+                           "archive"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(pd.read_parquet("out.parquet")) == 205
+    [report] = (Path(p.paths.monitoring) / "archive" / "batches").glob("archive-*.json")
+    assert json.loads(report.read_text())["films"] == 203  # the scored rows, not the 2 errors

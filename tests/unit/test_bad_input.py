@@ -31,6 +31,7 @@ CASES = [
     (script("pneumonia-predict"), ["--engine", "spark", IMAGES, "--output", "o.csv"], "pneumonia-predict",
      "--engine spark writes a Parquet folder"),
     (module("flows.batch"), [IMAGES, "--output", "o.csv"], "python -m flows.batch", "give a .parquet folder"),
+    (module("flows.batch"), [IMAGES, "--output", "o.parquet", "--monitor", "../x"], "batch-score", "site name '../x'"),
     (script("pneumonia-monitor"), ["--site", "st1", "--images", "missing"], "pneumonia-monitor",
      "missing is not a folder"),
     (script("pneumonia-monitor"), ["--site", "st1", "--images", EMPTY], "pneumonia-monitor", "empty holds no image"),
