@@ -43,6 +43,10 @@ def main() -> None:
     ap.add_argument("--surgical", nargs="*", default=[], choices=("first-block", "head"),
                     help="also adapt only the first convolution block (an acquisition shift is an input-level "
                          "shift) or only the classification head (a linear probe)")
+    ap.add_argument("--variants", nargs="*", default=[], choices=("lp-ft", "adabn"),
+                    help="also adapt by `lp-ft` (a linear probe first, then the default fine-tune from it) or "
+                         "`adabn` (batch-norm statistics re-estimated on fold A's unlabelled films, then the "
+                         "default fine-tune)")
     args = ap.parse_args()
 
     from tasks.core import config
@@ -110,18 +114,34 @@ def main() -> None:
                     if len(np.unique(y[sample])) == 2:  # the gate as adapt and register run it, judged on fold B
                         gate_row = gate_against_other_half(p, y, prob, patients, chosen, oof, folds, sample, test,
                                                            raw_sample, raw_test)
-                        for part in args.surgical:  # only one part of the network adapts (the rest as the source)
-                            partial = only_trainable(clone(base), part)
-                            partial = finetune.fine_tune(partial, site, splits["train"], cfg, p.train, mode, seed)
-                            pa_sample, pa_test = (raw_scores(partial, x[i], mode, tta) for i in (sample, test))
-                            op = operating_point(y[sample], pa_sample, finetune.site_point(p))
-                            m = intervals.point(y[test], apply_temperature(pa_test, op["temperature"], op["bias"]),
+                        def variant(name: str, adapted, **extra) -> None:
+                            """A row of `adapted` served at the operating point fitted on the sample."""
+                            va_sample, va_test = (raw_scores(adapted, x[i], mode, tta) for i in (sample, test))
+                            op = operating_point(y[sample], va_sample, finetune.site_point(p))
+                            m = intervals.point(y[test], apply_temperature(va_test, op["temperature"], op["bias"]),
                                                 op["threshold"])
-                            row = {"tag": args.tag, "model": f"{part} only", "strategy": strategy, "budget": budget,
+                            row = {"tag": args.tag, "model": name, "strategy": strategy, "budget": budget,
                                    "measure_asked": args.measure, "measure": len(sample), "rule": "measure",
-                                   "seed": seed, "fold": fold, "seconds": seconds, **{k: m[k] for k in intervals.SHOWN}}
+                                   "seed": seed, "fold": fold, "seconds": seconds,
+                                   "sample_roc_auc": intervals.point(y[sample], va_sample, 0.5)["roc_auc"], **extra,
+                                   **{k: m[k] for k in intervals.SHOWN}}
                             with out.open("a") as fh:
                                 fh.write(json.dumps(row) + "\n")
+                            print(json.dumps(row), flush=True)
+
+                        for part in args.surgical:  # only one part of the network adapts (the rest as the source)
+                            partial = only_trainable(clone(base), part)
+                            variant(f"{part} only",
+                                    finetune.fine_tune(partial, site, splits["train"], cfg, p.train, mode, seed))
+                        if "lp-ft" in args.variants:  # the head fitted first, so fine-tuning starts from a fitted head
+                            probe = finetune.fine_tune(only_trainable(clone(base), "head"), site, splits["train"], cfg,
+                                                       p.train, mode, seed)
+                            variant("lp-ft", finetune.fine_tune(probe, site, splits["train"], cfg, p.train, mode, seed))
+                        if "adabn" in args.variants:  # the site's own batch-norm statistics, from unlabelled films
+                            unlabelled = np.setdiff1d(pool, sample)
+                            adapted = site_batch_norm(clone(base), x[unlabelled], mode)
+                            variant("adabn", finetune.fine_tune(adapted, site, splits["train"], cfg, p.train, mode,
+                                                                seed), unlabelled=len(unlabelled))
                         if args.pseudo:  # self-training on fold A's unlabelled films (never the sample's patients)
                             unlabelled = np.setdiff1d(rest, chosen)
                             served = operating_point(y[sample], raw_sample, finetune.site_point(p))
@@ -175,6 +195,28 @@ def only_trainable(model, part: str):
     first_pool = next(i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.MaxPooling2D))
     for i, layer in enumerate(model.layers):
         layer.trainable = i < first_pool if part == "first-block" else layer is model.layers[-1]
+    return model
+
+
+def site_batch_norm(model, images: np.ndarray, mode: str):
+    """`model` with every batch-norm layer's moving mean and variance set to those of `images` (AdaBN: the
+    statistics of the site's unlabelled films, one pass in training mode, dropout off); returns it."""
+    import keras
+
+    from tasks.imaging.preprocess import normalize
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    drops = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    kept = [layer.momentum for layer in norms], [layer.rate for layer in drops]
+    for layer in norms:
+        layer.momentum = 0.0  # the moving statistics become this one batch's
+    for layer in drops:
+        layer.rate = 0.0
+    model(normalize(images, mode), training=True)
+    for layer, momentum in zip(norms, kept[0]):
+        layer.momentum = momentum
+    for layer, rate in zip(drops, kept[1]):
+        layer.rate = rate
     return model
 
 
