@@ -65,10 +65,9 @@ def read(p: Params, path: str | Path) -> pd.DataFrame:
 def model_uri(table: pd.DataFrame) -> str:
     """The model the table's rows were scored with, pinned to their version (`models:/name@alias` scored as
     version N is `models:/name/N`, wherever the alias has moved since)."""
-    uri, version = table.model_uri.iloc[0], table.model_version.iloc[0]
-    if uri.startswith("models:/") and "@" in uri and version:
-        return f"models:/{uri.removeprefix('models:/').split('@', 1)[0]}/{version}"
-    return uri
+    from tasks.records.registry import at_version
+
+    return at_version(table.model_uri.iloc[0], table.model_version.iloc[0])
 
 
 def sampled_features(p: Params, model, table: pd.DataFrame) -> np.ndarray:
@@ -98,14 +97,14 @@ def sampled_features(p: Params, model, table: pd.DataFrame) -> np.ndarray:
     return features
 
 
-def run(p: Params, site: str, path: str | Path, progress: bool | None = None) -> dict:
+def run(p: Params, site: str, path: str | Path) -> dict:
     """Test the table's scored films as one batch against its model's reference, record and alert as
     pneumonia-monitor does; returns {site, model_uri, model_version, waiting, result, alert, films, errors,
     sampled}. Nothing is written before every check has passed."""
     from tasks.monitoring import monitor
     from tasks.records import registry, tracking
 
-    monitor.folder(p, site)  # the site name checked
+    root = monitor.folder(p, site)  # the site name checked
     table = read(p, path)
     tracking.configure(p)
     uri = model_uri(table)
@@ -120,6 +119,6 @@ def run(p: Params, site: str, path: str | Path, progress: bool | None = None) ->
     batch = f"archive-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     probability, ood_score = table.probability.to_numpy(float), table.ood_score.to_numpy(float)
     result = monitor.compare(p, reference, features, probability, ood_score, batch, version)
-    result = monitor.report(reference, features, probability, ood_score, result, monitor.folder(p, site))
+    result = monitor.report(reference, features, probability, ood_score, result, root)
     out = monitor.conclude(p, site, uri, version, result, "--images FOLDER")
     return {**out, "films": len(table), "sampled": len(features), "scored": 0, "errors": {}}

@@ -142,8 +142,13 @@ def version_of(uri: str) -> str:
 def pinned(uri: str) -> str:
     """`uri` with an alias resolved to the version it names now (`models:/name/N`), so a later move of the alias
     does not change what was pinned; other URIs as they are."""
-    version = version_of(uri)
-    if "@" not in uri or not version:
+    return at_version(uri, version_of(uri))
+
+
+def at_version(uri: str, version: str) -> str:
+    """`models:/name@alias` as `models:/name/<version>` (the version it named when something was scored with it);
+    other URIs, or no version, as they are."""
+    if not uri.startswith("models:/") or "@" not in uri or not version:
         return uri
     return f"models:/{uri.removeprefix('models:/').split('@', 1)[0]}/{version}"
 

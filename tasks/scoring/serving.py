@@ -26,6 +26,7 @@ MAX_REQUEST_BYTES = 64 * 2**20  # all encoded images of a request
 MAX_IMAGE_BYTES = 20 * 2**20  # one encoded image (everywhere: it guards the decoder)
 MAX_IMAGE_PIXELS = 50_000_000  # declared width x height, checked before the pixels are decoded
 CHUNK = 64  # rows decoded and scored at a time: memory does not grow with the number of rows
+ERRORS = ("raise", "rows")  # the pyfunc's `errors` param (its signature's params schema; default "raise")
 SERVER_ENV = "__pyfunc_model_path__"  # set by `mlflow models serve` for its scoring-server process only
 
 
@@ -153,25 +154,17 @@ def predict_column(model, config: ServingConfig | dict, detector: dict, column, 
     return (frame, np.concatenate(feats)) if features else frame
 
 
-ERRORS = ("raise", "rows")  # the pyfunc's `errors` param (its signature's params schema; default "raise")
-
-
 def with_errors(model, config: ServingConfig, detector: dict, images: np.ndarray, bad: dict, first_row: int,
                 count: int):
     """A chunk of `count` rows from `first_row`: the decoded `images` scored, the rows in `bad` ({row: reason})
     without scores and with their reason in `error`."""
     import pandas as pd
 
-    good = [i for i in range(first_row, first_row + count) if i not in bad]
-    frame = predict_frame(model, config, detector, images) if good else None
-    out = pd.DataFrame(index=range(first_row, first_row + count),
-                       columns=["probability", "label", "threshold", "ood_score", "in_distribution", "error"])
-    out = out.astype({"probability": float, "threshold": float, "ood_score": float, "in_distribution": object})
-    if frame is not None:
-        out.loc[good, frame.columns] = frame.to_numpy()
-    out["error"] = ""
-    out.loc[list(bad), "error"] = list(bad.values())
-    return out.astype({"probability": float, "threshold": float, "ood_score": float}).reset_index(drop=True)
+    rows = range(first_row, first_row + count)
+    good = [i for i in rows if i not in bad]
+    frame = (predict_frame(model, config, detector, images).set_axis(good) if good else
+             pd.DataFrame(columns=["probability", "label", "threshold", "ood_score", "in_distribution"], dtype=float))
+    return frame.reindex(rows).assign(error=[bad.get(i, "") for i in rows]).reset_index(drop=True)
 
 
 # what the served code imports: pinned to this environment's versions. The project itself travels as
