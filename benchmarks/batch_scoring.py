@@ -2,14 +2,15 @@
 forward-pass ceiling measured in the same run.
 
     python benchmarks/batch_scoring.py [--model-uri models:/pneumonia-classifier@champion]
-        [--images ../shared/data/chest_xray/test] [--n 10000]
+        [--images ../shared/data/chest_xray/test] [--n 10000] [--unreadable 0.1]
 
 The folder holds --n links to the films of --images, repeated (written under a temporary folder). Three
 figures, images per second each, on the same model and the same CPU:
 - ceiling: the network alone (tasks.measure.inference.forward) on normalised batches with the model's TTA views;
 - pixels: decoded uint8 pixels -> scores and ood (tasks.scoring.serving.predict_frame), no file reading or decoding;
 - batch: files -> table (tasks.scoring.predict.predict_files through the pyfunc: read, base64, decode, score).
-Peak RSS is sampled after every chunk; "flat" means the peak after the last tenth of the films is within
+With --unreadable, that share of the files (every k-th) are not images: each is named in the errors and the
+rest scored. Peak RSS is sampled after every chunk; "flat" means the peak after the last tenth of the films is within
 5 % of the peak after the first tenth.
 """
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--model-uri", default=None, help="default: this checkout's @champion")
     ap.add_argument("--images", default="../shared/data/chest_xray/test")
     ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--unreadable", type=float, default=0.0, help="share of the files that are not images")
     args = ap.parse_args()
     from tasks.core import config
     from tasks.imaging.images import load_gray
@@ -73,9 +75,14 @@ def main() -> None:
     process = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        every = round(1 / args.unreadable) if args.unreadable else 0
         for i in range(args.n):
             source = films[i % len(films)].resolve()
-            os.symlink(source, folder / f"{i:05d}{source.suffix}")
+            if every and i % every == every - 1:
+                (folder / f"{i:05d}{source.suffix}").write_bytes(b"not an image")
+            else:
+                os.symlink(source, folder / f"{i:05d}{source.suffix}")
+        bad = args.n // every if every else 0
         files = predict.image_files([str(folder)])
         peaks, done = [], 0
         original = predict._score_chunk
@@ -92,7 +99,7 @@ def main() -> None:
         table, errors = predict.predict_files(model, files, progress=True)
         seconds = time.perf_counter() - start
         predict._score_chunk = original
-    assert len(table) == args.n and not errors, (len(table), errors)
+    assert len(table) == args.n - bad and len(errors) == bad, (len(table), len(errors))
     batch = args.n / seconds
     rss = np.array([r for _, r in peaks]) / 2**20
     tenth = max(1, len(rss) // 10)
@@ -100,7 +107,7 @@ def main() -> None:
     print(f"ceiling (network only, {inner.config.tta} TTA views + the image): {network:7.1f} img/s")
     print(f"pixels -> scores + ood (predict_frame):       {frame:7.1f} img/s  "
           f"({100 * frame / network:.0f} % of ceiling)")
-    print(f"files -> table ({args.n:,} films, pneumonia-predict's path): {batch:7.1f} img/s  "
+    print(f"files -> table ({args.n:,} files, {bad} not images, pneumonia-predict's path): {batch:7.1f} img/s  "
           f"({100 * batch / network:.0f} % of ceiling), {seconds:.0f} s")
     print(f"peak RSS: {first:.0f} MiB after the first tenth, {last:.0f} MiB after the last tenth "
           f"({'flat' if last <= 1.05 * first else 'GROWS'}), {rss.max():.0f} MiB at most")

@@ -9,9 +9,11 @@ ingest.source=folder ...`). The site's patients are cut into two folds (A, B); l
 fold A by the strategy, the model is adapted on them exactly as `pneumonia-site adapt` does (cross-fitting
 for the threshold included: tasks.sites.finetune with params.yaml `sites:`), and measured on fold B; then the
 folds swap. With `--measure N`, a measurement sample of about N random films (whole patients) is drawn from
-fold A first, as `pneumonia-site query` does, and the operating point is fitted three ways (worklist
-out-of-fold scores, the sample, both); each row also holds the adapted model's AUC on that sample, the only
-number a recipe (`--tag`, params.yaml `sites:` as it is) may be chosen on. Each finished row is appended to
+fold A first, as `pneumonia-site query` does, and the operating point is fitted four ways (worklist
+out-of-fold scores, the sample, both, and `expected`: the sample's calibration with the threshold where the
+calibrated unlabelled films of fold A expect the target sensitivity); each row also holds the adapted model's AUC
+on that sample, the only number a recipe (`--tag`, params.yaml `sites:` as it is) may be chosen on, and for the
+sample and `expected` rules the sample decided fold by fold (what a threshold rule may be chosen on). Each finished row is appended to
 `--out` as JSON, so a stopped run keeps its rows; a rerun skips rows already there. Prints the CPU, the
 seconds per adaptation and the table.
 """
@@ -168,18 +170,34 @@ def main() -> None:
                         gate_row = {}
                     # what a recipe may be chosen on: the labelled half's own sample, never the reported half
                     sample_auc = intervals.point(y[sample], raw_sample, 0.5)["roc_auc"] if len(sample) else None
-                    rules = {"worklist": (site[1], oof)}  # the operating point fitted on which scores
+                    point = finetune.site_point(p)
+                    # the operating point fitted on which scores, as (labels, raw scores) -> operating point
+                    fits = {"worklist": lambda *_: operating_point(site[1], oof, point)}
+                    criteria = {}
                     if len(np.unique(y[sample])) == 2:
-                        rules["measure"] = (y[sample], raw_sample)
-                        rules["pooled"] = (np.concatenate([site[1], y[sample]]), np.concatenate([oof, raw_sample]))
-                    for rule, (y_fit, raw_fit) in rules.items():
-                        op = operating_point(y_fit, raw_fit, finetune.site_point(p))
+                        def fit_measure(y_fit, raw_fit):
+                            return operating_point(y_fit, raw_fit, point)
+
+                        # half A's films the model did not train on, used without labels
+                        raw_pool = raw_scores(model, x[np.setdiff1d(pool, chosen)], mode, tta)
+
+                        def fit_expected(y_fit, raw_fit):
+                            return expected_point(y_fit, raw_fit, raw_pool, point)
+
+                        fits["measure"] = lambda *_: fit_measure(y[sample], raw_sample)
+                        fits["pooled"] = lambda *_: fit_measure(np.concatenate([site[1], y[sample]]),
+                                                                np.concatenate([oof, raw_sample]))
+                        fits["expected"] = lambda *_: fit_expected(y[sample], raw_sample)
+                        criteria = {rule: nested_sample(y[sample], raw_sample, patients[sample], fit, seed)
+                                    for rule, fit in (("measure", fit_measure), ("expected", fit_expected))}
+                    for rule, fit in fits.items():
+                        op = fit()
                         m = intervals.point(y[test], apply_temperature(raw_test, op["temperature"], op["bias"]),
                                           op["threshold"])
                         row = {"tag": args.tag, "strategy": strategy, "budget": budget, "measure_asked": args.measure,
                                "measure": len(sample), "rule": rule, "seed": seed, "fold": fold,
                                "normal_labelled": int((site[1] == 0).sum()), "sample_roc_auc": sample_auc,
-                               "seconds": seconds, **{k: m[k] for k in intervals.SHOWN},
+                               "seconds": seconds, **criteria.get(rule, {}), **{k: m[k] for k in intervals.SHOWN},
                                **(gate_row if rule == "measure" else {})}
                         with out.open("a") as fh:
                             fh.write(json.dumps(row) + "\n")
@@ -196,6 +214,34 @@ def only_trainable(model, part: str):
     for i, layer in enumerate(model.layers):
         layer.trainable = i < first_pool if part == "first-block" else layer is model.layers[-1]
     return model
+
+
+def expected_point(y: np.ndarray, raw: np.ndarray, raw_pool: np.ndarray, point) -> dict:
+    """The operating point's calibration fitted on (y, raw) as the site's is, and its threshold set where the
+    calibrated probabilities of the site's films `raw_pool` (labels unused) expect `point.target_sensitivity`
+    of their pneumonia to lie above it: sum of p over films above / sum of p over all. Two calibration
+    parameters from the labels instead of an order statistic of a few dozen pneumonia films."""
+    from tasks.measure.metrics import apply_temperature, operating_point
+
+    op = operating_point(y, raw, point)
+    prob = np.sort(apply_temperature(raw_pool, op["temperature"], op["bias"]))[::-1]
+    captured = np.cumsum(prob) / prob.sum()
+    return {**op, "threshold": float(prob[min(np.searchsorted(captured, point.target_sensitivity), len(prob) - 1)])}
+
+
+def nested_sample(y: np.ndarray, raw: np.ndarray, patients: np.ndarray, fit, seed: int, folds: int = 3) -> dict:
+    """The measurement sample decided one patient fold at a time by the operating point `fit(labels, raw)` makes
+    of the other folds: accuracy and sensitivity, the labelled half's own view of a threshold rule."""
+    from tasks.measure.metrics import apply_temperature
+    from tasks.sites import finetune
+
+    k = finetune.patient_folds(patients, folds, seed, y)
+    called = np.empty(len(y), bool)
+    for f in np.unique(k):
+        op = fit(y[k != f], raw[k != f])
+        called[k == f] = apply_temperature(raw[k == f], op["temperature"], op["bias"]) >= op["threshold"]
+    return {"sample_nested_accuracy": float(np.mean(called == y)),
+            "sample_nested_sensitivity": float(called[y == 1].mean())}
 
 
 def site_batch_norm(model, images: np.ndarray, mode: str):

@@ -72,14 +72,26 @@ def _score_chunk(model, files: list[Path], errors: dict) -> pd.DataFrame | None:
 def score_payloads(model, names: list, payloads: list[bytes], errors: dict, features: bool = False):
     """The one scoring path of every command (a folder, the archive's instances): image files' bytes through the
     pyfunc, one row per name (`file`, then the model's columns). A payload the model cannot decode goes to
-    `errors` under its name, with the model's reason, and the rest is scored again without it; None when none
-    is left. With `features`, (table, the (N, D) penultimate features monitoring tests): the pyfunc's own
-    predict_column, which its predict runs, asked for the features too."""
+    `errors` under its name, with the model's reason (in the same pass, through the pyfunc's `errors="rows"`,
+    where the model takes that param; else the rest is scored again without it); None when none is left. With
+    `features`, (table, the (N, D) penultimate features monitoring tests): the pyfunc's own predict_column, which
+    its predict runs, asked for the features too."""
     from mlflow.exceptions import MlflowException
 
-    from tasks.scoring.serving import predict_column
+    from tasks.scoring.serving import predict_column, takes_errors
 
     names, encoded = list(names), [base64.b64encode(b).decode() for b in payloads]
+    if not features and takes_errors(model.metadata.signature):  # one pass, the model naming each bad file
+        out = model.predict(pd.DataFrame({"image": encoded}), params={"errors": "rows"})
+        bad = (out.error != "").to_numpy()
+        errors.update((names[i], out.error[i]) for i in np.flatnonzero(bad))
+        if bad.all():
+            return None
+        return pd.concat([pd.DataFrame({"file": [str(names[i]) for i in np.flatnonzero(~bad)]}),
+                          out[~bad].drop(columns="error").astype({"in_distribution": bool}).reset_index(drop=True)],
+                         axis=1)
+    # a model packaged before the `errors` param (or features asked): a bad payload is named, left out, and the
+    # rest scored again
     inner = model.unwrap_python_model() if features else None
     while names:
         try:

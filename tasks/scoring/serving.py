@@ -154,6 +154,12 @@ def predict_column(model, config: ServingConfig | dict, detector: dict, column, 
     return (frame, np.concatenate(feats)) if features else frame
 
 
+def takes_errors(signature) -> bool:
+    """Whether a model with this MLflow signature takes the `errors` param (models packaged before it do not)."""
+    params = getattr(signature, "params", None)
+    return params is not None and any(spec.name == "errors" for spec in params.params)
+
+
 def with_errors(model, config: ServingConfig, detector: dict, images: np.ndarray, bad: dict, first_row: int,
                 count: int):
     """A chunk of `count` rows from `first_row`: the decoded `images` scored, the rows in `bad` ({row: reason})

@@ -156,8 +156,9 @@ def row_errors(uri: str) -> bool:
     packaged by this version do; older ones are scored by `checked_first`)."""
     from mlflow.models import get_model_info
 
-    params = get_model_info(uri).signature.params
-    return params is not None and any(spec.name == "errors" for spec in params.params)
+    from tasks.scoring.serving import takes_errors
+
+    return takes_errors(get_model_info(uri).signature)
 
 
 def checked_first(files, local, predict):

@@ -74,6 +74,29 @@ def test_with_errors_rows_a_bad_row_is_a_row_with_its_reason(registry):
         model.predict(frame, params={"errors": "skip"})
 
 
+def test_a_model_packaged_before_the_errors_param_names_the_same_bad_files_with_the_same_scores(registry,
+                                                                                              tmp_path):
+    import shutil
+
+    import yaml
+
+    files = films(serving.CHUNK + 5)
+    for i in (3, serving.CHUNK + 2):
+        files[i].write_bytes(b"not an image")
+    before = tmp_path / "before"
+    shutil.copytree("models/package", before)
+    mlmodel = yaml.safe_load((before / "MLmodel").read_text())
+    del mlmodel["signature"]["params"]
+    (before / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    (now, now_errors), (old, old_errors) = (predict.predict_files(mlflow.pyfunc.load_model(str(uri)), files,
+                                                                  progress=False)
+                                            for uri in (Path("models/package").resolve(), before))
+    assert set(now_errors) == set(old_errors) == {files[3], files[serving.CHUNK + 2]}
+    assert now_errors == old_errors and list(now.file) == list(old.file) and len(now) == len(files) - 2
+    assert np.abs(now.probability - old.probability).max() <= 1e-6 and (now.label == old.label).all()
+    assert now.in_distribution.dtype == bool and (now.in_distribution == old.in_distribution).all()
+
+
 def test_predict_cli_writes_every_row_and_names_the_files_it_could_not_read(registry, capsys):
     _, client, name = registry
     files = films(70)
