@@ -54,10 +54,13 @@ class PneumoniaModel(mlflow.pyfunc.PythonModel):
         try:
             if http_request():  # the request limits guard the HTTP server, not the model
                 check_request(column)
-            return predict_column(self.model, self.config, self.detector, column,
-                                  errors=(params or {}).get("errors", "raise"))
+            out = predict_column(self.model, self.config, self.detector, column,
+                                 errors=(params or {}).get("errors", "raise"))
         except ValueError as err:  # a BadRow keeps its row as the cause, for batch callers
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
+        if http_request() and "error" in out:  # JSON's null for a bad row's missing scores, not a bare NaN
+            out = out.astype(object).where(out.notna(), None)
+        return out
 
 
 mlflow.models.set_model(PneumoniaModel())

@@ -267,6 +267,13 @@ def test_predict_and_serve_the_champion(registry, capsys):
             reply = post([value])
             assert 400 <= reply.status_code < 500, (what, reply.status_code, reply.text[:200])
             assert "row 0" in reply.text or "image" in reply.text, what
+        rows = requests.post(f"{url}/invocations", timeout=60, json={  # the others scored, each bad one named
+            "dataframe_split": {"columns": ["image"], "data": [[good], [bad["not an image"]]]},
+            "params": {"errors": "rows"}})
+        assert rows.status_code == 200, rows.text[:300]
+        scored, refused = rows.json()["predictions"]  # strict JSON: null, never a bare NaN
+        assert scored["error"] == "" and scored["probability"] == pytest.approx(predictions[0]["probability"])
+        assert refused["probability"] is None and refused["label"] is None and "not an image" in refused["error"]
         huge = io.BytesIO()  # a few kB that declare 60 megapixels
         Image.new("1", (10_000, 6_000)).save(huge, format="PNG")
         reply = post([good, base64.b64encode(huge.getvalue()).decode()])
