@@ -53,6 +53,7 @@ def session(master: str = "local[2]"):
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     # MLflow warns that env_manager="local" uses the executors' environment as it is, which is the point here
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its gateway says INFO on every connection it closes
     log4j = Path(__file__).with_name("spark_log4j2.properties")
     builder = SparkSession.builder.master(master).appName("pneumonia-predict")
     if master.startswith("local"):  # a cluster's executors must reach the driver: loopback in local mode only
@@ -139,16 +140,17 @@ def plan(spark, sources: list[str], uri: str, version: str):
         predict = mlflow.pyfunc.spark_udf(spark, uri, result_type=f"{SCORES}, error string", env_manager="local",
                                           params={"errors": "rows"})
         scored = files.select(local, predict(F.base64("content")).alias("out"))
-        # nulls where a file was not scored: the UDF's result conversion makes a missing label "None" and a missing
-        # in_distribution True
-        readable = F.coalesce(F.col("out.error"), F.lit("")) == ""
-        table = scored.select("file", *[F.when(readable, F.col(f"out.{name}")).alias(name) for name in SCORE_NAMES],
-                              F.when(~readable, F.col("out.error")).alias("error"))
+        error = F.col("out.error")
     else:
-        table = checked_first(files, local, mlflow.pyfunc.spark_udf(spark, uri, result_type=SCORES,
-                                                                    env_manager="local"))
-    return (table.withColumn("model_uri", F.lit(uri)).withColumn("model_version", F.lit(version))
-            .select(*COLUMNS))
+        scored = checked_first(files, local, mlflow.pyfunc.spark_udf(spark, uri, result_type=SCORES,
+                                                                     env_manager="local"))
+        error = F.col("error")
+    # scores only where the file was scored: the UDF's result conversion makes a missing label "None" and a missing
+    # in_distribution True
+    readable = F.coalesce(error, F.lit("")) == ""
+    return (scored.select("file", *[F.when(readable, F.col(f"out.{name}")).alias(name) for name in SCORE_NAMES],
+                          F.when(~readable, error).alias("error"))
+            .withColumn("model_uri", F.lit(uri)).withColumn("model_version", F.lit(version)).select(*COLUMNS))
 
 
 def row_errors(uri: str) -> bool:
@@ -164,15 +166,13 @@ def row_errors(uri: str) -> bool:
 def checked_first(files, local, predict):
     """Scoring for a model packaged before its `errors` param, whose predict refuses a whole batch for one file
     it cannot read: a pandas UDF checks each file first with the model's own decoder (one decode more per
-    file), and a file that fails is sent as a stock image whose scores are dropped. One pass over the files (a
-    split into good and bad branches read and checked every file twice)."""
+    file; `error`), and a file that fails is sent as a stock image (`out`: scores that `plan` drops). One pass
+    over the files (a split into good and bad branches read and checked every file twice)."""
     from pyspark.sql import functions as F
 
     checked = files.select(local, F.col("content"), F.pandas_udf(unreadable, "string")("content").alias("error"))
-    readable = F.col("error").isNull()
-    scored = checked.withColumn("out", predict(F.when(readable, F.base64("content")).otherwise(F.lit(stock()))))
-    return scored.select("file", *[F.when(readable, F.col(f"out.{name}")).alias(name) for name in SCORE_NAMES],
-                         "error")
+    image = F.when(F.col("error").isNull(), F.base64("content")).otherwise(F.lit(stock()))
+    return checked.select("file", "error", predict(image).alias("out"))
 
 
 def swap(partial: Path, output: Path) -> None:
