@@ -13,9 +13,9 @@ fold A first, as `pneumonia-site query` does, and the operating point is fitted 
 out-of-fold scores, the sample, both, and `expected`: the sample's calibration with the threshold where the
 calibrated unlabelled films of fold A expect the target sensitivity); each row also holds the adapted model's AUC
 on that sample, the only number a recipe (`--tag`, params.yaml `sites:` as it is) may be chosen on, and for the
-sample and `expected` rules the sample decided fold by fold (what a threshold rule may be chosen on). Each finished row is appended to
-`--out` as JSON, so a stopped run keeps its rows; a rerun skips rows already there. Prints the CPU, the
-seconds per adaptation and the table.
+sample and `expected` rules the sample decided fold by fold (what a threshold rule may be chosen on). Each
+finished row is appended to `--out` as JSON, so a stopped run keeps its rows; a rerun skips rows already there.
+Prints the CPU, the seconds per adaptation and the table.
 """
 from __future__ import annotations
 
